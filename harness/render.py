@@ -1,0 +1,111 @@
+"""Render OpenSIPS 1.10 configs from opensips-cfg/ templates.
+
+One function, `render_config`, used by every backend so a primary started in a
+network namespace and one started in a container run the same script:
+
+    from harness.render import render_config
+    text = render_config("primary", settings, node_addresses,
+                         replicate_to=["10.0.0.3:5062"], module_path="/usr/lib64/opensips/modules")
+
+`node` is a `harness.node.NodeAddresses` (its `ip` carries BIN and MI, its `sip_ip`
+is the cluster's virtual IP). Ports come from `node`, everything else from settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Iterable
+
+import jinja2
+
+from harness.node import NodeAddresses
+from harness.settings import Settings, SettingsError
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "opensips-cfg"
+TEMPLATE_NAME = "opensips.cfg.j2"
+ROLES = ("primary", "backup", "standalone")
+
+
+class RenderError(ValueError):
+    """The inputs cannot make a valid config (unknown role, bad address...)."""
+
+
+def cfg_string(value: object) -> str:
+    """Escape a value for a double-quoted OpenSIPS cfg string (backslash and quote)."""
+    text = str(value)
+    if any(c in text for c in "\r\n\0"):
+        raise RenderError(f"value {text!r} cannot sit in an OpenSIPS cfg string")
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["cfg_string"] = cfg_string
+    return env
+
+
+def _dest(value: str | tuple[str, int]) -> str:
+    if isinstance(value, tuple):
+        host, port = value
+    else:
+        host, _, port_s = value.rpartition(":")
+        if not host or not port_s.isdigit():
+            raise RenderError(f"replication destination {value!r} is not ip:port")
+        port = int(port_s)
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise RenderError(f"replication destination {value!r}: {host!r} is not an IPv4 address") from None
+    if not 0 < int(port) < 65536:
+        raise RenderError(f"replication destination {value!r}: bad port")
+    return f"{host}:{int(port)}"
+
+
+def render_config(role: str, settings: Settings, node: NodeAddresses, *,
+                  replicate_to: Iterable[str | tuple[str, int]] = (),
+                  module_path: str | None = None) -> str:
+    """The opensips.cfg text for `node` playing `role`.
+
+    replicate_to: BIN destinations ("ip:port" or (ip, port)) for primary/backup;
+    settings.replication.extra_destinations are appended. Ignored for standalone.
+    module_path: where dialog.so lives *as seen by the process* (it differs between
+    the host and a container); default settings.opensips.module_path.
+    """
+    if role not in ROLES:
+        raise RenderError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    mpath = module_path or settings.opensips.module_path
+    if not mpath:
+        raise SettingsError("module path unknown: pass module_path= or set opensips.module_path")
+    for label, addr in (("node ip", node.ip), ("virtual IP", node.sip_ip)):
+        try:
+            ipaddress.IPv4Address(addr)
+        except ValueError:
+            raise RenderError(f"{label} {addr!r} is not an IPv4 address") from None
+    dests: list[str] = []
+    if role != "standalone":
+        for d in [*replicate_to, *settings.replication.extra_destinations]:
+            norm = _dest(d)
+            if norm == f"{node.ip}:{node.bin_port}":
+                raise RenderError(f"node {node.name} would replicate to itself ({norm})")
+            if norm not in dests:
+                dests.append(norm)
+    template = _environment().get_template(TEMPLATE_NAME)
+    return template.render(
+        role=role,
+        name=node.name,
+        vip=node.sip_ip,
+        sip_port=node.sip_port,
+        node_ip=node.ip,
+        bin_port=node.bin_port,
+        mi_port=node.mi_port,
+        replicate_to=dests,
+        accept=settings.replication.accept and role != "standalone",
+        module_path=cfg_string(mpath),
+        s=settings,
+    )
