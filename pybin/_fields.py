@@ -1,0 +1,136 @@
+"""Hot-path field codec, pure Python. ``_speedups.pyx`` implements the same functions.
+
+The functions never raise for bad input: they return None and the caller re-runs the
+careful path (``PacketReader`` / ``PacketBuilder``) to produce a precise error. This
+keeps the fast path free of error formatting and both implementations trivially equal.
+
+A layout is a bytes string, one letter per field: ``s`` a length-prefixed string,
+``p`` a length-prefixed string of ``name#value|`` pairs (split on decode, given joined
+on encode), ``I`` a 4-byte unsigned integer.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from collections.abc import Sequence
+
+_U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
+_UINT_MAX = 0xFFFFFFFF
+_MARKER = b"P4CK"
+
+
+def crc(data: bytes, start: int) -> int:
+    return ~zlib.crc32(memoryview(data)[start:]) & _UINT_MAX
+
+
+def pop_fields(
+    data: bytes, offset: int, layout: bytes, little: bool
+) -> tuple[list[bytes | int], int] | None:
+    unpack = _U32[little].unpack_from
+    end = len(data)
+    values: list[bytes | int] = []
+    for kind in layout:
+        if offset + 4 > end:
+            return None
+        (n,) = unpack(data, offset)
+        offset += 4
+        if kind == 0x49:  # 'I'
+            values.append(n)
+            continue
+        if n > end - offset:
+            return None
+        text = data[offset : offset + n]
+        offset += n
+        if kind == 0x70:  # 'p'
+            pairs = split_pairs(text)
+            if pairs is None:
+                return None
+            values.append(pairs)  # type: ignore[arg-type]
+        else:
+            values.append(text)
+    return values, offset
+
+
+def decode_packet(
+    data: bytes, module: bytes, layouts: tuple[bytes | None, ...], little: bool
+) -> tuple[int, list[object]] | None:
+    if len(data) < 18 or data[:4] != _MARKER:
+        return None
+    unpack = _U32[little].unpack_from
+    if unpack(data, 4)[0] != crc(data, 8):
+        return None
+    if unpack(data, 8)[0] != len(module) or 16 + len(module) > len(data):
+        return None
+    if data[12 : 12 + len(module)] != module:
+        return None
+    (cmd,) = unpack(data, 12 + len(module))
+    layout = layouts[cmd] if cmd < len(layouts) else None
+    if layout is None:
+        return None
+    popped = pop_fields(data, 16 + len(module), layout, little)
+    if popped is None or popped[1] != len(data):
+        return None
+    return cmd, popped[0]  # type: ignore[return-value]
+
+
+def build(head: bytes, layout: bytes, values: Sequence[object], little: bool) -> bytes | None:
+    if len(values) != len(layout):
+        return None
+    pack = _U32[little].pack
+    parts = [head]
+    for kind, value in zip(layout, values):
+        if kind != 0x49:
+            if type(value) is not bytes:
+                return None
+            parts.append(pack(len(value)))
+            parts.append(value)
+        else:
+            if type(value) is not int or not 0 <= value <= _UINT_MAX:
+                return None
+            parts.append(pack(value))
+    body = b"".join(parts)
+    return _MARKER + pack(~zlib.crc32(body) & _UINT_MAX) + body
+
+
+_PAIR = re.compile(rb"((?:[^\\|#]|\\[\\|#])*)#((?:[^\\|#]|\\[\\|#])*)\|")
+_ESCAPED = re.compile(rb"\\([\\|#])")
+
+
+def split_pairs(raw: bytes) -> tuple[tuple[bytes, bytes], ...] | None:
+    pairs: list[tuple[bytes, bytes]] = []
+    pos = 0
+    end = len(raw)
+    match = _PAIR.match
+    while pos < end:
+        m = match(raw, pos)
+        if m is None:
+            return None
+        name, value = m.groups()
+        if 0x5C in name:
+            name = _ESCAPED.sub(rb"\1", name)
+        if 0x5C in value:
+            value = _ESCAPED.sub(rb"\1", value)
+        pairs.append((name, value))
+        pos = m.end()
+    return tuple(pairs)
+
+
+def _escape(text: bytes) -> bytes:
+    return text.replace(b"\\", b"\\\\").replace(b"|", b"\\|").replace(b"#", b"\\#")
+
+
+def join_pairs(pairs: Sequence[object]) -> bytes | None:
+    out: list[bytes] = []
+    for pair in pairs:
+        if type(pair) is not tuple or len(pair) != 2:
+            return None
+        name, value = pair
+        if type(name) is not bytes or type(value) is not bytes:
+            return None
+        out.append(_escape(name))
+        out.append(b"#")
+        out.append(_escape(value))
+        out.append(b"|")
+    return b"".join(out)
