@@ -193,6 +193,10 @@ class LocalBackend:
         try:
             self._add_ns(self.hub_ns)
             netns.run(["ip", "-n", self.hub_ns, "link", "add", "br0", "type", "bridge"])
+            # promiscuous br0: the bridge passes every frame it forwards up to br0 too,
+            # so tcpdump -i br0 in the hub sees all traffic between namespaces (else
+            # only frames to/from the hub's own address)
+            netns.run(["ip", "-n", self.hub_ns, "link", "set", "br0", "promisc", "on"])
             netns.run(["ip", "-n", self.hub_ns, "addr", "add",
                        f"{self.harness_ip}/{self.subnet.prefixlen}", "dev", "br0"])
             netns.run(["ip", "-n", self.hub_ns, "link", "set", "br0", "up"])
