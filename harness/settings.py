@@ -57,6 +57,7 @@ class DialogSettings:
     profile_with_value: str = "caller"
     flag: int = 3
     hash_size: int = 4096
+    match_mode: int = 1
 
 
 @dataclass(frozen=True)
