@@ -94,7 +94,9 @@ def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
         raise CaptureError(f"unreadable capture header: {err}") from None
     datalink = reader.datalink()
     frames = iter(reader)
+    number = 0
     while True:
+        number += 1
         try:
             timestamp, frame = next(frames)
         except StopIteration:
@@ -108,6 +110,11 @@ def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
         payload = bytes(udp.data)
         if not payload.startswith(MARKER):
             continue
+        if len(payload) < udp.ulen - 8:
+            raise CaptureError(
+                f"frame {number} is cut short: its UDP header says {udp.ulen - 8} bytes "
+                f"of payload, the capture holds {len(payload)}"
+            )
         yield CapturedDatagram(
             float(timestamp),
             (_ip_text(ip.src), udp.sport),  # type: ignore[attr-defined]

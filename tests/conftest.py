@@ -1,0 +1,22 @@
+"""Shared fixtures: the real 1.10.5 capture that ships with the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pybin.pcap import CapturedDatagram, read_datagrams
+
+VECTORS = Path(__file__).parent / "corpus" / "vectors"
+BASIC_CALLS = VECTORS / "opensips-1.10.5-basic-calls.pcap"
+
+
+@pytest.fixture(scope="session")
+def basic_calls() -> list[CapturedDatagram]:
+    return list(read_datagrams(BASIC_CALLS))
+
+
+@pytest.fixture(scope="session")
+def basic_calls_path() -> Path:
+    return BASIC_CALLS

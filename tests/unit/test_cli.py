@@ -1,0 +1,161 @@
+"""The pybin command line, run in-process: outputs, the round trip, and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from pybin.cli import main
+from pybin.dialog import DIALOG_FIELDS
+from pybin.pcap import CapturedDatagram, write_pcap
+
+
+DIALOG_KEYS = [name for name, _ in DIALOG_FIELDS]
+
+
+def run(capsys, monkeypatch, argv, stdin=""):
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_decode_json_prints_every_field(capsys, monkeypatch, basic_calls, basic_calls_path):
+    code, out, err = run(capsys, monkeypatch, ["decode", str(basic_calls_path), "--json"])
+    assert code == 0 and err == ""
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert len(objs) == len(basic_calls) == 21
+    first = objs[0]
+    assert list(first) == ["module", "command", "checksum_ok", "hex", "dialog"]
+    assert (first["module"], first["command"], first["checksum_ok"]) == ("dialog", 1, True)
+    assert first["hex"] == basic_calls[0].data.hex()
+    assert list(first["dialog"]) == DIALOG_KEYS
+    assert first["dialog"]["vars"] == [["acct", "a|b#c\\d"]]
+    assert first["dialog"]["profiles"] == [["caller", "alice"], ["inbound", ""]]
+    assert first["dialog"]["h_id"] == 562474275
+    assert list(objs[-1]["dialog"]) == DIALOG_KEYS[:3]
+
+
+def test_decode_then_encode_reproduces_every_hex(capsys, monkeypatch, basic_calls_path):
+    _, decoded, _ = run(capsys, monkeypatch, ["decode", str(basic_calls_path), "--json"])
+    code, encoded, err = run(capsys, monkeypatch, ["encode"], decoded)
+    assert code == 0 and err == ""
+    assert encoded.split() == [json.loads(line)["hex"] for line in decoded.splitlines()]
+
+
+def test_non_utf8_bytes_survive_the_json_round_trip(capsys, monkeypatch):
+    from pybin.dialog import make
+
+    data = make(1, call_id=b"\xff\xfe-id", vars=((b"k\x80", b"\xc3("),)).encode()
+    line = json.dumps({"module": "dialog", "command": 1, "dialog": {"call_id": "\udcff\udcfe-id", "vars": [["k\udc80", "\udcc3("]]}})
+    code, out, _ = run(capsys, monkeypatch, ["encode"], line + "\n")
+    assert code == 0
+    assert out.strip() == data.hex()
+
+
+def test_human_decode_one_line_per_packet(capsys, monkeypatch, basic_calls_path):
+    code, out, _ = run(capsys, monkeypatch, ["decode", str(basic_calls_path)])
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 21
+    assert "dialog created call_id=1-26919@10.77.0.20" in lines[0]
+    assert "state=3" in lines[0]
+    assert lines[-1].split()[1:4] == ["10.77.0.12:5062", "→", "10.77.0.11:5062"]
+
+
+@pytest.mark.parametrize(
+    "stdin, message",
+    [
+        ("not json\n", "line 2: not JSON"),
+        ('{"module": "dialog", "command": 1, "dialog": {"call_id": "x", "nope": 1}}\n', "unknown field 'nope'"),
+        ('{"module": "dialog", "command": 1, "dialog": {"h_id": "7"}}\n', "h_id must be a JSON integer"),
+        ('{"module": "dialog", "command": 5, "dialog": {}}\n', "unknown dialog command 5"),
+        ('{"flavour": 1}\n', "unknown field 'flavour'"),
+        ('[1, 2]\n', "must be a JSON object"),
+    ],
+)
+def test_encode_bad_input_is_one_line_and_nonzero(capsys, monkeypatch, stdin, message):
+    good = '{"module": "dialog", "command": 3, "dialog": {"call_id": "a"}}\n'
+    code, out, err = run(capsys, monkeypatch, ["encode"], good + stdin)
+    assert code == 2
+    assert len(out.splitlines()) == 1  # the good packet before the bad line is out
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_decode_not_a_capture(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "x.pcap"
+    path.write_bytes(b"hello world")
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path)])
+    assert code == 2 and out == ""
+    assert err == f"pybin: {path}: not a pcap or pcapng capture (starts with 68656c6c)\n"
+
+
+def test_decode_keeps_good_packets_before_a_truncated_one(capsys, monkeypatch, tmp_path, basic_calls):
+    path = tmp_path / "cut.pcap"
+    good = basic_calls[:2]
+    bad = CapturedDatagram(3.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), basic_calls[2].data[:40])
+    write_pcap(path, [*good, bad])
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--json"])
+    assert code == 2
+    assert [json.loads(line)["hex"] for line in out.splitlines()] == [d.data.hex() for d in good]
+    assert "packet 3" in err and "call_id: 18 bytes at offset 26 run past the end" in err and err.count("\n") == 1
+
+
+def test_decode_missing_file(capsys, monkeypatch, tmp_path):
+    code, _, err = run(capsys, monkeypatch, ["decode", str(tmp_path / "none.pcap")])
+    assert code == 3 and "No such file" in err
+
+
+def _free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_send_reaches_a_socket(capsys, monkeypatch):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(10)
+        port = sink.getsockname()[1]
+        lines = '{"module": "dialog", "command": 3, "dialog": {"call_id": "c1"}}\n' * 2
+        code, _, err = run(capsys, monkeypatch, ["send", f"127.0.0.1:{port}"], lines)
+        assert code == 0 and err == f"sent 2 packets to 127.0.0.1:{port}\n"
+        from pybin.dialog import decode
+
+        assert decode(sink.recv(65535)).call_id == b"c1"
+        assert decode(sink.recv(65535)).call_id == b"c1"
+
+
+def test_listen_decodes_live_packets_and_reports_drops(basic_calls):
+    import socket
+    import subprocess
+    import sys
+
+    port = _free_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pybin", "listen", f"127.0.0.1:{port}", "--json", "--count", "2", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr.readline() == f"listening on 127.0.0.1:{port}\n"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"P4CKgarbage-garbage", ("127.0.0.1", port))
+            sender.sendto(basic_calls[0].data, ("127.0.0.1", port))
+            sender.sendto(basic_calls[-1].data, ("127.0.0.1", port))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert [json.loads(line)["hex"] for line in out.splitlines()] == [
+        basic_calls[0].data.hex(),
+        basic_calls[-1].data.hex(),
+    ]
+    assert "dropped: module name runs past the end: name length 761620321 in a 19-byte datagram" in err
+    assert err.rstrip().endswith("received 2 packets, dropped 1")
