@@ -346,7 +346,12 @@ class MIClient:
     def dialog(self, callid: str, from_tag: str | None = None) -> DialogEntry | None:
         """One dialog by Call-ID (and from tag), or None. Uses dlg_list_ctx's lookup form."""
         args = [callid] + ([from_tag] if from_tag else [])
-        reply = self.command("dlg_list_ctx", *args)
+        reply = self.command("dlg_list_ctx", *args, check=False)
+        if reply.code == 404:  # "404 No such dialog"
+            return None
+        if not 200 <= reply.code < 300:
+            raise MIError(f"MI dlg_list_ctx on {self.name}: {reply.code} {reply.reason}",
+                          reply.code, reply.reason)
         dialogs = parse_dialogs(reply)
         return dialogs[0] if dialogs else None
 

@@ -38,7 +38,7 @@ class OpenSIPSSettings:
     log_level: int = 3
     children: int = 2
     bin_children: int = 1
-    extra_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ("-m", "64", "-M", "8")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""Config rendering: what each role's opensips.cfg must contain (offline)."""
+
+import pytest
+
+from harness.node import NodeAddresses
+from harness.render import RenderError, cfg_string, render_config
+from harness.settings import SettingsError, load_settings
+
+NODE = NodeAddresses(name="primary", ip="10.9.9.11", bin_port=5062, mi_port=8080,
+                     sip_ip="10.9.9.100", sip_port=5060)
+MPATH = "/prefix/lib64/opensips/modules"
+
+
+def render(role, settings=None, node=NODE, **kw):
+    kw.setdefault("module_path", MPATH)
+    return render_config(role, settings or load_settings(use_env=False), node, **kw)
+
+
+def modparams(text, module, name):
+    prefix = f'modparam("{module}", "{name}", '
+    return [line[len(prefix):-1] for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_primary_listens_on_vip_and_replicates_to_every_destination():
+    text = render("primary", replicate_to=["10.9.9.12:5062", ("10.9.9.1", 7000)])
+    assert "listen=udp:10.9.9.100:5060" in text.splitlines()
+    assert "bin_listen=10.9.9.11:5062" in text.splitlines()
+    assert "bin_children=1" in text.splitlines()
+    assert modparams(text, "dialog", "replicate_dialogs_to") == ['"10.9.9.12:5062"', '"10.9.9.1:7000"']
+    assert modparams(text, "dialog", "accept_replicated_dialogs") == ["1"]
+    assert modparams(text, "mi_datagram", "socket_name") == ['"udp:10.9.9.11:8080"']
+    assert f'mpath="{MPATH}"' in text
+
+
+def test_backup_replicates_too_so_it_can_take_over():
+    backup = NodeAddresses(name="backup", ip="10.9.9.12", bin_port=5062, mi_port=8080,
+                           sip_ip="10.9.9.100", sip_port=5060)
+    text = render("backup", node=backup, replicate_to=["10.9.9.11:5062"])
+    assert "listen=udp:10.9.9.100:5060" in text.splitlines()  # same VIP as the primary
+    assert "bin_listen=10.9.9.12:5062" in text.splitlines()
+    assert modparams(text, "dialog", "replicate_dialogs_to") == ['"10.9.9.11:5062"']
+    assert modparams(text, "dialog", "accept_replicated_dialogs") == ["1"]
+
+
+def test_standalone_neither_sends_nor_accepts():
+    text = render("standalone", replicate_to=["10.9.9.12:5062"])
+    assert modparams(text, "dialog", "replicate_dialogs_to") == []
+    assert modparams(text, "dialog", "accept_replicated_dialogs") == ["0"]
+
+
+def test_script_pieces_the_suite_relies_on():
+    text = render("primary")
+    for needle in ['loadmodule "sipmsgops.so"', 'loadmodule "uri.so"', 'loadmodule "dialog.so"',
+                   'create_dialog("B")', "record_route()", "loose_route()", "has_totag()",
+                   'set_dlg_profile("inbound")', 'set_dlg_profile("caller", "$fU")',
+                   'set_dlg_flag("3")', "$avp(dlg_timeout) = 7200;", "t_relay()"]:
+        assert needle in text, needle
+    assert modparams(text, "dialog", "db_mode") == ["0"]
+    assert modparams(text, "dialog", "timeout_avp") == ['"$avp(dlg_timeout)"']
+    assert modparams(text, "dialog", "profiles_no_value") == ['"inbound"']
+    assert modparams(text, "dialog", "profiles_with_value") == ['"caller"']
+    assert modparams(text, "dialog", "dlg_match_mode") == ["1"]
+
+
+def test_acct_var_escaped_for_cfg_string():
+    # the value a|b#c\d must reach OpenSIPS intact: the backslash doubled in the cfg
+    text = render("primary")
+    assert '$dlg_val(acct) = "a|b#c\\\\d";' in text
+    assert cfg_string('say "hi" \\') == 'say \\"hi\\" \\\\'
+    with pytest.raises(RenderError):
+        cfg_string("two\nlines")
+
+
+def test_settings_flow_into_config():
+    s = load_settings({"opensips": {"bin_children": 3, "children": 5},
+                       "dialog": {"timeout": 30, "flag": 7},
+                       "replication": {"extra_destinations": ["10.9.9.1:9999"]}}, use_env=False)
+    text = render("primary", s, replicate_to=["10.9.9.12:5062"])
+    assert "bin_children=3" in text and "children=5" in text
+    assert "$avp(dlg_timeout) = 30;" in text and 'set_dlg_flag("7")' in text
+    assert modparams(text, "dialog", "replicate_dialogs_to") == ['"10.9.9.12:5062"', '"10.9.9.1:9999"']
+
+
+def test_bad_inputs_are_clear_errors():
+    with pytest.raises(RenderError, match="unknown role"):
+        render("leader")
+    with pytest.raises(RenderError, match="not ip:port"):
+        render("primary", replicate_to=["10.9.9.12"])
+    with pytest.raises(RenderError, match="itself"):
+        render("primary", replicate_to=["10.9.9.11:5062"])
+    with pytest.raises(SettingsError, match="module path unknown"):
+        render_config("primary", load_settings(use_env=False), NODE)

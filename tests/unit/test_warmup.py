@@ -1,0 +1,46 @@
+"""Warm-up probe packets and the 1.10.5 defect signature (offline)."""
+
+import struct
+import zlib
+
+from harness.warmup import (SENTINEL_CMD, bin_packet, died_of_defect, probe_packet,
+                            sentinel_packet, sentinel_pids)
+
+# excerpt of a real 1.10.5 node's stderr, killed by its first BIN packet
+DIED = """\
+Nov 26 11:43:03 [31920] INFO:mi_datagram:datagram_process: a new child 0/31920
+Nov 26 11:43:03 [31921] ERROR:core:bin_receive_loop: recvfrom: [22] Invalid argument
+Nov 26 11:43:03 [31917] INFO:core:handle_sigs: child process 31921 exited normally, status=255
+Nov 26 11:43:03 [31917] INFO:core:handle_sigs: terminating due to SIGCHLD
+Nov 26 11:43:03 [31917] INFO:core:cleanup: cleanup
+"""
+# and of one that survived: the sentinel answered by receiver 31933
+SURVIVED = """\
+Nov 26 11:43:03 [31932] INFO:mi_datagram:datagram_process: a new child 0/31932
+Nov 26 11:43:03 [31933] ERROR:dialog:receive_binary_packet: Invalid dialog binary packet command: 424242
+Nov 26 11:43:03 [31933] ERROR:dialog:receive_binary_packet: Failed to process a binary packet!
+"""
+
+
+def test_packet_layout_and_checksum():
+    pkt = bin_packet("harness-warmup", 1)
+    assert pkt[:4] == b"P4CK"
+    body = pkt[8:]
+    assert struct.unpack("<I", pkt[4:8])[0] == ~zlib.crc32(body) & 0xFFFFFFFF
+    assert body == struct.pack("<i", 14) + b"harness-warmup" + struct.pack("<i", 1)
+    assert probe_packet() == pkt
+    assert len(pkt) >= 18  # receivers drop shorter datagrams
+
+
+def test_sentinel_targets_dialog_with_unknown_command():
+    pkt = sentinel_packet()
+    assert pkt[12:18] == b"dialog"
+    assert struct.unpack("<i", pkt[18:22])[0] == SENTINEL_CMD
+
+
+def test_defect_signature():
+    assert died_of_defect(DIED)
+    assert not died_of_defect(SURVIVED)
+    assert not died_of_defect("INFO:core:handle_sigs: terminating due to SIGCHLD\n")
+    assert sentinel_pids(SURVIVED) == {31933}
+    assert sentinel_pids(DIED) == set()
