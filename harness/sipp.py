@@ -421,6 +421,24 @@ def parse_event_log(text: str) -> list[CallEvent]:
     return events
 
 
+_ERROR_STAMP = re.compile(r"\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\.\d{6}\t\d+\.\d{6}: ")
+
+
+def parse_error_log(text: str) -> list[str]:
+    """Entries of a ``-trace_err`` log, one string each (``<epoch>: <what happened>``).
+
+    SIPp writes entries without a newline between them, so they are split on the
+    timestamp that starts each one; the zone-free date/time part is dropped.
+    """
+    starts = [m for m in _ERROR_STAMP.finditer(text)]
+    out = []
+    for i, m in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        epoch = m.group(0).split("\t")[2].rstrip(": ")
+        out.append(f"{epoch}: {text[m.end():end].strip()}")
+    return out
+
+
 def parse_stat_csv(text: str) -> dict[str, str]:
     """Last row of a ``-trace_stat`` CSV (';'-separated, header first) as a dict."""
     rows = [r for r in csv.reader(io.StringIO(text), delimiter=";") if r]
@@ -468,7 +486,7 @@ def summarize(role: str, scenario: str, exit_code: int | None, *, message_log: s
     """Build a `SippSummary` from the texts of one run's files (used offline in tests)."""
     stats = parse_stat_csv(stat_csv)
     calls = build_calls(parse_message_log(message_log), parse_event_log(event_log))
-    errors = [ln for ln in error_log.splitlines() if ln.strip() and not ln.startswith("The following events")]
+    errors = parse_error_log(error_log)
 
     def num(key: str) -> int:
         try:
