@@ -14,11 +14,13 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pybin import dialog
 from pybin.endpoint import BinEndpoint, EndpointError, parse_address, send_datagrams
 from pybin.errors import TruncatedPacket
-from pybin.wire import DropReason, MARKER, PacketBuilder, checksum
+from pybin.wire import MARKER, DropReason, PacketBuilder, PacketRejected, checksum, parse_header
 
 T = TypeVar("T")
 DEADLINE = 5.0
@@ -335,3 +337,39 @@ def test_parse_address(text: Any, expected: tuple[str, int]) -> None:
 def test_parse_address_refuses(text: str) -> None:
     with pytest.raises(EndpointError, match="not an address"):
         parse_address(text)
+
+
+
+def _agree(data: bytes) -> None:
+    """The receive path inlines the good case; it must classify exactly like wire."""
+    ep = BinEndpoint(tap=1)
+    ep._datagram(0, data, ("127.0.0.1", 1))
+    try:
+        expected = parse_header(data)
+    except PacketRejected as err:
+        assert ep.counters.dropped == {**dict.fromkeys(DropReason, 0), err.reason: 1}
+        return
+    assert ep._tap is not None and ep._tap[0].packet == expected
+    assert ep.counters.dropped[DropReason.UNKNOWN_MODULE] == 1
+
+
+def _mutations() -> list[bytes]:
+    good = created().encode()
+    out = [good, packet("xy"), good + b"\0", good[:-1], good[:17], good[:18]]
+    for name_len in (-1, 0, 2, 5, 6, 7, len(good) - 16, len(good) - 15, 10**6):
+        out.append(_with_checksum(struct.pack("<i", name_len) + good[12:]))
+    return out
+
+
+@pytest.mark.parametrize("data", _mutations())
+def test_inline_header_check_agrees_with_parse_header(data: bytes) -> None:
+    _agree(data)
+
+
+@given(st.binary(max_size=48), st.booleans())
+def test_inline_header_check_agrees_on_any_bytes(tail: bytes, fix_checksum: bool) -> None:
+    data = b"P4CK" + tail
+    if fix_checksum and len(data) >= 8:
+        data = _with_checksum(data[8:])
+    _agree(data)
+    _agree(tail)
