@@ -123,7 +123,8 @@ class Cluster:
         for name, role in self.roles.items():
             config = render_config(role, self.settings, self.addresses[name],
                                    replicate_to=self.destinations(name),
-                                   module_path=self.backend.module_path)
+                                   module_path=self.settings.opensips.module_path
+                                   or self.backend.module_path)
             self.nodes[name] = self.backend.create_node(name, config, self.addresses[name])
         for node in self.nodes.values():
             node.start()
@@ -187,8 +188,10 @@ class Cluster:
         """MI client for node `name`; waiting on a dead node raises NodeDied."""
         node = self.nodes[name]
         own = getattr(node, "mi", None)
-        if callable(own):
-            return own(timeout)
+        if callable(own) and timeout is None:
+            return own()
+        if timeout is not None and hasattr(node, "check_alive") and hasattr(node, "ns"):
+            return node.mi(timeout)  # type: ignore[attr-defined]
         return MIClient(node.addresses().mi_addr, timeout=timeout or self.settings.timeouts.mi,
                         sock_factory=self.backend.udp_socket,
                         alive=lambda: self._check_node(name), name=name)

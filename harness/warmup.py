@@ -118,39 +118,22 @@ def warm_up(node: Node, send: Callable[[bytes, tuple[str, int]], None],
     """Probe every BIN receiver of a started node; restart it while the defect kills it.
 
     send(packet, addr) sends from the cluster network; receiver_pids() asks the node
-    (MI `ps`) for its BIN receivers. Returns the number of restarts.
+    (MI `ps`) for its BIN receivers. Survival is observed through the node's
+    `bin_receiver_activity(pid)` when it has one (local backend: /proc, probe only),
+    else through the sentinel's log line (any backend; needs a node that accepts
+    replicated dialogs, since only then the dialog module listens on BIN).
+    Returns the number of restarts.
     """
     restarts = 0
     limit = settings.timeouts.warmup
     addr = node.addresses().bin_addr
+    activity = getattr(node, "bin_receiver_activity", None)
     while True:
         pids = set(receiver_pids())
-        covered: set[int] = set()
-        rounds = 0
-        died = False
-        while covered < pids:
-            rounds += 1
-            if rounds > 4 * len(pids) + 4:
-                raise WarmupError(f"{node.name}: sentinel never reached receivers "
-                                  f"{sorted(pids - covered)}")
-            before = len(_SENTINEL_RE.findall(_current_logs(node)))
-            send(probe_packet(settings.warmup.module), addr)
-            send(sentinel_packet(), addr)
-            deadline = time.monotonic() + limit
-            while True:
-                logs = _current_logs(node)
-                if len(_SENTINEL_RE.findall(logs)) > before:
-                    covered |= sentinel_pids(logs) & pids
-                    break
-                if not node.is_running():
-                    died = True
-                    break
-                if time.monotonic() >= deadline:
-                    raise WarmupError(f"{node.name}: no sign of the BIN warm-up probe "
-                                      f"within {limit:g}s (is debug >= -1?)")
-                threading.Event().wait(0.01)
-            if died:
-                break
+        if callable(activity) and all(activity(p) is not None for p in pids):
+            died = _probe_observed(node, send, addr, pids, activity, settings)
+        else:
+            died = _probe_sentinel(node, send, addr, pids, settings)
         if not died:
             stats.record(None)
             return restarts
@@ -165,3 +148,72 @@ def warm_up(node: Node, send: Callable[[bytes, tuple[str, int]], None],
                               f"{restarts + 1} times in a row; giving up")
         restarts += 1
         node.start()
+
+
+def _probe_observed(node: Node, send: Callable[[bytes, tuple[str, int]], None],
+                    addr: tuple[str, int], pids: set[int],
+                    activity: Callable[[int], tuple[int, bool] | None],
+                    settings: Settings) -> bool:
+    """Probe until every receiver woke up and went back to recvfrom; True if the node died.
+
+    activity(pid) -> (voluntary context switches, blocked in recvfrom now). A receiver
+    whose count moved and that sleeps in recvfrom again has done one good recvfrom.
+    """
+    limit = settings.timeouts.warmup
+    covered: set[int] = set()
+    rounds = 0
+    while covered < pids:
+        rounds += 1
+        if rounds > 4 * len(pids) + 4:
+            raise WarmupError(f"{node.name}: probe never reached receivers {sorted(pids - covered)}")
+        before = {p: activity(p) for p in pids - covered}
+        send(probe_packet(settings.warmup.module), addr)
+        deadline = time.monotonic() + limit
+        while True:
+            if not node.is_running():
+                return True
+            woke = set()
+            for p, was in before.items():
+                now = activity(p)
+                if now is None:  # receiver gone: the node is going down
+                    break
+                if was is not None and now[0] > was[0] and now[1]:
+                    woke.add(p)
+            if woke:
+                covered |= woke
+                break
+            if time.monotonic() >= deadline:
+                raise WarmupError(f"{node.name}: no BIN receiver picked up the warm-up "
+                                  f"probe within {limit:g}s")
+            threading.Event().wait(0.005)
+    return False
+
+
+def _probe_sentinel(node: Node, send: Callable[[bytes, tuple[str, int]], None],
+                    addr: tuple[str, int], pids: set[int], settings: Settings) -> bool:
+    """Probe + sentinel until every receiver logged the sentinel; True if the node died."""
+    limit = settings.timeouts.warmup
+    covered: set[int] = set()
+    rounds = 0
+    while covered < pids:
+        rounds += 1
+        if rounds > 4 * len(pids) + 4:
+            raise WarmupError(f"{node.name}: sentinel never reached receivers "
+                              f"{sorted(pids - covered)}")
+        before = len(_SENTINEL_RE.findall(_current_logs(node)))
+        send(probe_packet(settings.warmup.module), addr)
+        send(sentinel_packet(), addr)
+        deadline = time.monotonic() + limit
+        while True:
+            logs = _current_logs(node)
+            if len(_SENTINEL_RE.findall(logs)) > before:
+                covered |= sentinel_pids(logs) & pids
+                break
+            if not node.is_running():
+                return True
+            if time.monotonic() >= deadline:
+                raise WarmupError(f"{node.name}: no sign of the BIN warm-up sentinel "
+                                  f"within {limit:g}s (does the node accept replicated "
+                                  "dialogs, with debug >= -1?)")
+            threading.Event().wait(0.01)
+    return False

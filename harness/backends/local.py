@@ -26,6 +26,7 @@ import atexit
 import ipaddress
 import itertools
 import os
+import platform
 import re
 import shutil
 import signal
@@ -48,6 +49,8 @@ NS_PREFIX = "hx"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
 _counter = itertools.count()
 _LOG_TAIL = 15
+#: recvfrom(2) syscall numbers, as /proc/<pid>/syscall shows them while blocked
+_RECVFROM_NR = {"x86_64": 45, "aarch64": 207}
 
 
 class LocalBackendError(RuntimeError):
@@ -440,6 +443,30 @@ class LocalNode:
 
     def pids(self) -> list[int]:
         return netns.pids(self.ns)
+
+    def bin_receiver_activity(self, pid: int) -> tuple[int, bool] | None:
+        """(voluntary context switches, sleeping in recvfrom) of a receiver, from /proc.
+
+        Lets the warm-up see a receiver take a packet and return to recvfrom without
+        any log line. None when unknown (process gone, unsupported architecture).
+        """
+        nr = _RECVFROM_NR.get(platform.machine())
+        if nr is None:
+            return None
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+        except OSError:
+            return None
+        switches = state = None
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                switches = int(line.split()[1])
+            elif line.startswith("State:"):
+                state = line.split()[1]
+        if switches is None or state in (None, "Z", "X"):
+            return None
+        return switches, state == "S" and bool(syscall) and syscall[0] == str(nr)
 
     # -- internals -------------------------------------------------------------------
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
