@@ -1,0 +1,126 @@
+"""Cluster logic with a fake backend: names, topology, VIP moves, teardown (offline)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from harness.cluster import Cluster, ClusterError
+from harness.node import NodeAddresses
+from harness.settings import load_settings
+
+
+class FakeNode:
+    def __init__(self, name, config, addresses, log, fail_start=False):
+        self.name, self.config, self._addr, self.log = name, config, addresses, log
+        self.running, self.fail_start = False, fail_start
+
+    def start(self):
+        if self.fail_start:
+            raise RuntimeError(f"{self.name} cannot start")
+        self.running = True
+        self.log.append(("start", self.name))
+
+    def stop(self):
+        self.running = False
+
+    def kill(self):
+        self.running = False
+        self.log.append(("kill", self.name))
+
+    def freeze(self): ...
+    def thaw(self): ...
+
+    def is_running(self):
+        return self.running
+
+    def addresses(self):
+        return self._addr
+
+    def logs(self):
+        return ""
+
+    def take_vip(self, vip):
+        self.log.append(("take", self.name))
+
+    def release_vip(self, vip):
+        self.log.append(("release", self.name))
+
+
+class FakeBackend:
+    name = "fake"
+    vip = "10.1.2.100"
+    harness_ip = "10.1.2.1"
+    module_path = "/m"
+
+    def __init__(self, fail=()):
+        self.settings = load_settings(use_env=False)
+        self.log: list[tuple[str, str]] = []
+        self.fail = fail
+        self.nodes: dict[str, FakeNode] = {}
+        self._n = 10
+
+    def open(self):
+        self.log.append(("open", ""))
+
+    def close(self):
+        self.log.append(("close", ""))
+
+    def node_addresses(self, name):
+        self._n += 1
+        return NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
+
+    def create_node(self, name, config, addresses):
+        self.nodes[name] = FakeNode(name, config, addresses, self.log, name in self.fail)
+        return self.nodes[name]
+
+    def udp_socket(self, port=0):
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def refresh_neighbours(self, ip):
+        self.log.append(("refresh", ip))
+
+
+def test_default_pair_replicates_both_ways_plus_extras():
+    b = FakeBackend()
+    with Cluster(b, extra_destinations=[7000, ("10.1.2.50", 7001)], warmup=False) as c:
+        assert c.destinations("primary") == ["10.1.2.12:5062", "10.1.2.1:7000", "10.1.2.50:7001"]
+        assert c.destinations("backup") == ["10.1.2.11:5062", "10.1.2.1:7000", "10.1.2.50:7001"]
+        assert 'modparam("dialog", "replicate_dialogs_to", "10.1.2.12:5062")' in b.nodes["primary"].config
+        assert c.vip_owner == "primary" and c.sip_addr == ("10.1.2.100", 5060)
+        c.failover()
+        assert c.vip_owner == "backup"
+    assert b.log[-1] == ("close", "")
+    assert ("release", "primary") in b.log and ("refresh", "10.1.2.100") in b.log
+    assert b.log.index(("release", "primary")) < b.log.index(("take", "backup"))
+
+
+def test_names_roles_and_custom_topology():
+    b = FakeBackend()
+    c = Cluster(b, ["standalone", "standalone"], warmup=False)
+    assert c.roles == {"standalone": "standalone", "standalone2": "standalone"}
+    c = Cluster(b, {"a": "primary", "b": "backup", "c": "backup"},
+                replicate={"a": ["b", "10.9.9.9:5062"]}, warmup=False)
+    c.start()
+    assert c.destinations("a") == ["10.1.2.12:5062", "10.9.9.9:5062"]
+    assert c.destinations("c") == ["10.1.2.11:5062", "10.1.2.12:5062"]
+    with pytest.raises(ClusterError, match="unknown role"):
+        Cluster(b, ["leader"])
+    with pytest.raises(ClusterError, match="unknown node"):
+        Cluster(b, replicate={"nobody": []})
+
+
+def test_enter_tears_down_when_start_fails():
+    b = FakeBackend(fail=("backup",))
+    with pytest.raises(RuntimeError, match="backup cannot start"):
+        with Cluster(b, warmup=False):
+            pass  # pragma: no cover
+    assert b.log[-1] == ("close", "")
+
+
+def test_failover_without_backup_is_an_error():
+    with Cluster(FakeBackend(), ["standalone"], warmup=False) as c:
+        assert c.vip_owner == "standalone"
+        with pytest.raises(ClusterError, match="no backup"):
+            c.failover()
