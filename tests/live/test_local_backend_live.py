@@ -228,3 +228,22 @@ def test_call_replicates_and_backup_answers_after_failover(backend: LocalBackend
         assert to_backup in ([1, 2], [2])  # created (if it beat the ACK), updated
         assert to_primary == [2, 3]  # after failover: re-INVITE updated, BYE deleted
         assert all(m.call_id == call_id.encode() for _, _, m in flows)
+
+
+def test_take_vip_gratuitous_arp_updates_clients(backend: LocalBackend) -> None:
+    """GARP alone (no neighbour flush) moves a client's ARP entry to the new owner."""
+    with Cluster(backend, close_backend=False) as c:
+        caller = backend.client("caller")
+        with netns.udp_socket(caller.ns, caller.ip, 0) as s:
+            s.sendto(b"x", (c.vip, 5060))
+
+        def vip_mac() -> str | None:
+            out = netns.run(["ip", "-n", caller.ns, "neigh", "show", c.vip]).split()
+            return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+        primary_mac = netns.link_mac(c.nodes["primary"].ns, "eth0")
+        backup_mac = netns.link_mac(c.nodes["backup"].ns, "eth0")
+        wait_for(lambda: vip_mac() == primary_mac, 5, "the caller to resolve the VIP")
+        c.nodes["primary"].release_vip(c.vip)
+        c.nodes["backup"].take_vip(c.vip)  # no refresh_neighbours here
+        wait_for(lambda: vip_mac() == backup_mac, 5, "the GARP to update the caller")
