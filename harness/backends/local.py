@@ -12,10 +12,12 @@ Layout of one cluster (subnet 10.a.b.0/24 derived from run id + xdist worker):
     node ns:    eth0 10.a.b.11, .12, ...   (+ VIP 10.a.b.100 on the active node)
     client ns:  eth0 10.a.b.201, .202 ...  (SIPp caller / callee)
 
-Failover moves the VIP with `ip addr del/add`, sends gratuitous ARP from the new
-owner (raw AF_PACKET frames, no arping needed) and flushes the VIP's neighbour entry
-in client namespaces: Linux ignores a gratuitous ARP for an entry updated less than
-`locktime` (1 s) ago, and the flush makes the next packet re-resolve regardless.
+Failover moves the VIP with `ip addr del/add` and sends gratuitous ARP from the new
+owner (raw AF_PACKET frames, no arping needed; a live test shows it alone moves a
+client's ARP entry). The cluster also flushes the VIP's neighbour entry in client
+namespaces (`refresh_neighbours`), because Linux may ignore a gratuitous ARP for an
+entry updated less than `locktime` (1 s) ago; the flush makes the next packet
+re-resolve whatever the timing.
 
 Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN); `local_backend_unavailable()` says why not.
 """
