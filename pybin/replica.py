@@ -48,7 +48,8 @@ class DialogKey(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """The packet changed the table. ``created`` is True when a dialog was built."""
+    """The packet changed the table. ``key`` is the dialog's own (its tags in its order);
+    ``created`` is True when a dialog was built."""
 
     command: Command
     key: DialogKey
@@ -429,7 +430,7 @@ class Replica:
                 msg.command, key, f"duplicate dialog delete request (state {_state_name(dlg.state)})"
             )
         self._end(dlg)
-        return Applied(msg.command, key)
+        return Applied(msg.command, dlg.key)
 
     def _end(self, dlg: ReplicaDialog) -> None:
         dlg.state = DlgState.DELETED
