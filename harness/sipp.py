@@ -644,7 +644,17 @@ class SippProcess:
         except OSError as e:
             self._close_out()
             raise SippError(f"{self.name}: cannot run {self.command()[0]!r}: {e}") from e
-        self._wait_until(lambda: len(_read(self.stat_csv).splitlines()) >= 2, timeout, "ready (sockets bound)")
+        # A fatal error (e.g. cannot bind) is logged to the error file, then SIPp dumps its
+        # statistics while exiting: an error entry before the first row means failure.
+        self._wait_until(lambda: bool(parse_error_log(_read(self.error_log)))
+                         or len(_read(self.stat_csv).splitlines()) >= 2, timeout, "ready (sockets bound)")
+        if parse_error_log(_read(self.error_log)):
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.stop()
+            self._finish()
+            raise self._fail("failed at start")
         self._after_start(timeout)
         return self
 
