@@ -78,7 +78,7 @@ class TimeoutSettings:
 class WarmupSettings:
     enabled: bool = True
     module: str = "harness-warmup"
-    max_restarts: int = 8
+    max_restarts: int = 20
 
 
 @dataclass(frozen=True)
