@@ -137,9 +137,14 @@ class ClientHost:
     ip: str
     ifname: str = "eth0"
 
+    @property
+    def command_prefix(self) -> list[str]:
+        """Prefix that runs a command in this namespace (harness.sipp's command_prefix)."""
+        return ["ip", "netns", "exec", self.ns]
+
     def argv(self, command: list[str]) -> list[str]:
         """`command` wrapped to run inside this host's namespace."""
-        return ["ip", "netns", "exec", self.ns, *command]
+        return [*self.command_prefix, *command]
 
 
 class LocalBackend:
@@ -287,6 +292,10 @@ class LocalBackend:
     def udp_socket(self, port: int = 0) -> socket.socket:
         """A UDP socket at harness_ip:port on the cluster network (MI, probes, pybin peers)."""
         return netns.udp_socket(self.hub_ns, self.harness_ip, port)
+
+    def socket(self, kind: int = socket.SOCK_STREAM) -> socket.socket:
+        """An unbound AF_INET socket in the hub namespace (e.g. TCP to SIPp's 3PCC port)."""
+        return netns.in_netns(self.hub_ns, lambda: socket.socket(socket.AF_INET, kind))
 
     def mi(self, node: LocalNode) -> MIClient:
         return node.mi()
