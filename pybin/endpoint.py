@@ -19,6 +19,7 @@ import inspect
 import ipaddress
 import logging
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -140,9 +141,13 @@ def _sockaddr(addr: AddressLike, family: int | None = None) -> tuple[int, Addres
     return socket.AF_INET, (host, port)
 
 
+#: <asm-generic/socket.h>; Python's socket module does not export it.
+_SO_RCVBUFFORCE_LINUX = 33
+
+
 def _set_rcvbuf(sock: socket.socket, size: int) -> int:
     """SO_RCVBUFFORCE (root may pass rmem_max), else SO_RCVBUF; return what we got."""
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    force = getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE_LINUX if sys.platform == "linux" else None)
     try:
         if force is None:
             raise PermissionError

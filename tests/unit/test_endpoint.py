@@ -11,6 +11,7 @@ import logging
 import socket
 import struct
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -373,3 +374,33 @@ def test_inline_header_check_agrees_on_any_bytes(tail: bytes, fix_checksum: bool
         data = _with_checksum(data[8:])
     _agree(data)
     _agree(tail)
+
+
+def _has_net_admin() -> bool:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> 12 & 1)  # CAP_NET_ADMIN
+    return False
+
+
+def test_receive_buffer_is_large_enough_for_bursts() -> None:
+    """With CAP_NET_ADMIN, SO_RCVBUFFORCE passes rmem_max (Python lacks the constant)."""
+    from pybin.endpoint import DEFAULT_RCVBUF
+
+    async def scenario() -> int:
+        async with BinEndpoint() as ep:
+            return ep.rcvbuf
+
+    granted = run(scenario())
+    if _has_net_admin():
+        assert granted >= DEFAULT_RCVBUF
+    else:
+        try:
+            rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        except OSError:
+            pytest.skip("no /proc/sys/net/core/rmem_max to compare with")
+        assert granted >= min(DEFAULT_RCVBUF, rmem_max)
