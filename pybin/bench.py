@@ -281,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or (args.count is not None and args.count < 2):
         parser.error("--rate must be positive and --count at least 2")
     result = run(args.quick, args.rate, args.count)
-    print(json.dumps(result, indent=2) if args.json else table(result))
+    try:
+        print(json.dumps(result, indent=2) if args.json else table(result), flush=True)
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stdout = None  # type: ignore[assignment]
     return 0
 
 
