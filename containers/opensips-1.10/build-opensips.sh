@@ -15,6 +15,8 @@ if [ -n "${OPENSIPS_MODULES:-}" ]; then
 fi
 echo "building opensips with $jobs jobs: $*"
 make -j"$jobs" "$@" all
-# install-app would also build menuconfig (ncurses); the harness needs none of that.
-make "$@" basedir="$staging" prefix=/usr/local install-bin install-modules install-cfg
+# `make install` would also build menuconfig (ncurses) and the opensipsctl family; the
+# harness needs the binary, the modules and the sample config only.
+install -D -m 755 opensips "$staging"/usr/local/sbin/opensips
+make "$@" basedir="$staging" prefix=/usr/local install-modules install-cfg
 "$staging"/usr/local/sbin/opensips -V

@@ -1,0 +1,220 @@
+"""The docker backend against real OpenSIPS 1.10.5 containers.
+
+Skips with the reason when there is no engine or the image is not built
+(`harness image build`). Every cluster is removed in a finally, whatever happens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+docker_backend = pytest.importorskip("harness.backends.docker")
+
+from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE  # noqa: E402
+from harness.node import Node, NodeDied  # noqa: E402
+from harness.render import render_config  # noqa: E402
+from harness.settings import load_settings  # noqa: E402
+
+_reason = docker_backend.docker_backend_unavailable()
+pytestmark = [pytest.mark.live, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
+
+BIN_LOST_LINE = "bin_receive_loop: recvfrom"
+
+
+def _wait(cond, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll an observed condition until true; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def backend() -> Iterator[docker_backend.DockerBackend]:
+    b = docker_backend.DockerBackend(load_settings(), cluster="live")
+    try:
+        b.open()
+        yield b
+    finally:
+        b.close()
+
+
+def _node(b: docker_backend.DockerBackend, name: str, role: str,
+          peers: list[str] | None = None) -> docker_backend.DockerNode:
+    addresses = b.node_addresses(name)
+    cfg = render_config(role, b.settings, addresses, replicate_to=peers or [],
+                        module_path=b.module_path)
+    return b.create_node(name, cfg, addresses)
+
+
+def test_image_runs_opensips_1_10_5() -> None:
+    client = docker_backend._client()
+    out = client.containers.run(OPENSIPS_IMAGE, ["opensips", "-V"], remove=True,
+                                stdout=True, stderr=True).decode()
+    assert "version: opensips 1.10.5" in out
+    tools = client.containers.run(OPENSIPS_IMAGE, ["sh", "-c", "command -v ip arping tcpdump"],
+                                  remove=True).decode()
+    assert tools.count("/") >= 3
+
+
+def test_node_lifecycle_mi_logs_stop_restart(backend: docker_backend.DockerBackend) -> None:
+    node = _node(backend, "solo", "standalone")
+    assert isinstance(node, Node)
+    node.start()
+    assert node.is_running()
+    procs = node.mi().ps()
+    assert any(p.type.startswith("BIN receiver") for p in procs)
+    assert "opensips" in node.logs().lower() or node.logs() != ""
+    net = backend.network.name
+    labels = docker_backend._client().containers.get(node.container_name).labels
+    assert labels[docker_backend.RUN_LABEL] == backend.network.run
+    assert net.startswith(f"osh-{backend.network.run}-")
+    node.stop()
+    assert not node.is_running()
+    node.check_alive()  # a stop is expected: no NodeDied
+    node.start()  # same container, fresh process
+    assert node.is_running() and node.starts == 2
+
+
+def test_death_is_reported_with_name_time_and_logs(backend: docker_backend.DockerBackend) -> None:
+    node = _node(backend, "victim", "standalone")
+    node.start()
+    # an outside SIGKILL is a crash the harness did not ask for
+    docker_backend._client().containers.get(node.container_name).kill(signal="SIGKILL")
+    _wait(lambda: not node.is_running(), 10, "the container to exit")
+    with pytest.raises(NodeDied) as info:
+        node.check_alive(force=True)
+    text = str(info.value)
+    assert "node victim" in text and "died at" in text and "exit code 137" in text
+    assert "last log lines" in text
+    with pytest.raises(NodeDied):
+        node.mi().ps()  # a dead node is a death, not an MI timeout
+
+
+def test_kill_freeze_thaw(backend: docker_backend.DockerBackend) -> None:
+    node = _node(backend, "n1", "standalone")
+    node.start()
+    node.freeze()
+    assert node.is_frozen() and node.is_running()
+    from harness.mi import MITimeout
+
+    with pytest.raises(MITimeout):
+        node.mi().command("ps", timeout=0.5)
+    node.thaw()
+    assert node.mi().ps()
+    node.kill()
+    assert not node.is_running()
+    node.check_alive(force=True)  # asked for: not a death
+
+
+def test_vip_moves_between_nodes(backend: docker_backend.DockerBackend) -> None:
+    a = _node(backend, "a", "standalone")
+    b = _node(backend, "b", "standalone")
+    a.start()
+    b.start()
+    vip = backend.vip
+    a.take_vip(vip)
+    assert a.holds_vip(vip) and not b.holds_vip(vip)
+    a.release_vip(vip)
+    b.take_vip(vip)
+    assert b.holds_vip(vip) and not a.holds_vip(vip)
+    # the new owner answers on the VIP: SIP OPTIONS-less check via ARP from the host
+    if shutil.which("ping"):
+        subprocess.run(["ping", "-c", "1", "-W", "2", vip], capture_output=True, check=True)
+        neigh = subprocess.run(["ip", "neigh", "show", vip], capture_output=True, text=True).stdout
+        mac_b = b.exec(["cat", f"/sys/class/net/{b.interface()}/address"])[1].strip()
+        assert mac_b in neigh
+
+
+def test_bin_packet_between_two_containers(backend: docker_backend.DockerBackend, tmp_path: Path) -> None:
+    """A BIN packet sent from one node's container reaches the other (tcpdump sees it)."""
+    from pybin.pcap import read_datagrams
+    from pybin.wire import PacketBuilder, parse_header
+
+    s = backend.settings
+    primary = _node(backend, "primary", "primary", [f"{backend.network.node_ip(1)}:{s.ports.bin}"])
+    backup = _node(backend, "backup", "backup", [f"{backend.network.node_ip(0)}:{s.ports.bin}"])
+    primary.start()
+    backup.start()
+    dst = backup.addresses()
+    backup.exec(["sh", "-c", f"tcpdump -i {backup.interface()} -U -w /tmp/bin.pcap "
+                 f"udp port {dst.bin_port} >/tmp/tcpdump.log 2>&1 &"])
+    _wait(lambda: "listening on" in backup.exec(["cat", "/tmp/tcpdump.log"])[1], 10, "tcpdump")
+
+    packet = PacketBuilder("harness-probe", 1).finish()
+    escaped = "".join(f"\\x{b:02x}" for b in packet)
+    primary.exec(["bash", "-c", f"printf '{escaped}' > /dev/udp/{dst.ip}/{dst.bin_port}"])
+
+    def captured() -> list:  # type: ignore[type-arg]
+        backup.exec(["sh", "-c", "cp /tmp/bin.pcap /tmp/copy.pcap"], check=False)
+        code, _ = backup.exec(["test", "-s", "/tmp/copy.pcap"], check=False)
+        if code != 0:
+            return []
+        data = backup.container.get_archive("/tmp/copy.pcap")[0]
+        import io
+        import tarfile
+
+        blob = io.BytesIO(b"".join(data))
+        with tarfile.open(fileobj=blob) as tar:
+            member = tar.extractfile("copy.pcap")
+            assert member is not None
+            (tmp_path / "bin.pcap").write_bytes(member.read())
+        try:
+            return list(read_datagrams(tmp_path / "bin.pcap"))
+        except Exception:
+            return []
+
+    datagrams = _wait(captured, 10, "the BIN packet in the backup's capture")
+    d = datagrams[0]
+    assert d.src[0] == primary.ip and d.dst == (dst.ip, dst.bin_port)
+    assert parse_header(d.data).module == b"harness-probe"
+    # The backup may die on this first packet: 1.10.5's recvfrom defect, not ours.
+    from harness.mi import MITimeout
+
+    def settled() -> str:
+        try:
+            procs = backup.mi().command("ps", timeout=0.3)
+            return "alive" if "BIN receiver" in procs.raw else ""
+        except NodeDied:
+            return "died"
+        except MITimeout:  # dying: children already gone, PID 1 not yet
+            return ""
+
+    if _wait(settled, 10, "the backup to survive or die") == "died":
+        assert BIN_LOST_LINE in backup.logs()
+
+
+def test_sweep_removes_a_runs_leftovers() -> None:
+    net = docker_backend.DockerNetwork("sweepme", run="sweeptest0001")
+    net.create()
+    node = docker_backend.DockerNode("x", net, net.node_ip(0), "# empty\n", start_timeout=1)
+    try:
+        with pytest.raises(Exception):
+            node.start()  # an empty config cannot start: it dies (or never answers)
+        assert docker_backend.sweep("sweeptest0001")[1] == 1
+        client = docker_backend._client()
+        assert not client.containers.list(all=True, filters={"label": f"{docker_backend.RUN_LABEL}=sweeptest0001"})
+    finally:
+        node._remove_quietly()
+        net._remove_quietly()
+
+
+def test_sipp_image_runs() -> None:
+    client = docker_backend._client()
+    try:
+        client.images.get(SIPP_IMAGE)
+    except Exception:
+        pytest.skip(f"{SIPP_IMAGE} not built: run `harness image build`")
+    out = client.containers.run(SIPP_IMAGE, ["sh", "-c", "sipp -v; command -v tcpdump ip"],
+                                remove=True, stdout=True, stderr=True).decode()
+    assert "SIPp" in out and "/tcpdump" in out
