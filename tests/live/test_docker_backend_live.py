@@ -218,3 +218,52 @@ def test_sipp_image_runs() -> None:
     out = client.containers.run(SIPP_IMAGE, ["sh", "-c", "sipp -v; command -v tcpdump ip"],
                                 remove=True, stdout=True, stderr=True).decode()
     assert "SIPp" in out and "/tcpdump" in out
+
+
+def test_cluster_replicates_a_sipp_call(tmp_path: Path) -> None:
+    """Primary + backup in containers, SIPp in containers: the call is replicated.
+
+    The host captures the cluster's bridge; the primary's BIN packets to the backup
+    must decode as dialog created/updated/deleted for the call's Call-ID.
+    """
+    from harness.cluster import Cluster
+    from harness.sipp import SippUAC, SippUAS
+    from pybin.pcap import read_datagrams
+    from pybin.wire import parse_header
+
+    if shutil.which("tcpdump") is None:
+        pytest.skip("tcpdump not on the host: cannot capture the cluster bridge")
+    try:
+        docker_backend._client().images.get(SIPP_IMAGE)
+    except Exception:
+        pytest.skip(f"{SIPP_IMAGE} not built: run `harness image build`")
+    backend = docker_backend.DockerBackend(load_settings(), cluster="call")
+    with Cluster(backend, ["primary", "backup"]) as cluster:
+        cap = backend.capture_host()
+        pcap = tmp_path / "cluster.pcap"
+        log = tmp_path / "tcpdump.log"
+        with open(log, "w") as err:
+            dump = subprocess.Popen(cap.argv(["tcpdump", "-i", cap.ifname, "-U", "-n", "-w", str(pcap), "udp"]),
+                                    stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            _wait(lambda: "listening on" in log.read_text(), 10, "tcpdump to listen")
+            callee, caller = backend.client("callee"), backend.client("caller")
+            with SippUAS("basic", callee.ip, 5060, workdir=tmp_path,
+                         command_prefix=callee.argv([])) as uas:
+                uac = SippUAC("basic", uas.address, caller.ip, 5060, workdir=tmp_path,
+                              command_prefix=caller.argv([]), calls=1,
+                              outbound_proxy=f"{cluster.vip}:{backend.settings.ports.sip}")
+                uac.start(timeout=20)
+                summary = uac.wait(30)
+            assert summary.exit_code == 0, summary
+            primary, backup = cluster.addresses["primary"], cluster.addresses["backup"]
+            stats = _wait(lambda: (s := cluster.mi("backup").get_statistics())["delete_recv"] >= 1 and s,
+                          10, "the backup to receive the call's deletion")
+            assert stats["create_recv"] + stats["update_recv"] >= 1
+        finally:
+            dump.terminate()
+            dump.wait(10)
+        bins = [d for d in read_datagrams(pcap)
+                if d.src == primary.bin_addr and d.dst == backup.bin_addr]
+        commands = [parse_header(d.data).command for d in bins if parse_header(d.data).module == b"dialog"]
+        assert 1 in commands and 3 in commands, commands  # created ... deleted
