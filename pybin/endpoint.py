@@ -218,7 +218,10 @@ class BinEndpoint:
         byte_order: ByteOrder = ByteOrder.LITTLE,
         rcvbuf: int = DEFAULT_RCVBUF,
         tap: int = DEFAULT_TAP,
+        socket_factory: Callable[[int], socket.socket] | None = None,
     ) -> None:
+        """``socket_factory(family)`` makes each unbound socket; the harness passes one
+        that creates sockets inside a network namespace."""
         if children < 1:
             raise EndpointError(f"children must be at least 1, got {children}")
         self._local = parse_address(local)
@@ -228,6 +231,7 @@ class BinEndpoint:
         self._u32 = byte_order.u32.unpack_from
         self._i32 = byte_order.i32.unpack_from
         self._rcvbuf_wanted = rcvbuf
+        self._new_socket = socket_factory or (lambda family: socket.socket(family, socket.SOCK_DGRAM))
         #: the receive buffer the kernel granted (per socket), once started
         self.rcvbuf = 0
         self.counters = Counters(per_child=[0] * children)
@@ -274,14 +278,14 @@ class BinEndpoint:
             if self.children > 1 and bind_to[1] == 0:
                 # bind(0) with SO_REUSEPORT may pick a port another reuseport group of
                 # this user holds; let a plain socket choose a free one first.
-                probe = socket.socket(family, socket.SOCK_DGRAM)
+                probe = self._new_socket(family)
                 try:
                     probe.bind(bind_to)
                     bind_to = (bind_to[0], probe.getsockname()[1], *bind_to[2:])
                 finally:
                     probe.close()
             for _ in range(self.children):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock = self._new_socket(family)
                 socks.append(sock)
                 if self.children > 1:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -35,6 +35,8 @@ class CapturedDatagram:
     src: tuple[str, int]
     dst: tuple[str, int]
     data: bytes
+    #: payload length the UDP header announces; more than len(data) when cut short
+    wire_length: int = -1
 
 
 def _ip_text(raw: bytes) -> str:
@@ -74,9 +76,22 @@ def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
     Raises CaptureError (after yielding everything before it) when the file is not a
     pcap/pcapng capture or is cut short in the middle of a record.
     """
+    for number, item in enumerate(read_udp(source), 1):
+        if not item.data.startswith(MARKER):
+            continue
+        if len(item.data) < item.wire_length:
+            raise CaptureError(
+                f"UDP datagram {number} is cut short: its header says {item.wire_length} "
+                f"bytes of payload, the capture holds {len(item.data)}"
+            )
+        yield item
+
+
+def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
+    """Every UDP datagram in a capture (SIP and BIN alike), for ladders and corpora."""
     if isinstance(source, (str, Path)):
         with open(source, "rb") as handle:
-            yield from read_datagrams(handle)
+            yield from read_udp(handle)
         return
     head = source.read(4)
     stream = io.BufferedReader(_Prepend(head, source))  # type: ignore[arg-type]
@@ -94,9 +109,7 @@ def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
         raise CaptureError(f"unreadable capture header: {err}") from None
     datalink = reader.datalink()
     frames = iter(reader)
-    number = 0
     while True:
-        number += 1
         try:
             timestamp, frame = next(frames)
         except StopIteration:
@@ -108,18 +121,12 @@ def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
             continue
         ip, udp = layers
         payload = bytes(udp.data)
-        if not payload.startswith(MARKER):
-            continue
-        if len(payload) < udp.ulen - 8:
-            raise CaptureError(
-                f"frame {number} is cut short: its UDP header says {udp.ulen - 8} bytes "
-                f"of payload, the capture holds {len(payload)}"
-            )
         yield CapturedDatagram(
             float(timestamp),
             (_ip_text(ip.src), udp.sport),  # type: ignore[attr-defined]
             (_ip_text(ip.dst), udp.dport),  # type: ignore[attr-defined]
             payload,
+            udp.ulen - 8,
         )
 
 

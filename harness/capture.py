@@ -1,0 +1,162 @@
+"""Packet capture of a cluster's network, and the call/replication ladder read from it.
+
+One tcpdump on the cluster's bridge sees SIP and BIN alike, on one clock, so the
+ladder shows which SIP message caused which replication packet, and timing figures
+(replication lag) come from the same file.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pybin.errors import PybinError
+from pybin.jsonio import packet_to_json
+from pybin.pcap import CapturedDatagram, read_udp
+from pybin.wire import MARKER
+
+
+class CaptureHost(Protocol):
+    """Where tcpdump runs: ``argv`` wraps a command for that place (namespace, host)."""
+
+    ifname: str
+
+    def argv(self, command: list[str]) -> list[str]: ...
+
+
+class CaptureError(RuntimeError):
+    """tcpdump could not start or did not write its file."""
+
+
+class Capture:
+    """tcpdump on a cluster interface, writing ``path``; a context manager.
+
+    ``--immediate-mode -U`` matters: without them, a tcpdump stopped by a signal may
+    not have written a single packet yet.
+    """
+
+    def __init__(self, host: CaptureHost, path: str | Path, *, bpf: str = "udp",
+                 snaplen: int = 0) -> None:
+        self.host = host
+        self.path = Path(path)
+        self.bpf = bpf
+        self.snaplen = snaplen
+        self._proc: subprocess.Popen[str] | None = None
+        self._stderr: list[str] = []
+        self._listening = threading.Event()
+
+    def __enter__(self) -> Capture:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start tcpdump and return once it says it is listening."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        command = ["tcpdump", "--immediate-mode", "-U", "-n", "-s", str(self.snaplen),
+                   "-i", self.host.ifname, "-w", str(self.path), self.bpf]
+        try:
+            self._proc = subprocess.Popen(self.host.argv(command), stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True)
+        except FileNotFoundError as err:
+            raise CaptureError(f"cannot run {err.filename}: install tcpdump") from None
+        threading.Thread(target=self._read_stderr, daemon=True).start()
+        if not self._listening.wait(timeout):
+            self.stop()
+            raise CaptureError("tcpdump did not start listening within "
+                               f"{timeout:.0f}s: {' '.join(self._stderr[-3:]) or 'no output'}")
+
+    def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._stderr.append(line.rstrip())
+            if "listening on" in line:
+                self._listening.set()
+        self._listening.set()  # exited: stop waiting, start() reports the output
+
+    def stop(self, timeout: float = 10.0) -> Path:
+        """Stop tcpdump (SIGINT flushes the file) and return the capture's path."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self.path
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self._stderr)
+
+
+@dataclass(frozen=True)
+class LadderLine:
+    time: float
+    src: tuple[str, int]
+    dst: tuple[str, int]
+    kind: str  # "SIP" | "BIN" | "UDP"
+    summary: str
+    #: the SIP Call-ID or the dialog's call_id, when there is one
+    call_id: str | None = None
+
+    def render(self, start: float, names: dict[str, str]) -> str:
+        def who(addr: tuple[str, int]) -> str:
+            label = names.get(addr[0])
+            return f"{label}({addr[0]}:{addr[1]})" if label else f"{addr[0]}:{addr[1]}"
+
+        return f"{self.time - start:9.3f}s  {who(self.src):>28} → {who(self.dst):<28} {self.kind} {self.summary}"
+
+
+def classify(item: CapturedDatagram) -> LadderLine:
+    """One datagram as a ladder line: SIP first line and Call-ID, or a decoded BIN packet."""
+    data = item.data
+    if data.startswith(MARKER):
+        try:
+            obj = packet_to_json(data)
+        except PybinError as err:
+            return LadderLine(item.timestamp, item.src, item.dst, "BIN", f"undecodable: {err}")
+        from pybin.cli import summary_line
+
+        dialog = obj.get("dialog") or {}
+        return LadderLine(item.timestamp, item.src, item.dst, "BIN", summary_line(obj),
+                          dialog.get("call_id"))
+    text = data.decode("utf-8", "replace")
+    first, _, rest = text.partition("\r\n")
+    if first.startswith("SIP/2.0 ") or " SIP/2.0" in first:
+        call_id = None
+        cseq = ""
+        for line in rest.split("\r\n"):
+            name, _, value = line.partition(":")
+            lname = name.strip().lower()
+            if lname in ("call-id", "i"):
+                call_id = value.strip()
+            elif lname == "cseq":
+                cseq = value.strip()
+            if not line:
+                break
+        return LadderLine(item.timestamp, item.src, item.dst, "SIP",
+                          f"{first}  [CSeq {cseq}] [Call-ID {call_id}]", call_id)
+    return LadderLine(item.timestamp, item.src, item.dst, "UDP", f"{len(data)} bytes")
+
+
+def ladder_lines(pcap: str | Path) -> list[LadderLine]:
+    return [classify(item) for item in read_udp(pcap)]
+
+
+def render_ladder(lines: Iterable[LadderLine], names: dict[str, str] | None = None) -> str:
+    """Text ladder, times relative to the first packet; ``names`` maps IPs to node names."""
+    rows = list(lines)
+    if not rows:
+        return "(no packets captured)"
+    start = rows[0].time
+    return "\n".join(row.render(start, names or {}) for row in rows)
+
