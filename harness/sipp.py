@@ -931,8 +931,8 @@ class SippUAC(SippProcess):
         for cid in ids:
             if cid in self.released:
                 continue
+            self.released[cid] = time.time()  # taken before sending: SIPp may act at once
             self._twin.sendall(f"Call-ID: {cid}\r\n\r\n\x1b".encode())
-            self.released[cid] = time.time()
             out.append(cid)
         return out
 
