@@ -49,7 +49,7 @@ __all__ = [
     "DockerClientHost",
     "DockerNetwork",
     "DockerNode",
-    "DockerTool",
+    "HostCapture",
     "derive_subnet",
     "docker_backend_unavailable",
     "labels_for",
@@ -275,7 +275,7 @@ class DockerNetwork:
     """One cluster's user-defined bridge network, with a subnet of its own.
 
     Addresses inside the /24: gateway .1 (the host), nodes from .10, the virtual IP
-    .100, tool containers (SIPp, captures) from .200.
+    .100, SIP clients (SIPp containers) from .200.
     """
 
     def __init__(self, cluster: str = "cluster", *, subnet: str | None = None,
@@ -407,7 +407,7 @@ class DockerNetwork:
 
 
 class _Container:
-    """Shared plumbing of nodes and tools: create on the network, exec, logs, remove."""
+    """Container plumbing: create on the cluster network at a fixed IP, exec, logs, remove."""
 
     kind = "container"
 
@@ -754,30 +754,6 @@ class DockerNode(_Container):
 
     def __repr__(self) -> str:
         return f"DockerNode({self.name!r}, ip={self.ip!r}, image={self.image!r})"
-
-
-class DockerTool(_Container):
-    """A helper container on a cluster network (SIPp, tcpdump), idle until exec'd.
-
-    Runs ``sleep infinity`` so tests exec SIPp or captures inside it with an address
-    of the cluster's subnet.
-    """
-
-    kind = "tool"
-
-    def __init__(self, name: str, network: DockerNetwork, ip: str, *, image: str = SIPP_IMAGE) -> None:
-        super().__init__(name, network, ip, image)
-
-    def start(self) -> DockerTool:
-        if self.container is None:
-            self._create_and_start(["sleep", "infinity"], {})
-        return self
-
-    def __enter__(self) -> DockerTool:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 # --------------------------------------------------------------------------- backend

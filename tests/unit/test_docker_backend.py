@@ -114,3 +114,23 @@ def test_module_path_matches_the_image_install_prefix() -> None:
     assert "prefix=/usr/local" in script.read_text()
     assert docker_backend.MODULE_PATH == "/usr/local/lib64/opensips/modules"
     assert docker_backend.CONFIG_PATH.startswith("/usr/local/etc/opensips/")
+
+
+def test_client_host_argv_runs_sipp_in_a_fresh_container(tmp_path: Path) -> None:
+    host = docker_backend.DockerClientHost(
+        "caller", "10.99.7.200", "osh-net", "img:1", (("k", "v"),), (str(tmp_path),))
+    argv = host.argv(["sipp", "-v"], cwd=str(tmp_path))
+    assert argv[:3] == ["docker", "run", "--rm"]
+    assert "--init" in argv  # signals reach SIPp, zombies are reaped
+    assert argv[argv.index("--ip") + 1] == "10.99.7.200"
+    assert argv[argv.index("--network") + 1] == "osh-net"
+    opts = argv[: argv.index("img:1")]
+    assert opts.count("-v") == 1 and f"{tmp_path}:{tmp_path}" in opts  # cwd == mount: once
+    assert argv[argv.index("-w") + 1] == str(tmp_path)
+    assert "k=v" in argv
+    assert argv[-3:] == ["img:1", "sipp", "-v"]
+
+
+def test_host_capture_runs_commands_as_they_are() -> None:
+    cap = docker_backend.HostCapture("host", "10.99.7.1", "osh0123456789")
+    assert cap.argv(["tcpdump", "-i", cap.ifname]) == ["tcpdump", "-i", "osh0123456789"]

@@ -141,3 +141,40 @@ def test_main_rejects_a_bad_source_dir(
     assert images.main(["build", "--source", str(tmp_path)]) == 1
     assert "does not look like an OpenSIPS source tree" in capsys.readouterr().err
     assert not called  # checked before asking the engine
+
+
+def _git_tree_of(directory: Path) -> str:
+    """The tree id git gives a directory (what verify-tree.sh pins)."""
+    import subprocess
+
+    env = {"GIT_DIR": str(directory.parent / "probe.git"), "GIT_WORK_TREE": str(directory),
+           "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(directory.parent)}
+    subprocess.run(["git", "init", "-q"], env=env, check=True)
+    subprocess.run(["git", "add", "-A"], env=env, check=True)
+    return subprocess.run(["git", "write-tree"], env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_verify_tree_accepts_the_pinned_tree_and_cleans_build_junk(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    tree = tmp_path / "src"
+    (tree / "modules").mkdir(parents=True)
+    (tree / "Makefile").write_text("all:\n")
+    (tree / "modules" / "x.c").write_text("int x;\n")
+    (tree / ".gitignore").write_text("*.o\n/opensips\n")
+    pinned = _git_tree_of(tree)
+    (tree / "modules" / "x.o").write_bytes(b"\0")  # stale build output in a local tree
+    (tree / "opensips").write_bytes(b"\0")
+    script = OPENSIPS / "verify-tree.sh"
+    ok = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "verified" in ok.stdout
+    assert not (tree / "modules" / "x.o").exists() and not (tree / "opensips").exists()
+    assert not (tree / ".git").exists()
+    (tree / "Makefile").write_text("all:\n\techo tampered\n")
+    bad = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True)
+    assert bad.returncode == 1 and "pinned" in bad.stderr
