@@ -7,6 +7,7 @@ ladder shows which SIP message caused which replication packet, and timing figur
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -103,7 +104,7 @@ class LadderLine:
     time: float
     src: tuple[str, int]
     dst: tuple[str, int]
-    kind: str  # "SIP" | "BIN" | "UDP"
+    kind: str  # "SIP" | "BIN" | "MI" | "UDP"
     summary: str
     #: the SIP Call-ID or the dialog's call_id, when there is one
     call_id: str | None = None
@@ -131,6 +132,7 @@ def classify(item: CapturedDatagram) -> LadderLine:
                           dialog.get("call_id"))
     text = data.decode("utf-8", "replace")
     first, _, rest = text.partition("\r\n")
+    first = first.split("\n")[0]
     if first.startswith("SIP/2.0 ") or " SIP/2.0" in first:
         call_id = None
         cseq = ""
@@ -145,6 +147,8 @@ def classify(item: CapturedDatagram) -> LadderLine:
                 break
         return LadderLine(item.timestamp, item.src, item.dst, "SIP",
                           f"{first}  [CSeq {cseq}] [Call-ID {call_id}]", call_id)
+    if first.startswith(":") or re.match(r"\d{3} ", first):  # mi_datagram request / reply
+        return LadderLine(item.timestamp, item.src, item.dst, "MI", first.split("\n")[0][:80])
     return LadderLine(item.timestamp, item.src, item.dst, "UDP", f"{len(data)} bytes")
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from harness.mi import MIClient
 from harness.node import Node, NodeAddresses, NodeDied
@@ -85,6 +85,8 @@ class Cluster:
         self.restarts: dict[str, int] = {}
         self.vip_owner: str | None = None
         self._probe_sock: socket.socket | None = None
+        #: the pybin peer replicating with this cluster, when the plugin started one
+        self.peer: Any = None
 
     @staticmethod
     def _names(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:

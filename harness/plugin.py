@@ -1,0 +1,227 @@
+"""pytest plugin: real OpenSIPS 1.10 clusters as fixtures (installed as ``opensips_harness``).
+
+Fixtures (each small and overridable in your own conftest.py):
+
+- ``harness_settings`` — the YAML settings (``harness/defaults.yaml`` + ``$HARNESS_SETTINGS``).
+- ``opensips_backend`` — which backend runs OpenSIPS (``--opensips-backend``); skips
+  the test with the exact reason when none can.
+- ``opensips_cluster`` — factory: ``opensips_cluster(("primary", "backup"), peer=True)``
+  starts a cluster on its own network, captures its traffic, and tears it down after
+  the test. On failure the capture, a decoded SIP/BIN ladder and every node's log are
+  saved under ``--harness-artifacts`` and attached to the report (JUnit properties).
+- ``bin_peer`` — the pybin peer of the most recent cluster started with ``peer=True``.
+- ``sip_calls`` — factory running a SIPp scenario through a cluster.
+
+Markers: ``live`` (needs OpenSIPS) and ``failover``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends import BackendChoice, choose_backend
+from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
+from harness.cluster import Cluster, Destination
+from harness.peer import BinPeer
+from harness.settings import Settings, load_settings
+from harness.warmup import STATS
+
+_REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("opensips", "OpenSIPS 1.10 harness")
+    group.addoption("--opensips-backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
+                    choices=("auto", "docker", "local"),
+                    help="how to run OpenSIPS for live tests (default: auto, or $HARNESS_BACKEND)")
+    group.addoption("--harness-artifacts", default=os.environ.get("HARNESS_ARTIFACTS", "artifacts"),
+                    help="where failed live tests leave pcap, ladder and logs (default: artifacts)")
+    group.addoption("--failover-calls", type=int,
+                    default=int(os.environ.get("HARNESS_FAILOVER_CALLS", "200")),
+                    help="concurrent calls in failover tests (default: 200)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "live: needs a real OpenSIPS 1.10 (skipped with the reason otherwise)")
+    config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """Keep each phase's report on the item, so fixture teardown knows if the test failed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    item.stash.setdefault(_REPORT_KEY, {})[report.when] = report
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(_REPORT_KEY, {})
+    return any(r.failed for r in reports.values())
+
+
+# -- warm-up tally (the 1.10.5 recvfrom defect), summed over xdist workers ------------
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["harness_warmup"] = (STATS.probed, STATS.died)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    probed, died = getattr(node, "workeroutput", {}).get("harness_warmup", (0, 0))
+    STATS.probed += probed
+    STATS.died += died
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STATS.probed:
+        terminalreporter.write_sep("-", "OpenSIPS harness")
+        terminalreporter.write_line(STATS.summary())
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def harness_settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def opensips_backend(request: pytest.FixtureRequest, harness_settings: Settings) -> BackendChoice:
+    choice = choose_backend(request.config.getoption("--opensips-backend"), harness_settings)
+    if choice.name is None:
+        pytest.skip(choice.reason)
+    return choice
+
+
+def _slug(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:120]
+
+
+class _LiveCluster:
+    """What the opensips_cluster factory started for one test, torn down in reverse."""
+
+    def __init__(self, backend: Any, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.cluster: Cluster | None = None
+        self.capture: Capture | None = None
+        self.peer: BinPeer | None = None
+
+    def evidence(self, dest: Path) -> list[tuple[str, str]]:
+        """Save pcap, ladder and logs into ``dest``; return report sections."""
+        dest.mkdir(parents=True, exist_ok=True)
+        sections: list[tuple[str, str]] = []
+        if self.cluster is None:
+            return sections
+        if self.capture is not None and self.capture.path.exists():
+            pcap = dest / "capture.pcap"
+            shutil.copy(self.capture.path, pcap)
+            names = {a.ip: n for n, a in self.cluster.addresses.items()}
+            names[self.cluster.vip] = "vip"
+            names[self.backend.harness_ip] = "harness"
+            try:
+                ladder = render_ladder(ladder_lines(pcap), names)
+            except Exception as err:  # evidence must never hide the real failure
+                ladder = f"(ladder unavailable: {err})"
+            (dest / "ladder.txt").write_text(ladder + "\n")
+            sections.append(("SIP/BIN ladder", ladder))
+        for name, node in self.cluster.nodes.items():
+            try:
+                text = node.logs()
+            except Exception as err:
+                text = f"(logs unavailable: {err})"
+            (dest / f"{name}.log").write_text(text)
+            tail = "\n".join(text.splitlines()[-40:])
+            sections.append((f"{name} log (last 40 lines)", tail))
+        return sections
+
+
+@pytest.fixture
+def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendChoice,
+                     harness_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    """Factory: start a cluster (default primary + backup) that lives until the test ends."""
+    started: list[_LiveCluster] = []
+
+    def start(roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"), *,
+              settings: Mapping[str, Any] | Settings | None = None,
+              replicate: Mapping[str, Iterable[Destination]] | None = None,
+              extra_destinations: Iterable[Destination] = (),
+              peer: bool = False, capture: bool = True, warmup: bool | None = None) -> Cluster:
+        if isinstance(settings, Settings):
+            effective = settings
+        else:
+            effective = harness_settings.with_overrides(settings) if settings else harness_settings
+        backend = opensips_backend.factory()(effective)
+        workdir = tmp_path / f"cluster{len(started)}"
+        workdir.mkdir()
+        live = _LiveCluster(backend, workdir)
+        started.append(live)  # from here on, teardown owns it whatever happens next
+        backend.open()
+        if capture:
+            live.capture = Capture(backend.capture_host(), workdir / "capture.pcap")
+            try:
+                live.capture.start()
+            except CaptureError as err:
+                pytest.fail(f"cannot capture the cluster's traffic: {err}")
+        extra = list(extra_destinations)
+        if peer:
+            live.peer = BinPeer((backend.harness_ip, 0), socket_factory=_socket_factory(backend)).start()
+            extra.append(live.peer.address)
+        live.cluster = Cluster(backend, roles, settings=effective, replicate=replicate,
+                               extra_destinations=extra, warmup=warmup)
+        live.cluster.peer = live.peer
+        live.cluster.start()
+        return live.cluster  # type: ignore[return-value]
+
+    yield start
+
+    failed = _failed(request.node)
+    artifacts = Path(request.config.getoption("--harness-artifacts"))
+    for index, live in enumerate(reversed(started)):
+        try:
+            if live.capture is not None:
+                live.capture.stop()
+            if failed:
+                dest = artifacts / "failures" / _slug(request.node.nodeid) / f"cluster{index}"
+                for title, text in live.evidence(dest):
+                    request.node.add_report_section("teardown", title, text)
+                request.node.user_properties.append(("artifacts", str(dest)))
+        finally:
+            if live.peer is not None:
+                live.peer.close()
+            if live.cluster is not None:
+                live.cluster.close()
+            else:
+                live.backend.close()
+
+
+def _socket_factory(backend: Any) -> Callable[[int], Any] | None:
+    """Sockets for the peer must live where the backend's harness address is."""
+    make = getattr(backend, "socket", None)
+    if make is None:
+        return None
+    import socket as socket_module
+
+    return lambda family: make(socket_module.SOCK_DGRAM)
+
+
+@pytest.fixture
+def bin_peer(opensips_cluster: Callable[..., Cluster]) -> Callable[..., BinPeer]:
+    """Factory: a primary + backup cluster that also replicates to a pybin peer; the peer."""
+
+    def start(roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"), **kwargs: Any) -> BinPeer:
+        cluster = opensips_cluster(roles, peer=True, **kwargs)
+        assert cluster.peer is not None
+        return cluster.peer
+
+    return start
+
+
