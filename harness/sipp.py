@@ -32,6 +32,8 @@ How it works
 * ``command_prefix`` runs SIPp elsewhere, e.g. ``["ip", "netns", "exec", "ns1"]`` or
   ``["docker", "exec", "<cid>"]``; the workdir must then be visible to that SIPp at
   ``remote_workdir`` (the same path by default, e.g. a bind mount at the same place).
+  The test-side sockets to SIPp (control, twin) come from ``socket_factory`` when SIPp's
+  address is only reachable from another namespace.
 
 Verified against Debian's sip-tester 3.6.1 (``SIPp v3.6.1-SCTP-PCAP-RTPSTREAM``).
 """
@@ -540,6 +542,7 @@ class SippProcess:
         control_port: int | None = None,
         pause_ms: int = 100,
         buff_size: int = 1 << 20,
+        socket_factory: Callable[[int], socket.socket] | None = None,
         extra_vars: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         sipp_binary: str = "sipp",
@@ -572,6 +575,10 @@ class SippProcess:
         self.pause_ms = pause_ms
         #: socket buffers (-buff_size): bursts of hundreds of calls overflow SIPp's 64 KB default
         self.buff_size = buff_size
+        #: makes the test-side sockets to SIPp (UDP control, TCP twin), given SOCK_DGRAM or
+        #: SOCK_STREAM; e.g. a backend's factory creating them in its hub namespace
+        self.socket_factory: Callable[[int], socket.socket] = socket_factory or (
+            lambda kind: socket.socket(socket.AF_INET, kind))
         self.extra_vars = dict(extra_vars or {})
         self.extra_args = list(extra_args)
         self.sipp_binary = sipp_binary
@@ -704,7 +711,7 @@ class SippProcess:
 
     def control(self, key: str) -> None:
         """Send a remote-control key (``q``, ``Q``, ``p``, ``+``...) to SIPp's UDP socket."""
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with self.socket_factory(socket.SOCK_DGRAM) as s:
             s.sendto(key.encode(), (self.local_ip, self.control_port))
 
     def wait(self, timeout: float) -> SippSummary:
@@ -876,10 +883,14 @@ class SippUAC(SippProcess):
             return
         deadline = time.monotonic() + timeout
         while True:  # the twin socket is bound before the first statistics row; retry anyway
+            sock = self.socket_factory(socket.SOCK_STREAM)
             try:
-                self._twin = socket.create_connection((self.local_ip, self.twin_port), timeout=1.0)
+                sock.settimeout(1.0)
+                sock.connect((self.local_ip, self.twin_port))
+                self._twin = sock
                 break
             except OSError as e:
+                sock.close()
                 if time.monotonic() >= deadline or not self.running():
                     self.stop()
                     raise self._fail(f"3PCC twin socket {self.local_ip}:{self.twin_port} unreachable ({e})")
