@@ -225,3 +225,24 @@ def bin_peer(opensips_cluster: Callable[..., Cluster]) -> Callable[..., BinPeer]
     return start
 
 
+
+
+@pytest.fixture
+def sip_calls(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: ``sip_calls(cluster, "basic", calls=5)`` starts a SIPp callee and caller.
+
+    Returns a started ``harness.calls.CallPair``; ``.wait(timeout)`` gives the caller's
+    parsed results. Everything still running is stopped when the test ends.
+    """
+    from harness.calls import CallPair
+
+    pairs: list[CallPair] = []
+
+    def start(cluster: Cluster, scenario: str = "basic", **options: Any) -> CallPair:
+        pair = CallPair(cluster, scenario, workdir=tmp_path / f"sipp{len(pairs)}", **options)
+        pairs.append(pair)
+        return pair.start()
+
+    yield start
+    for pair in pairs:
+        pair.stop()

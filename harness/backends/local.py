@@ -202,7 +202,12 @@ class LocalBackend:
         self._opened = True
         try:
             self._add_ns(self.hub_ns)
-            netns.run(["ip", "-n", self.hub_ns, "link", "add", "br0", "type", "bridge"])
+            # A fixed MAC: a bridge without one takes the lowest MAC of its ports, so it
+            # changes when a client namespace joins later and the nodes' ARP entries for
+            # the harness address go stale (their packets to it are then dropped).
+            mac = "02:" + ":".join(f"{b:02x}" for b in os.urandom(5))
+            netns.run(["ip", "-n", self.hub_ns, "link", "add", "br0", "address", mac,
+                       "type", "bridge"])
             # promiscuous br0: the bridge passes every frame it forwards up to br0 too,
             # so tcpdump -i br0 in the hub sees all traffic between namespaces (else
             # only frames to/from the hub's own address)

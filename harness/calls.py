@@ -1,0 +1,90 @@
+"""SIP calls through a cluster: a SIPp callee and caller placed on the cluster network.
+
+The caller sends every request to the cluster's virtual IP (whoever holds it), with
+the callee named in the Request-URI, so the same call keeps working when the VIP moves
+to the backup. Works with either backend: each backend gives client hosts that know
+how to run a command where their address lives.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from harness.sipp import HOLDABLE, SCENARIOS, SippError, SippSummary, SippUAC, SippUAS
+
+CALLEE_PORT = 5080
+CALLER_PORT = 5070
+_pairs = itertools.count()
+
+
+class CallsError(SippError):
+    """A scenario name the harness does not have, or a hold it cannot do."""
+
+
+def _runner_options(backend: Any, host: Any) -> dict[str, Any]:
+    """How to run SIPp on ``host`` and reach its control sockets from here."""
+    options: dict[str, Any] = {}
+    prefix = getattr(host, "command_prefix", None)
+    options["command_prefix"] = list(prefix) if prefix is not None else host.argv([])
+    make_socket = getattr(backend, "socket", None)
+    if make_socket is not None:
+        options["socket_factory"] = make_socket
+    return options
+
+
+class CallPair:
+    """One SIPp callee + one SIPp caller running ``scenario`` through a cluster."""
+
+    def __init__(self, cluster: Any, scenario: str = "basic", *, calls: int = 1,
+                 rate: float = 10.0, hold: bool = False, workdir: str | Path,
+                 max_concurrent: int | None = None, **uac_options: Any) -> None:
+        if scenario not in SCENARIOS:
+            raise CallsError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+        if hold and scenario not in HOLDABLE:
+            raise CallsError(f"scenario {scenario!r} cannot be held (holdable: {', '.join(sorted(HOLDABLE))})")
+        backend = cluster.backend
+        index = next(_pairs)
+        self.caller_host = backend.client(f"caller{index}" if index else "caller")
+        self.callee_host = backend.client(f"callee{index}" if index else "callee")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        vip, sip_port = cluster.sip_addr
+        self.uas = SippUAS(scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
+                           name=f"{scenario}-uas", **_runner_options(backend, self.callee_host))
+        self.uac = SippUAC(scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
+                           CALLER_PORT, workdir=self.workdir, calls=calls, rate=rate, hold=hold,
+                           max_concurrent=max_concurrent, outbound_proxy=f"{vip}:{sip_port}",
+                           name=f"{scenario}-uac", **_runner_options(backend, self.caller_host),
+                           **uac_options)
+
+    def start(self, timeout: float = 20.0) -> CallPair:
+        self.uas.start(timeout)
+        try:
+            self.uac.start(timeout)
+        except BaseException:
+            self.uas.stop()
+            raise
+        return self
+
+    def wait(self, timeout: float) -> SippSummary:
+        """Wait for the caller to finish every call; then stop the callee. The caller's summary."""
+        try:
+            summary = self.uac.wait(timeout)
+        finally:
+            self.callee = self.uas.stop()
+        return summary
+
+    def stop(self) -> None:
+        for proc in (self.uac, self.uas):
+            try:
+                proc.stop()
+            except SippError:
+                pass
+
+    def __enter__(self) -> CallPair:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
