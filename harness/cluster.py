@@ -125,8 +125,7 @@ class Cluster:
         for name, role in self.roles.items():
             config = render_config(role, self.settings, self.addresses[name],
                                    replicate_to=self.destinations(name),
-                                   module_path=self.settings.opensips.module_path
-                                   or self.backend.module_path)
+                                   module_path=self.backend.module_path)
             self.nodes[name] = self.backend.create_node(name, config, self.addresses[name])
         for node in self.nodes.values():
             node.start()
