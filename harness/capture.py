@@ -50,6 +50,7 @@ class Capture:
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: list[str] = []
         self._listening = threading.Event()
+        self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Capture:
         self.start()
@@ -68,7 +69,8 @@ class Capture:
                                           stderr=subprocess.PIPE, text=True)
         except FileNotFoundError as err:
             raise CaptureError(f"cannot run {err.filename}: install tcpdump") from None
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
         if not self._listening.wait(timeout):
             self.stop()
             raise CaptureError("tcpdump did not start listening within "
@@ -76,11 +78,15 @@ class Capture:
 
     def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
-        for line in self._proc.stderr:
-            self._stderr.append(line.rstrip())
-            if "listening on" in line:
-                self._listening.set()
-        self._listening.set()  # exited: stop waiting, start() reports the output
+        stream = self._proc.stderr
+        try:
+            for line in stream:
+                self._stderr.append(line.rstrip())
+                if "listening on" in line:
+                    self._listening.set()
+        finally:
+            stream.close()
+            self._listening.set()  # exited: stop waiting, start() reports the output
 
     def stop(self, timeout: float = 10.0) -> Path:
         """Stop tcpdump (SIGINT flushes the file) and return the capture's path."""
@@ -92,6 +98,9 @@ class Capture:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout)
+            self._reader = None
         return self.path
 
     @property
