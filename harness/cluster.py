@@ -87,6 +87,8 @@ class Cluster:
         self._probe_sock: socket.socket | None = None
         #: the pybin peer replicating with this cluster, when the plugin started one
         self.peer: Any = None
+        #: the harness.capture.Capture of the cluster's network, when the plugin started one
+        self.capture: Any = None
 
     @staticmethod
     def _names(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
