@@ -42,11 +42,15 @@ class Capture:
     """
 
     def __init__(self, host: CaptureHost, path: str | Path, *, bpf: str = "udp",
-                 snaplen: int = 0) -> None:
+                 snaplen: int = 0, buffer_kib: int | None = None) -> None:
         self.host = host
         self.path = Path(path)
         self.bpf = bpf
         self.snaplen = snaplen
+        #: kernel capture buffer (tcpdump -B). In immediate mode every ring slot is
+        #: snaplen-sized, so the 2 MB default holds only ~8 full-size packets and a burst
+        #: of calls overflows it ("packets dropped by kernel"); bursts need more.
+        self.buffer_kib = buffer_kib
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: list[str] = []
         self._listening = threading.Event()
@@ -63,6 +67,7 @@ class Capture:
         """Start tcpdump and return once it says it is listening."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         command = ["tcpdump", "--immediate-mode", "-U", "-n", "-s", str(self.snaplen),
+                   *(["-B", str(self.buffer_kib)] if self.buffer_kib else []),
                    "-i", self.host.ifname, "-w", str(self.path), self.bpf]
         try:
             self._proc = subprocess.Popen(self.host.argv(command), stdout=subprocess.DEVNULL,
@@ -106,6 +111,12 @@ class Capture:
     @property
     def output(self) -> str:
         return "\n".join(self._stderr)
+
+    @property
+    def dropped(self) -> int | None:
+        """Packets the kernel dropped (tcpdump's exit report), None before it exited."""
+        m = re.search(r"(\d+) packets? dropped by kernel", self.output)
+        return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
