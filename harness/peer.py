@@ -46,6 +46,8 @@ class BinPeer:
         self.received: list[PeerPacket] = []
         self._cond = threading.Condition()
         self._read = 0
+        #: the cluster replicating to this peer, when the pytest plugin started both
+        self.cluster: Any = None
 
     def __enter__(self) -> BinPeer:
         self.start()

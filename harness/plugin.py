@@ -178,6 +178,8 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
         live.cluster = Cluster(backend, roles, settings=effective, replicate=replicate,
                                extra_destinations=extra, warmup=warmup)
         live.cluster.peer = live.peer
+        if live.peer is not None:
+            live.peer.cluster = live.cluster
         live.cluster.capture = live.capture
         live.cluster.start()
         return live.cluster  # type: ignore[return-value]

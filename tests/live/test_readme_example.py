@@ -1,0 +1,13 @@
+"""The live-test example of README.md, verbatim, so the README cannot drift from the API."""
+
+import pytest
+
+
+@pytest.mark.live
+def test_a_call_replicates(opensips_cluster, sip_calls):
+    cluster = opensips_cluster(("primary", "backup"), peer=True)   # + a pybin peer
+    summary = sip_calls(cluster, "basic", calls=3).wait(timeout=60)
+    assert len(summary.completed) == 3
+    cluster.peer.wait_for(lambda got: sum(p.packet.command == 3 for p in got) == 3,
+                          timeout=10, what="three 'deleted' packets")
+    assert cluster.mi("backup").get_statistics()["delete_recv"] == 3
