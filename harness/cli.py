@@ -12,6 +12,7 @@ Failures are one line on stderr with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -113,6 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     artifacts = Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     junit = artifacts / "junit.xml"
+    (artifacts / "warmup.json").unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", str(TESTS_DIR), "-n", args.workers,
                "--opensips-backend", args.backend, "--harness-artifacts", str(artifacts),
                f"--junitxml={junit}", "-o", "junit_logging=all", *args.pytest_args]
@@ -122,15 +124,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     if not junit.exists():
         raise HarnessCliError(f"pytest wrote no JUnit report (exit {code})", code or 2)
-    table = summary_table(junit, wall)
+    table = summary_table(junit, wall, artifacts / "warmup.json")
     (artifacts / "summary.md").write_text(table + "\n")
     say("")
     say(table)
     return code
 
 
-def summary_table(junit: Path, wall: float) -> str:
-    """Markdown: totals per outcome, then every test that did not pass, with why."""
+def summary_table(junit: Path, wall: float, warmup: Path | None = None) -> str:
+    """Markdown: totals per outcome, the recvfrom-defect tally, every test that did not pass."""
     root = ET.parse(junit).getroot()
     counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
     rows = []
@@ -152,6 +154,8 @@ def summary_table(junit: Path, wall: float) -> str:
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
         f"{counts['skipped']} skipped in {wall:.0f}s",
     ]
+    if warmup is not None and warmup.exists():
+        lines += ["", json.loads(warmup.read_text())["summary"]]
     if rows:
         lines += ["", "| outcome | test | reason |", "|---|---|---|", *rows]
     return "\n".join(lines)

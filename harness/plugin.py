@@ -17,6 +17,7 @@ Markers: ``live`` (needs OpenSIPS) and ``failover``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,6 +73,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["harness_warmup"] = (STATS.probed, STATS.died)
+    elif STATS.probed:  # the controller (or a run without xdist): leave it for `harness run`
+        artifacts = Path(session.config.getoption("--harness-artifacts"))
+        artifacts.mkdir(parents=True, exist_ok=True)
+        (artifacts / "warmup.json").write_text(json.dumps(
+            {"probed": STATS.probed, "died": STATS.died, "summary": STATS.summary()}) + "\n")
 
 
 def pytest_testnodedown(node: Any, error: Any) -> None:

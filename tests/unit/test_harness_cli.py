@@ -1,0 +1,50 @@
+"""The harness command's pieces that need no OpenSIPS: parsing and the gate's summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import build_parser, main, summary_table
+
+JUNIT = """<?xml version="1.0" encoding="utf-8"?>
+<testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3">
+<testcase classname="tests.live.test_x" name="test_ok" time="1.0"/>
+<testcase classname="tests.live.test_x" name="test_bad" time="2.0"><failure message="AssertionError: 3 != 4 | oops&#10;more">trace</failure></testcase>
+<testcase classname="tests.live.test_y" name="test_skip" time="0.0"><skipped message="no OpenSIPS 1.10 to test against" /></testcase>
+</testsuite></testsuites>
+"""
+
+
+def test_summary_table_lists_totals_tally_and_what_did_not_pass(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT)
+    warmup = tmp_path / "warmup.json"
+    warmup.write_text(json.dumps({"probed": 10, "died": 6, "summary": "1.10.5 BIN recvfrom defect: 6 of 10"}))
+    table = summary_table(junit, 42.4, warmup)
+    assert "1 passed, 1 failed, 0 errors, 1 skipped in 42s" in table
+    assert "1.10.5 BIN recvfrom defect: 6 of 10" in table
+    assert "| failed | `tests.live.test_x::test_bad` | AssertionError: 3 != 4 / oops |" in table
+    assert "| skipped | `tests.live.test_y::test_skip` | no OpenSIPS 1.10 to test against |" in table
+    assert "test_ok" not in table
+
+
+def test_run_passes_everything_after_double_dash_to_pytest():
+    args = build_parser().parse_args(["run", "--backend", "local", "--", "-k", "parity", "-x"])
+    assert args.backend == "local" and args.pytest_args == ["--", "-k", "parity", "-x"]
+
+
+def test_up_with_an_impossible_backend_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("OPENSIPS_BIN", "/nonexistent/opensips")
+    code = main(["up", "--backend", "local"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("harness: no OpenSIPS 1.10 to test against — local: ")
+    assert err.count("\n") == 1
+
+
+def test_unknown_subcommand_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fly"])
+    assert info.value.code == 2
