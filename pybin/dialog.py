@@ -164,24 +164,27 @@ class _DialogMessage:
         return self._asdict()  # type: ignore[attr-defined,no-any-return]
 
 
-class DialogCreated(_DialogMessage, _DialogFields):  # type: ignore[misc]
+class _FullDialog(_DialogMessage, _DialogFields):  # type: ignore[misc]
+    """Created and updated carry the same 25 fields."""
+
+    __slots__ = ()
+    FIELDS = DIALOG_FIELDS
+    _LAYOUT = _layout(DIALOG_FIELDS)
+    _PAIRS_AT = _VARS_AT
+
+
+class DialogCreated(_FullDialog):
     """REPLICATION_DLG_CREATED: sent when the 200 OK to the initial INVITE passes."""
 
     __slots__ = ()
     command = Command.CREATED
-    FIELDS = DIALOG_FIELDS
-    _LAYOUT = _layout(DIALOG_FIELDS)
-    _PAIRS_AT = _VARS_AT
 
 
-class DialogUpdated(_DialogMessage, _DialogFields):  # type: ignore[misc]
-    """REPLICATION_DLG_UPDATED: the same 25 fields, on ACK and cseq changes."""
+class DialogUpdated(_FullDialog):
+    """REPLICATION_DLG_UPDATED: on ACK and on in-dialog requests that move a cseq."""
 
     __slots__ = ()
     command = Command.UPDATED
-    FIELDS = DIALOG_FIELDS
-    _LAYOUT = _layout(DIALOG_FIELDS)
-    _PAIRS_AT = _VARS_AT
 
 
 class DialogDeleted(_DialogMessage, _DeletedFields):  # type: ignore[misc]
