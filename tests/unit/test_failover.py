@@ -1,0 +1,217 @@
+"""Failover figures computed offline: percentiles, service gap, replication lag, the
+"matched by the backup" proof and the loss verdict, from synthetic ladders written as a
+real pcap (SIP text and pybin-encoded BIN) and from the real 1.10.5 capture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.failover import (JSON_KEYS, FailoverResult, Gap, add_arguments, backup_commands,
+                              judge_calls, percentile, recovery_times, replication_lags,
+                              service_gap, split_capture)
+from harness.sipp import CallResult, SipMessage
+from pybin import dialog
+from pybin.pcap import CapturedDatagram, read_udp, write_pcap
+
+VIP = ("10.9.0.100", 5060)
+PRIMARY_BIN = ("10.9.0.11", 5062)
+BACKUP_BIN = ("10.9.0.12", 5062)
+CALLER = ("10.9.0.201", 5070)
+CALLEE = ("10.9.0.202", 5080)
+PROBER = ("10.9.0.1", 40000)
+T0 = 1_800_000_000.0
+
+
+def sip(code_or_method: int | str, call_id: str, cseq: str) -> bytes:
+    first = (f"SIP/2.0 {code_or_method} X" if isinstance(code_or_method, int)
+             else f"{code_or_method} sip:service@10.9.0.202:5080 SIP/2.0")
+    return (f"{first}\r\nVia: SIP/2.0/UDP 10.9.0.201:5070;branch=z9hG4bK1\r\n"
+            f"From: <sip:caller@10.9.0.201>;tag=a\r\nTo: <sip:service@10.9.0.202>;tag=b\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def bin_packet(command: int, call_id: str) -> bytes:
+    return dialog.make(command, call_id=call_id.encode(), from_tag=b"a", to_tag=b"b").encode()
+
+
+def dg(t: float, src: tuple[str, int], dst: tuple[str, int], data: bytes) -> CapturedDatagram:
+    return CapturedDatagram(T0 + t, src, dst, data, len(data))
+
+
+def ladder() -> list[CapturedDatagram]:
+    """Two calls set up through the primary, a kill at t=10, the backup takes over.
+
+    call-1: 200 OK out of the VIP at 1.000, created 0.2 ms later.
+    call-2: 200 OK out at 2.000; 1.10.5's created lost the race with the ACK, so the
+            first BIN packet is the ACK's updated at 2.003.
+    Probes answered by the primary up to 9.990, by the backup from 10.040 on.
+    call-1's re-INVITE and BYE are matched by the backup (updated, deleted); call-2's
+    are relayed (200s) but the backup replicates nothing: it had no dialog.
+    """
+    return [
+        dg(0.990, CALLEE, VIP, sip(200, "call-1", "1 INVITE")),  # into the proxy: not an answer
+        dg(1.000, VIP, CALLER, sip(200, "call-1", "1 INVITE")),
+        dg(1.0002, PRIMARY_BIN, BACKUP_BIN, bin_packet(1, "call-1")),
+        dg(1.001, CALLER, VIP, sip("ACK", "call-1", "1 ACK")),
+        dg(1.0015, PRIMARY_BIN, BACKUP_BIN, bin_packet(2, "call-1")),
+        dg(2.000, VIP, CALLER, sip(200, "call-2", "1 INVITE")),
+        dg(2.003, PRIMARY_BIN, BACKUP_BIN, bin_packet(2, "call-2")),
+        dg(2.500, VIP, CALLER, sip(200, "call-2", "1 INVITE")),  # a retransmission
+        dg(9.985, PROBER, VIP, sip("OPTIONS", "probe", "7 OPTIONS")),
+        dg(9.990, VIP, PROBER, sip(483, "probe", "7 OPTIONS")),
+        dg(9.995, PROBER, VIP, sip("OPTIONS", "probe", "8 OPTIONS")),  # unanswered: dead
+        dg(10.040, VIP, PROBER, sip(483, "probe", "9 OPTIONS")),
+        dg(10.050, CALLER, VIP, sip("INVITE", "call-1", "2 INVITE")),
+        dg(10.051, VIP, CALLER, sip(100, "call-1", "2 INVITE")),
+        dg(10.060, BACKUP_BIN, PRIMARY_BIN, bin_packet(2, "call-1")),
+        dg(10.070, VIP, CALLER, sip(200, "call-2", "2 INVITE")),
+        dg(10.200, BACKUP_BIN, PRIMARY_BIN, bin_packet(3, "call-1")),
+        dg(10.300, ("10.9.0.1", 9), BACKUP_BIN, b"P4CK garbage that is no dialog packet"),
+    ]
+
+
+@pytest.fixture
+def captured(tmp_path: Path) -> tuple[list, list]:
+    """The ladder written as a pcap and read back, as run_failover reads its capture."""
+    path = tmp_path / "ladder.pcap"
+    write_pcap(path, ladder())
+    return split_capture(read_udp(path))
+
+
+# -- percentiles -------------------------------------------------------------------------
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 201)]  # 1..200, shuffled order must not matter
+    values.reverse()
+    assert percentile(values, 50) == 100.0
+    assert percentile(values, 95) == 190.0
+    assert percentile(values, 99) == 198.0  # an observed value, not an interpolation
+    assert percentile(values, 100) == 200.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3.0, 1.0, 2.0, 4.0], 50) == 2.0
+    assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize("q", [0, -1, 100.1])
+def test_percentile_rejects_out_of_range(q: float) -> None:
+    with pytest.raises(ValueError):
+        percentile([1.0], q)
+
+
+# -- the capture -------------------------------------------------------------------------
+
+def test_split_capture_keeps_sip_and_dialog_packets(captured: tuple[list, list]) -> None:
+    sip_msgs, bins = captured
+    assert len(sip_msgs) == 12
+    assert [(b.src, b.command, b.call_id) for b in bins] == [
+        (PRIMARY_BIN, 1, "call-1"), (PRIMARY_BIN, 2, "call-1"), (PRIMARY_BIN, 2, "call-2"),
+        (BACKUP_BIN, 2, "call-1"), (BACKUP_BIN, 3, "call-1")]  # the garbage is not evidence
+
+
+def test_service_gap_spans_the_takeover(captured: tuple[list, list]) -> None:
+    sip_msgs, _ = captured
+    gap = service_gap(sip_msgs, VIP, kill_at=T0 + 10.0)
+    assert gap == Gap(T0 + 9.990, T0 + 10.040)
+    assert gap.ms == pytest.approx(50.0, abs=1e-3)
+    # responses *into* the VIP (the callee's 200s) are not the proxy's answers
+    assert service_gap(sip_msgs, CALLEE, kill_at=T0 + 10.0) is None
+    assert service_gap(sip_msgs, VIP, kill_at=T0 + 99.0) is None  # nothing after
+
+
+def test_replication_lag_from_200_ok_to_first_bin_packet(captured: tuple[list, list]) -> None:
+    sip_msgs, bins = captured
+    lags = replication_lags(sip_msgs, bins, VIP, PRIMARY_BIN, BACKUP_BIN, until=T0 + 10.0)
+    assert lags.keys() == {"call-1", "call-2"}
+    assert lags["call-1"] == pytest.approx(0.0002, abs=2e-6)  # created
+    assert lags["call-2"] == pytest.approx(0.003, abs=2e-6)  # updated (no created), not the retransmission
+    # only what happened before the kill counts: the backup's own packets after it do not
+    assert replication_lags(sip_msgs, bins, VIP, BACKUP_BIN, PRIMARY_BIN, until=T0 + 10.0) == {}
+
+
+def test_backup_commands_prove_the_dialog_was_matched(captured: tuple[list, list]) -> None:
+    _, bins = captured
+    assert backup_commands(bins, BACKUP_BIN, after=T0 + 10.0) == {"call-1": {2, 3}}
+    assert backup_commands(bins, BACKUP_BIN, after=T0 + 10.1) == {"call-1": {3}}
+
+
+def test_real_capture_backup_deleted_after_failover(basic_calls_path: Path) -> None:
+    """The shipped 1.10.5 capture: one call's BYE was handled by the backup after the kill."""
+    sip_msgs, bins = split_capture(read_udp(basic_calls_path))
+    assert sip_msgs == [] and len(bins) == 21
+    last_primary = max(b.t for b in bins if b.src == ("10.77.0.11", 5062))
+    assert backup_commands(bins, ("10.77.0.12", 5062), last_primary) == {"1-27152@10.77.0.20": {3}}
+
+
+# -- SIPp's view: recovery and the verdict -----------------------------------------------
+
+def call(call_id: str, *events: tuple[float, str, bytes]) -> CallResult:
+    msgs = [SipMessage(T0 + t, direction, data.decode()) for t, direction, data in events]
+    return CallResult(call_id, "a", "b", msgs)
+
+
+def recovered_call() -> CallResult:
+    return call("call-1",
+                (10.050, "sent", sip("INVITE", "call-1", "2 INVITE")),
+                (10.550, "sent", sip("INVITE", "call-1", "2 INVITE")),  # retransmitted
+                (10.551, "received", sip(100, "call-1", "2 INVITE")),
+                (10.580, "received", sip(200, "call-1", "2 INVITE")),
+                (10.700, "sent", sip("BYE", "call-1", "3 BYE")),
+                (10.710, "received", sip(200, "call-1", "3 BYE")))
+
+
+def test_recovery_time_from_first_send_to_200() -> None:
+    unanswered = call("call-3", (10.0, "sent", sip("INVITE", "call-3", "2 INVITE")))
+    rejected = call("call-4", (10.0, "sent", sip("INVITE", "call-4", "2 INVITE")),
+                    (10.1, "received", sip(481, "call-4", "2 INVITE")))
+    times = recovery_times([recovered_call(), unanswered, rejected])
+    assert times.keys() == {"call-1"}
+    assert times["call-1"] == pytest.approx(0.530, abs=1e-6)
+
+
+def test_a_200_without_the_backups_proof_is_a_lost_dialog(captured: tuple[list, list]) -> None:
+    _, bins = captured
+    matched = backup_commands(bins, BACKUP_BIN, after=T0 + 10.0)
+    relayed = call("call-2",
+                   (10.060, "sent", sip("INVITE", "call-2", "2 INVITE")),
+                   (10.070, "received", sip(200, "call-2", "2 INVITE")),
+                   (10.100, "sent", sip("BYE", "call-2", "3 BYE")),
+                   (10.110, "received", sip(200, "call-2", "3 BYE")))
+    silent = call("call-3", (10.0, "sent", sip("INVITE", "call-3", "2 INVITE")),
+                  (10.1, "received", sip(481, "call-3", "2 INVITE")))
+    lost = judge_calls([recovered_call(), relayed, silent], matched)
+    assert set(lost) == {"call-2", "call-3"}
+    assert lost["call-2"] == ("backup sent no BIN updated (re-INVITE not matched to a dialog); "
+                              "backup sent no BIN deleted (BYE not matched to a dialog)")
+    assert lost["call-3"].startswith("re-INVITE got 481; BYE unanswered")
+
+
+# -- the published form ------------------------------------------------------------------
+
+def test_to_json_has_exactly_the_published_keys() -> None:
+    r = FailoverResult(200, 0, 24.2, 39.3, 46.1, 46.2, 0.037, 0.2, "local",
+                       lost_calls={}, recovery_s={"x": 0.04})
+    obj = r.to_json()
+    assert list(obj) == list(JSON_KEYS) == [
+        "calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_p95",
+        "recovery_ms_p99", "replication_lag_ms_p50", "replication_lag_ms_p99", "backend"]
+    assert json.loads(json.dumps(obj)) == obj
+    assert "lost" in r.table() and "24.200 ms" in r.table()
+
+
+def test_cli_arguments() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--calls", "20", "--json", "--backend", "local", "--freeze"])
+    assert (args.calls, args.json, args.backend, args.freeze, args.rate) == (20, True, "local", True, 200.0)
+    assert parser.parse_args([]).calls == 200
+
+
+def test_harness_cli_has_the_failover_subcommand() -> None:
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(["failover", "--calls", "5", "--json"])
+    assert args.calls == 5 and args.json and callable(args.func)
