@@ -167,4 +167,8 @@ def test_state_sequences() -> None:
     assert sequence_ok([(2, 4), (2, 4), (3, None)], middle=[(2, 4), (2, 4)])
     assert not sequence_ok([(1, 3), (3, None)])
     assert not sequence_ok([(1, 3), (2, 4), (2, 4), (3, None)])
-    assert not sequence_ok([(2, 4), (1, 3), (3, None)])
+    assert sequence_ok([(2, 4), (1, 3), (3, None)])  # created overtaken by the ACK's updated
+    assert sequence_ok([(2, 4), (1, 3), (2, 4), (3, None)], middle=[(2, 4), (2, 4)])
+    assert not sequence_ok([(2, 4), (2, 4), (1, 3), (3, None)], middle=[(2, 4), (2, 4)])
+    assert not sequence_ok([(1, 3), (1, 3), (2, 4), (3, None)])
+    assert not sequence_ok([(1, 3), (2, 4)])
