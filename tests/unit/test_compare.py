@@ -172,3 +172,5 @@ def test_state_sequences() -> None:
     assert not sequence_ok([(2, 4), (2, 4), (1, 3), (3, None)], middle=[(2, 4), (2, 4)])
     assert not sequence_ok([(1, 3), (1, 3), (2, 4), (3, None)])
     assert not sequence_ok([(1, 3), (2, 4)])
+    assert sequence_ok([(2, 4), (1, 4), (3, None)])  # serialised after the ACK: state 4
+    assert not sequence_ok([(1, 2), (2, 4), (3, None)])
