@@ -26,8 +26,10 @@ request to the callee (which answers 200) even for a dialog the backup never had
 What is measured (all times from one clock: the capture's, or SIPp's for recovery):
 
 - ``service_gap_ms``: the last SIP response the proxy address (VIP:SIP port) sent before
-  the kill (necessarily the primary's) → the first it sent after (necessarily the
-  backup's: the primary is dead or frozen). A prober sends an OPTIONS with
+  the split point → the first it sent after. The split is taken once ``kill()`` (or
+  ``freeze()``) returned and before the VIP moves: every answer before it is the
+  primary's, every one after the backup's, and the kill's own duration (~20 ms locally,
+  the primary answers until its processes are gone) cannot be mistaken for the gap. A prober sends an OPTIONS with
   ``Max-Forwards: 0`` to the VIP every ``probe_interval`` seconds from the harness
   address; whoever holds the VIP answers 483 at once without touching any dialog, so
   the gap measures the takeover itself (kill → VIP moved → ARP → answering), not the
@@ -407,15 +409,20 @@ def _role(cluster: Any, role: str) -> str:
 
 
 def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
-                 mode: str = "kill", capture: bool = True, probe_interval: float | None = 0.005,
+                 mode: str = "kill", probe_interval: float | None = 0.005,
                  sync_timeout: float = 30.0, finish_timeout: float | None = None,
-                 drain_timeout: float = 30.0, capture_buffer_kib: int = 65536, progress: Progress | None = None) -> FailoverResult:
+                 drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
+                 progress: Progress | None = None) -> FailoverResult:
     """Run the failover scenario on a started primary/backup ``cluster``; see the module doc.
 
+    The scenario runs its own tcpdump on the cluster network (with a buffer big enough
+    for the burst; a fixture's capture may also run): the BIN proof of each recovered
+    call, the service gap and the replication lag all come from it.
+
     mode: ``kill`` (SIGKILL the primary) or ``freeze`` (SIGSTOP: alive but silent).
-    capture: run our own tcpdump on the cluster network (needed for the BIN proof,
-      the service gap and the replication lag; without it those are unmeasured and
-      every call counts as lost for want of proof).
+    rate: call setup rate (calls/s); every call is held, so all N are up at once.
+    sync_timeout: how long the backup may take to hold every dialog before the kill
+      (missing ones are counted in ``missing_on_backup`` and will show up as lost).
     probe_interval: seconds between OPTIONS probes around the kill; None: no prober
       (the gap then spans whatever SIP traffic there was).
     """
@@ -437,14 +444,12 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
     proxy: Addr = cluster.sip_addr
     bmi = cluster.mi(backup)
 
-    cap = None
-    if capture:
-        # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
-        # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
-        cap = Capture(backend.capture_host(), workdir / "failover.pcap", snaplen=16384,
-                      buffer_kib=capture_buffer_kib)
-        cap.start()
     pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True, workdir=workdir / "sipp")
+    # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
+    # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
+    cap = Capture(backend.capture_host(), workdir / "failover.pcap", snaplen=16384,
+                  buffer_kib=capture_buffer_kib)
+    cap.start()
     prober: Prober | None = None
     result = FailoverResult(calls, calls, None, None, None, None, None, None, backend.name,
                             mode=mode, workdir=workdir)
@@ -510,8 +515,7 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
         if prober is not None:
             prober.stop()
         pair.stop()
-        if cap is not None:
-            cap.stop()
+        cap.stop()
 
     assert summary is not None
     by_id = {c.call_id: c for c in summary.calls}
@@ -519,15 +523,12 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
         cid: (getattr(c.final_response("INVITE", 2), "code", None),
               getattr(c.final_response("BYE"), "code", None))
         for cid, c in by_id.items()}
-    if cap is not None:
-        result.capture = cap.path
-        result.capture_drops = cap.dropped
-        sip, bins = split_capture(read_udp(cap.path))
-        gap = service_gap(sip, proxy, kill_at)
-        lags = replication_lags(sip, bins, proxy, paddr.bin_addr, baddr.bin_addr, until=kill_at)
-        matched = backup_commands(bins, baddr.bin_addr, kill_at)
-    else:
-        gap, lags, matched = None, {}, {}
+    result.capture = cap.path
+    result.capture_drops = cap.dropped
+    sip, bins = split_capture(read_udp(cap.path))
+    gap = service_gap(sip, proxy, kill_at)
+    lags = replication_lags(sip, bins, proxy, paddr.bin_addr, baddr.bin_addr, until=kill_at)
+    matched = backup_commands(bins, baddr.bin_addr, kill_at)
     result.gap = gap
     result.lost_calls = judge_calls(by_id.values(), matched)
     for cid in {k[0] for k in keys} - set(by_id):
