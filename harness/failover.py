@@ -587,6 +587,9 @@ def run(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(f"failover: {line}", file=sys.stderr, flush=True)
 
+    if args.calls < 1 or args.rate <= 0:
+        print("harness failover: --calls must be at least 1 and --rate positive", file=sys.stderr)
+        return 2
     settings = load_settings(args.settings)
     choice = choose_backend(args.backend, settings)
     if choice.name is None:
