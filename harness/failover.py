@@ -444,7 +444,10 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
     proxy: Addr = cluster.sip_addr
     bmi = cluster.mi(backup)
 
-    pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True, workdir=workdir / "sipp")
+    # max_concurrent: SIPp's default cap on open calls is 3 x rate; held calls never
+    # close, so beyond 600 calls at 200/s it would stop placing new ones
+    pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True,
+                    max_concurrent=calls, workdir=workdir / "sipp")
     # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
     # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
     cap = Capture(backend.capture_host(), workdir / "failover.pcap", snaplen=16384,
