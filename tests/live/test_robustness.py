@@ -209,7 +209,8 @@ def test_opensips_node_survives_hostile_datagrams(
             assert moved == dict(case.stats), case.name
             if case.log:
                 assert node.logs().count(case.log) == log_before.count(case.log) + case.log_times, case.name
-            assert mi.dlg_list() == held, case.name
+            (now,) = mi.dlg_list()  # same dialog, same fields (MI's timeout may tick by 1 s)
+            assert not diff_entries(now, held[0], ignore=()), (case.name, diff_entries(now, held[0], ignore=()))
 
         before, log_before = mi.get_statistics(), node.logs()
         cases = {c.name: c for c in catalogue(vip_socket(cluster))}
