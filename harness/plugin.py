@@ -172,7 +172,10 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
         started.append(live)  # from here on, teardown owns it whatever happens next
         backend.open()
         if capture:
-            live.capture = Capture(backend.capture_host(), workdir / "capture.pcap")
+            # 64 MB of kernel buffer: with the 2 MB default tcpdump drops packets of
+            # bursts such as 200 calls set up at once, and the evidence would lie.
+            live.capture = Capture(backend.capture_host(), workdir / "capture.pcap",
+                                   buffer_kib=65536)
             try:
                 live.capture.start()
             except CaptureError as err:
