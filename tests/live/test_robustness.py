@@ -38,6 +38,10 @@ SENTINEL_LINE = "Invalid dialog binary packet command: 424242"
 #: travel in one UDP/IPv4 datagram at all
 MAX_UDP4 = 65535 - 20 - 8
 BURST = 3000
+#: MI prints a dialog's timeout as time(0) + expiry tick - current tick; while the
+#: node is busy its tick count lags the wall clock, so the printed value creeps up
+#: (seen: +2 s across this test on the Docker backend). The dialog is the same.
+TIMER_DRIFT = 5
 BATCH = 250
 
 
@@ -209,8 +213,9 @@ def test_opensips_node_survives_hostile_datagrams(
             assert moved == dict(case.stats), case.name
             if case.log:
                 assert node.logs().count(case.log) == log_before.count(case.log) + case.log_times, case.name
-            (now,) = mi.dlg_list()  # same dialog, same fields (MI's timeout may tick by 1 s)
-            assert not diff_entries(now, held[0], ignore=()), (case.name, diff_entries(now, held[0], ignore=()))
+            (now,) = mi.dlg_list()
+            diffs = diff_entries(now, held[0], ignore=(), timeout_slack=TIMER_DRIFT)
+            assert not diffs, (case.name, diffs)
 
         before, log_before = mi.get_statistics(), node.logs()
         cases = {c.name: c for c in catalogue(vip_socket(cluster))}
@@ -230,7 +235,8 @@ def test_opensips_node_survives_hostile_datagrams(
         cluster.check()
         assert mi.get_statistics() == before  # none of these kinds moves a statistic
         (after,) = mi.dlg_list()
-        assert not diff_entries(after, held[0], ignore=()), diff_entries(after, held[0], ignore=())
+        diffs = diff_entries(after, held[0], ignore=(), timeout_slack=TIMER_DRIFT)
+        assert not diffs, diffs
         assert cluster.mi("primary").dlg_list()[0].key == held[0].key
     finally:
         sock.close()
