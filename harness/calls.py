@@ -23,11 +23,17 @@ class CallsError(SippError):
     """A scenario name the harness does not have, or a hold it cannot do."""
 
 
-def _runner_options(backend: Any, host: Any) -> dict[str, Any]:
-    """How to run SIPp on ``host`` and reach its control sockets from here."""
+def _runner_options(backend: Any, host: Any, workdir: Path) -> dict[str, Any]:
+    """How to run SIPp on ``host`` and reach its control sockets from here.
+
+    A host without a ``command_prefix`` runs SIPp in a fresh container (docker
+    backend), which sees only what is mounted: the workdir is named as the command's
+    working directory so it is mounted at its own path wherever it lives (pytest's
+    ``--basetemp`` need not be under the temp directory).
+    """
     options: dict[str, Any] = {}
     prefix = getattr(host, "command_prefix", None)
-    options["command_prefix"] = list(prefix) if prefix is not None else host.argv([])
+    options["command_prefix"] = list(prefix) if prefix is not None else host.argv([], cwd=str(workdir))
     make_socket = getattr(backend, "socket", None)
     if make_socket is not None:
         options["socket_factory"] = make_socket
@@ -52,11 +58,11 @@ class CallPair:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vip, sip_port = cluster.sip_addr
         self.uas = SippUAS(scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
-                           name=f"{scenario}-uas", **_runner_options(backend, self.callee_host))
+                           name=f"{scenario}-uas", **_runner_options(backend, self.callee_host, self.workdir))
         self.uac = SippUAC(scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
                            CALLER_PORT, workdir=self.workdir, calls=calls, rate=rate, hold=hold,
                            max_concurrent=max_concurrent, outbound_proxy=f"{vip}:{sip_port}",
-                           name=f"{scenario}-uac", **_runner_options(backend, self.caller_host),
+                           name=f"{scenario}-uac", **_runner_options(backend, self.caller_host, self.workdir),
                            **uac_options)
 
     def start(self, timeout: float = 20.0) -> CallPair:
