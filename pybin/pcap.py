@@ -45,8 +45,8 @@ def _ip_text(raw: bytes) -> str:
     return str(ipaddress.ip_address(raw))
 
 
-def _udp_of(link: bytes, datalink: int) -> tuple[object, dpkt.udp.UDP] | None:
-    """The IP and UDP layers of one frame, whatever the link type."""
+def _ip_of(link: bytes, datalink: int) -> dpkt.ip.IP | dpkt.ip6.IP6 | None:
+    """The IP layer of one frame, whatever the link type."""
     try:
         if datalink == dpkt.pcap.DLT_EN10MB:
             ip = dpkt.ethernet.Ethernet(link).data
@@ -62,12 +62,55 @@ def _udp_of(link: bytes, datalink: int) -> tuple[object, dpkt.udp.UDP] | None:
             return None
     except (dpkt.UnpackError, IndexError, struct.error):
         return None
-    if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)):
-        return None
-    udp = ip.data
-    if not isinstance(udp, dpkt.udp.UDP):
-        return None
-    return ip, udp
+    return ip if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) else None
+
+
+_FRAG_V6 = 44
+#: incomplete datagrams kept at once; a capture with more is mostly lost fragments
+_MAX_PENDING = 1024
+
+
+class _Reassembler:
+    """Put fragmented IP datagrams back together (BIN packets reach 65535 bytes, and
+    anything over the link MTU, e.g. a dialog with long headers, travels in pieces)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[object, ...], dict[str, object]] = {}
+
+    def feed(self, ip: dpkt.ip.IP | dpkt.ip6.IP6) -> tuple[dpkt.ip.IP | dpkt.ip6.IP6, bytes] | None:
+        """(ip, transport bytes) once a datagram is whole; None while pieces are missing."""
+        if isinstance(ip, dpkt.ip.IP):
+            if not ip.mf and not ip.offset:
+                return (ip, bytes(ip.data)) if ip.p == dpkt.ip.IP_PROTO_UDP else None
+            key: tuple[object, ...] = (4, ip.src, ip.dst, ip.id, ip.p)
+            offset, more, proto = ip.offset * 8, bool(ip.mf), ip.p  # offset: 8-byte units
+        else:
+            frag = getattr(ip, "extension_hdrs", {}).get(_FRAG_V6)
+            if frag is None:
+                return (ip, bytes(ip.data)) if ip.p == dpkt.ip.IP_PROTO_UDP else None
+            key = (6, ip.src, ip.dst, frag.id)
+            offset, more, proto = frag.frag_off * 8, bool(frag.m_flag), frag.nxt
+        entry = self._pending.setdefault(key, {"parts": {}, "total": None, "proto": None})
+        parts: dict[int, bytes] = entry["parts"]  # type: ignore[assignment]
+        parts[offset] = bytes(ip.data)
+        if offset == 0:
+            entry["proto"] = proto
+        if not more:
+            entry["total"] = offset + len(parts[offset])
+        if len(self._pending) > _MAX_PENDING:
+            self._pending.pop(next(iter(self._pending)))
+        total = entry["total"]
+        if total is None:
+            return None
+        whole = bytearray()
+        for start in sorted(parts):
+            if start != len(whole):
+                return None  # a gap: wait for the missing piece
+            whole += parts[start]
+        del self._pending[key]
+        if entry["proto"] != dpkt.ip.IP_PROTO_UDP or len(whole) != total:
+            return None
+        return ip, bytes(whole)
 
 
 def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
@@ -109,6 +152,7 @@ def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
         raise CaptureError(f"unreadable capture header: {err}") from None
     datalink = reader.datalink()
     frames = iter(reader)
+    fragments = _Reassembler()
     while True:
         try:
             timestamp, frame = next(frames)
@@ -116,10 +160,17 @@ def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
             return
         except (ValueError, dpkt.UnpackError, dpkt.NeedData, struct.error) as err:
             raise CaptureError(f"capture is truncated or damaged: {err or type(err).__name__}") from None
-        layers = _udp_of(frame, datalink)
-        if layers is None:
+        ip = _ip_of(frame, datalink)
+        if ip is None:
             continue
-        ip, udp = layers
+        whole = fragments.feed(ip)
+        if whole is None:
+            continue
+        ip, transport = whole
+        try:
+            udp = dpkt.udp.UDP(transport)
+        except (dpkt.UnpackError, struct.error):
+            continue
         payload = bytes(udp.data)
         yield CapturedDatagram(
             float(timestamp),
