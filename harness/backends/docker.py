@@ -50,6 +50,7 @@ __all__ = [
     "DockerNetwork",
     "DockerNode",
     "HostCapture",
+    "host_tools_in_container",
     "derive_subnet",
     "docker_backend_unavailable",
     "labels_for",
@@ -72,6 +73,9 @@ CONFIG_PATH = "/usr/local/etc/opensips/opensips.cfg"
 DEFAULT_POOL = "10.160.0.0/11"
 SUBNET_POOL_ENV = "HARNESS_DOCKER_SUBNET_POOL"
 RUN_ID_ENV = "HARNESS_RUN_ID"
+#: where the host-side network tools (tcpdump on the bridge, ``ip`` on the bridge) run:
+#: ``host``, ``container`` (a host-network helper container) or ``auto``
+HOST_TOOLS_ENV = "HARNESS_DOCKER_HOST_TOOLS"
 
 #: host numbers inside a cluster /24
 GATEWAY_HOST = 1
@@ -203,6 +207,52 @@ def docker_backend_unavailable(image: str = OPENSIPS_IMAGE) -> str | None:
     return None
 
 
+# ------------------------------------------------------------- host-side network tools
+
+
+def host_tools_in_container() -> bool:
+    """Run tcpdump / ``ip`` for the bridge in a helper container rather than on the host?
+
+    Capturing on the bridge and setting it to flood need CAP_NET_RAW / CAP_NET_ADMIN
+    on the host, i.e. root, while using Docker only needs the docker group (a CI
+    runner's user, e.g.). A container with ``--network host`` and those capabilities
+    sees and changes the same bridge, so ``auto`` uses one unless we are root with
+    both tools installed. ``$HARNESS_DOCKER_HOST_TOOLS`` = host | container forces it.
+    """
+    mode = os.environ.get(HOST_TOOLS_ENV, "auto").strip().lower()
+    if mode == "container":
+        return True
+    if mode == "host":
+        return False
+    return os.geteuid() != 0 or shutil.which("tcpdump") is None or shutil.which("ip") is None
+
+
+def host_tool_argv(command: Sequence[str], image: str, *, name: str | None = None,
+                   labels: dict[str, str] | None = None, mounts: Sequence[str] = ()) -> list[str]:
+    """``command`` run in the host's network namespace by a throw-away ``image`` container.
+
+    ``--init`` so that the SIGINT the docker CLI forwards reaches the tool (tcpdump
+    flushes its file on SIGINT); ``mounts`` are bind-mounted at their own paths.
+    """
+    label_args = [a for k, v in (labels or {}).items() for a in ("--label", f"{k}={v}")]
+    volumes = [a for m in dict.fromkeys(mounts) for a in ("-v", f"{m}:{m}")]
+    named = ["--name", name] if name else []
+    return ["docker", "run", "--rm", "-i", "--init", "--network", "host",
+            "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW", *named, *label_args, *volumes,
+            image, *command]
+
+
+def _run_host_tool(command: list[str], image: str | None) -> None:
+    """Best effort: a bridge tweak that a missing privilege must not turn into an error."""
+    argv = host_tool_argv(command, image) if image and host_tools_in_container() else command
+    if shutil.which(argv[0]) is None:
+        return
+    try:
+        subprocess.run(argv, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
 # ------------------------------------------------------------------- cleanup support
 
 _live_lock = threading.Lock()
@@ -288,6 +338,9 @@ class DockerNetwork:
         self.name = ""
         self.bridge = ""
         self._tc_network: Any = None
+        #: image with iproute2 for bridge changes when the host cannot make them
+        #: (see host_tools_in_container); None: on the host only
+        self.tools_image: str | None = None
 
     # addresses ------------------------------------------------------------------
     def _host(self, n: int) -> str:
@@ -377,15 +430,12 @@ class DockerNetwork:
 
         A learning bridge forwards unicast port to port, invisible to tcpdump on the
         bridge device; flooding lets one capture on the host see the whole cluster.
-        Best effort (needs root and a local engine).
+        Best effort (needs a local engine; root, or a helper container without it).
         """
-        if not self.bridge or shutil.which("ip") is None:
+        if not self.bridge:
             return
-        try:
-            subprocess.run(["ip", "link", "set", "dev", self.bridge, "type", "bridge", "ageing_time", "0"],
-                           capture_output=True, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
-            pass
+        _run_host_tool(["ip", "link", "set", "dev", self.bridge, "type", "bridge", "ageing_time", "0"],
+                       self.tools_image)
 
     def flush_neighbour(self, ip: str) -> None:
         """Forget ``ip``'s MAC on the host side of the bridge (after a VIP move).
@@ -396,11 +446,7 @@ class DockerNetwork:
         """
         if not self.bridge:
             return
-        try:
-            subprocess.run(["ip", "neigh", "flush", "to", ip, "dev", self.bridge],
-                           capture_output=True, timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
-            pass
+        _run_host_tool(["ip", "neigh", "flush", "to", ip, "dev", self.bridge], self.tools_image)
 
 
 # ------------------------------------------------------------------------ containers
@@ -792,14 +838,31 @@ class DockerClientHost:
 
 @dataclass(frozen=True)
 class HostCapture:
-    """Where to capture every frame of a cluster: the host side of its bridge."""
+    """Where to capture every frame of a cluster: the host side of its bridge.
+
+    With ``image`` the command (tcpdump) runs in a host-network helper container of
+    that image, for hosts where the harness is not root (see
+    :func:`host_tools_in_container`); the directory of its ``-w`` file is mounted.
+    """
 
     name: str
     ip: str
     ifname: str
+    image: str | None = None
+    container_name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
     def argv(self, command: list[str]) -> list[str]:
-        return list(command)
+        if self.image is None:
+            return list(command)
+        mounts = []
+        if "-w" in command and command.index("-w") + 1 < len(command):
+            mounts.append(str(Path(command[command.index("-w") + 1]).resolve().parent))
+        # -Z root: Debian's tcpdump would otherwise drop to its own user before opening
+        # the file, which then lives in a directory only the harness's user may write
+        tool = [command[0], "-Z", "root", *command[1:]] if command[:1] == ["tcpdump"] else list(command)
+        return host_tool_argv(tool, self.image, name=self.container_name,
+                              labels=dict(self.labels), mounts=mounts)
 
 
 class DockerBackend:
@@ -827,6 +890,8 @@ class DockerBackend:
         self.image = image
         self.tool_image = tool_image
         self.network = DockerNetwork(cluster, subnet=settings.network.subnet, run=run)
+        self.network.tools_image = image  # the OpenSIPS image carries iproute2, arping, tcpdump
+        self._captures = 0
         self.nodes: dict[str, DockerNode] = {}
         self.clients: dict[str, DockerClientHost] = {}
         self._next_node = 0
@@ -863,6 +928,8 @@ class DockerBackend:
         self.nodes.clear()
         for c in self.clients.values():
             _remove_by_name(f"{self.network.name}-{_slug(c.name)}")
+        for i in range(self._captures):
+            _remove_by_name(f"{self.network.name}-capture{i}")
         self.network._remove_quietly()
 
     def __enter__(self) -> DockerBackend:
@@ -914,9 +981,18 @@ class DockerBackend:
         return self.clients[name]
 
     def capture_host(self) -> HostCapture:
-        """tcpdump on the host side of the bridge sees the whole cluster (it floods)."""
+        """tcpdump on the host side of the bridge sees the whole cluster (it floods).
+
+        Not root: tcpdump runs in a host-network helper container instead.
+        """
         self.open()
-        return HostCapture("host", self.network.gateway, self.network.bridge)
+        if not host_tools_in_container():
+            return HostCapture("host", self.network.gateway, self.network.bridge)
+        name = f"{self.network.name}-capture{self._captures}"
+        self._captures += 1
+        labels = labels_for("capture", self.network.cluster, run=self.network.run)
+        return HostCapture("host", self.network.gateway, self.network.bridge, self.image, name,
+                           tuple(sorted(labels.items())))
 
     def udp_socket(self, port: int = 0) -> socket.socket:
         """A UDP socket at harness_ip:port (the host's address on the bridge)."""

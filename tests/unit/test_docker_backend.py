@@ -134,3 +134,27 @@ def test_client_host_argv_runs_sipp_in_a_fresh_container(tmp_path: Path) -> None
 def test_host_capture_runs_commands_as_they_are() -> None:
     cap = docker_backend.HostCapture("host", "10.99.7.1", "osh0123456789")
     assert cap.argv(["tcpdump", "-i", cap.ifname]) == ["tcpdump", "-i", "osh0123456789"]
+
+
+def test_host_capture_without_root_runs_tcpdump_in_a_host_network_container(tmp_path: Path) -> None:
+    cap = docker_backend.HostCapture("host", "10.99.7.1", "osh0123456789", "img:1", "osh-net-capture0",
+                                     (("k", "v"),))
+    out = tmp_path / "c" / "capture.pcap"
+    argv = cap.argv(["tcpdump", "-i", cap.ifname, "-w", str(out), "udp"])
+    opts = argv[: argv.index("img:1")]
+    assert argv[:3] == ["docker", "run", "--rm"] and "--init" in opts
+    assert opts[opts.index("--network") + 1] == "host"
+    assert {"NET_ADMIN", "NET_RAW"} <= {opts[i + 1] for i, a in enumerate(opts) if a == "--cap-add"}
+    assert f"{out.parent}:{out.parent}" in opts and "k=v" in opts
+    assert opts[opts.index("--name") + 1] == "osh-net-capture0"
+    # -Z root: the file is written as root inside the mounted directory
+    assert argv[argv.index("img:1") + 1:] == ["tcpdump", "-Z", "root", "-i", "osh0123456789",
+                                              "-w", str(out), "udp"]
+
+
+@pytest.mark.parametrize("mode, root, expected", [("container", True, True), ("host", False, False),
+                                                  ("auto", False, True)])
+def test_host_tools_placement(monkeypatch: pytest.MonkeyPatch, mode: str, root: bool, expected: bool) -> None:
+    monkeypatch.setenv(docker_backend.HOST_TOOLS_ENV, mode)
+    monkeypatch.setattr(docker_backend.os, "geteuid", lambda: 0 if root else 1000)
+    assert docker_backend.host_tools_in_container() is expected
