@@ -76,8 +76,10 @@ def test_cluster_up_warm_and_torn_down(backend: LocalBackend) -> None:
 
 
 def test_start_failure_tears_everything_down(backend: LocalBackend) -> None:
-    bad = backend.settings.with_overrides({"opensips": {"module_path": "/nonexistent"},
-                                           "timeouts": {"start": 5}})
+    # nodes render with their backend's module path (where the processes run), so the
+    # bad path goes there; a settings override would not reach the config
+    backend.module_path = "/nonexistent"
+    bad = backend.settings.with_overrides({"timeouts": {"start": 5}})
     with pytest.raises(NodeDied, match="node primary died"):
         with Cluster(backend, settings=bad, close_backend=False):
             pass  # pragma: no cover
