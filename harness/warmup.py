@@ -125,7 +125,6 @@ def warm_up(node: Node, send: Callable[[bytes, tuple[str, int]], None],
     Returns the number of restarts.
     """
     restarts = 0
-    limit = settings.timeouts.warmup
     addr = node.addresses().bin_addr
     activity = getattr(node, "bin_receiver_activity", None)
     while True:

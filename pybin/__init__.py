@@ -51,4 +51,5 @@ __all__ = [
     "decode_pairs",
     "encode_pairs",
     "make",
+    "parse_header",
 ]

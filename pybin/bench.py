@@ -34,12 +34,11 @@ TARGET_RATE = 50_000
 
 
 def _find_capture() -> Path:
-    """The capture ships in the repository's tests; the shared copy is the fallback."""
+    """The capture ships in the repository's tests (run from a checkout)."""
     here = Path(__file__).resolve().parent.parent
     for candidate in (
         here / "tests" / "corpus" / "vectors" / CAPTURE,
         Path.cwd() / "tests" / "corpus" / "vectors" / CAPTURE,
-        Path("/work/shared/vectors") / CAPTURE,
     ):
         if candidate.is_file():
             return candidate

@@ -12,9 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Callable, TypeVar
 
 import pytest
 
@@ -24,7 +22,8 @@ from harness.cluster import Cluster
 from harness.mi import MITimeout
 from harness.node import NodeDied
 
-T = TypeVar("T")
+from _dialogs import wait_until as wait_for
+
 DATA = Path(__file__).parent / "data"
 _reason = local_backend_unavailable()
 pytestmark = [pytest.mark.live,
@@ -32,18 +31,6 @@ pytestmark = [pytest.mark.live,
 needs_sip_tools = pytest.mark.skipif(
     not (shutil.which("sipp") and shutil.which("tcpdump")),
     reason="needs sipp (Debian sip-tester) and tcpdump on PATH")
-
-
-def wait_for(cond: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll an observed condition until it is truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture

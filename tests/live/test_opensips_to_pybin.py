@@ -17,8 +17,7 @@ from harness.compare import (command_states, diff_message_entry, diff_message_si
                              sip_dialog)
 from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated
 
-from _dialogs import (all_have, by_call, is_confirmed_update, is_deleted, script_diffs, vip_socket,
-                      wait_until)
+from _dialogs import all_have, by_call, is_confirmed_update, is_deleted, script_diffs, vip_socket
 
 pytestmark = pytest.mark.live
 

@@ -74,7 +74,8 @@ def test_no_source_or_machine_paths_in_recipes() -> None:
     for path in [*OPENSIPS.iterdir(), *SIPP.iterdir()]:
         if path.is_file():
             text = path.read_text()
-            assert "/opt/" not in text and "/work/" not in text, path
+            # no path of the machine the recipes were written on
+            assert not re.search(r"/(opt|work)/", text), path
     assert not (OPENSIPS / "opensips-src").exists() or not any((OPENSIPS / "opensips-src").iterdir())
 
 
