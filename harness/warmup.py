@@ -13,23 +13,19 @@ So before a test uses a node, each BIN receiver gets one packet:
 The sentinel makes survival observable on any backend (only logs are needed) without
 sleeping. A node that dies with the defect's signature is restarted (fresh ASLR), up to
 settings.warmup.max_restarts times; any other death is a real failure (NodeDied).
-
-The packets are built here with a tiny helper so the harness does not depend on
-pybin for this.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 from harness.node import Node, NodeDied
 from harness.settings import Settings
+from pybin.wire import PacketBuilder
 
 DEFECT_SIGNATURE = "bin_receive_loop: recvfrom: [22] Invalid argument"
 SIGCHLD_SIGNATURE = "terminating due to SIGCHLD"
@@ -43,11 +39,9 @@ class WarmupError(RuntimeError):
     """A node kept dying of the recvfrom defect beyond the restart bound, or never answered."""
 
 
-def bin_packet(module: str, cmd: int, body: bytes = b"") -> bytes:
-    """'P4CK' + ~crc32(rest) (little-endian) + i32 name_len + name + i32 cmd + body."""
-    name = module.encode()
-    rest = struct.pack("<i", len(name)) + name + struct.pack("<i", cmd) + body
-    return b"P4CK" + struct.pack("<I", ~zlib.crc32(rest) & 0xFFFFFFFF) + rest
+def bin_packet(module: str, cmd: int) -> bytes:
+    """A valid BIN packet with no fields: all a probe or a sentinel needs."""
+    return PacketBuilder(module, cmd).finish()
 
 
 def probe_packet(module: str = "harness-warmup") -> bytes:

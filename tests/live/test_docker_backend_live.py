@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from _dialogs import wait_until as _wait
 
 docker_backend = pytest.importorskip("harness.backends.docker")
 
@@ -25,18 +26,6 @@ _reason = docker_backend.docker_backend_unavailable()
 pytestmark = [pytest.mark.live, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 BIN_LOST_LINE = "bin_receive_loop: recvfrom"
-
-
-def _wait(cond, timeout: float, what: str, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Poll an observed condition until true; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture
