@@ -159,3 +159,29 @@ def test_listen_decodes_live_packets_and_reports_drops(basic_calls):
     ]
     assert "dropped: module name runs past the end: name length 761620321 in a 19-byte datagram" in err
     assert err.rstrip().endswith("received 2 packets, dropped 1")
+
+
+def test_summary_line_lives_in_textio_and_cli_still_offers_it():
+    from pybin import cli, textio
+
+    assert cli.summary_line is textio.summary_line
+    obj = {"module": "ul", "command": 7, "checksum_ok": False, "hex": "00" * 30, "dialog": None}
+    assert textio.summary_line(obj, "p ") == "p ul cmd=7 BAD-CHECKSUM 30 bytes"
+
+
+@pytest.mark.parametrize(
+    "addr, message",
+    [("10.0.0.1", "not an address"), ("h:70000", "not an address"), ("[::1]:0", "port 0")],
+)
+def test_bad_addresses_are_refused_by_the_endpoint_rules(capsys, addr, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(["listen", addr])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ipv6_addresses_parse_like_the_endpoint():
+    from pybin.cli import parse_hostport
+
+    assert parse_hostport("[::1]:5062") == ("::1", 5062)
+    assert parse_hostport("10.0.0.1:5062") == ("10.0.0.1", 5062)
