@@ -53,23 +53,38 @@ def pop_fields(
     return values, offset
 
 
+def header(data: bytes, little: bool) -> tuple[int, int, int, int, int]:
+    """The receive loop's header checks: (verdict, name_len, command, stored, computed).
+
+    verdict: 0 good, 1 shorter than 18 bytes, 2 not P4CK, 3 the name runs past the
+    end; the stored and computed checksums are returned for the caller to compare
+    (it may report a bad one rather than refuse it). Fields a verdict leaves unread are 0.
+    """
+    size = len(data)
+    if size < 18:
+        return 1, 0, 0, 0, 0
+    if data[:4] != _MARKER:
+        return 2, 0, 0, 0, 0
+    unpack = _U32[little].unpack_from
+    stored = unpack(data, 4)[0]
+    computed = crc(data, 8)
+    name_len = unpack(data, 8)[0]
+    if name_len > size - 16:  # as unsigned: a negative length is huge
+        return 3, name_len - (1 << 32) if name_len >> 31 else name_len, 0, stored, computed
+    command = unpack(data, 12 + name_len)[0]
+    return 0, name_len, command - (1 << 32) if command >> 31 else command, stored, computed
+
+
 def decode_packet(
     data: bytes, module: bytes, layouts: tuple[bytes | None, ...], little: bool
 ) -> tuple[int, list[object]] | None:
-    if len(data) < 18 or data[:4] != _MARKER:
+    verdict, name_len, cmd, stored, computed = header(data, little)
+    if verdict or stored != computed or data[12 : 12 + name_len] != module:
         return None
-    unpack = _U32[little].unpack_from
-    if unpack(data, 4)[0] != crc(data, 8):
-        return None
-    if unpack(data, 8)[0] != len(module) or 16 + len(module) > len(data):
-        return None
-    if data[12 : 12 + len(module)] != module:
-        return None
-    (cmd,) = unpack(data, 12 + len(module))
-    layout = layouts[cmd] if cmd < len(layouts) else None
+    layout = layouts[cmd] if 0 <= cmd < len(layouts) else None
     if layout is None:
         return None
-    popped = pop_fields(data, 16 + len(module), layout, little)
+    popped = pop_fields(data, 16 + name_len, layout, little)
     if popped is None or popped[1] != len(data):
         return None
     return cmd, popped[0]  # type: ignore[return-value]

@@ -7,7 +7,7 @@ the cost. Here each field costs a few machine instructions.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport uint32_t
+from libc.stdint cimport int32_t, uint32_t
 from libc.string cimport memcmp, memcpy
 
 cdef uint32_t T[8][256]
@@ -171,32 +171,58 @@ def split_pairs(bytes raw):
     return _pairs(<const unsigned char *>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
 
 
+cdef inline int32_t _header(const unsigned char *p, Py_ssize_t size, bint little,
+                            int32_t *name_len, int32_t *cmd, uint32_t *stored,
+                            uint32_t *computed) noexcept nogil:
+    """The receive loop's header checks; 0 good, 1 runt, 2 not P4CK, 3 name past the end."""
+    name_len[0] = 0
+    cmd[0] = 0
+    stored[0] = 0
+    computed[0] = 0
+    if size < 18:
+        return 1
+    if p[0] != 80 or p[1] != 52 or p[2] != 67 or p[3] != 75:
+        return 2
+    stored[0] = _rd(p + 4, little)
+    computed[0] = _crc(p + 8, size - 8)
+    name_len[0] = <int32_t>_rd(p + 8, little)
+    if name_len[0] < 0 or name_len[0] > size - 16:
+        return 3
+    cmd[0] = <int32_t>_rd(p + 12 + name_len[0], little)
+    return 0
+
+
+def header(bytes data, bint little):
+    """(verdict, name_len, command, stored, computed): see ``_fields.header``."""
+    cdef int32_t name_len, cmd
+    cdef uint32_t stored, computed
+    cdef int32_t verdict = _header(<const unsigned char *>PyBytes_AS_STRING(data),
+                                   PyBytes_GET_SIZE(data), little,
+                                   &name_len, &cmd, &stored, &computed)
+    return verdict, name_len, cmd, stored, computed
+
+
 def decode_packet(bytes data, bytes module, tuple layouts, bint little):
-    """Marker, checksum, module name, command and every field in one pass.
+    """Header checks, module name, command and every field in one pass.
 
     ``layouts[cmd]`` is the layout of command ``cmd``. Returns (cmd, values) for a
     packet that is good in every respect, else None.
     """
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t mlen = PyBytes_GET_SIZE(module)
-    cdef uint32_t cmd
+    cdef int32_t name_len, cmd
+    cdef uint32_t stored, computed
     cdef bytes layout
-    if size < 18 or p[0] != 80 or p[1] != 52 or p[2] != 67 or p[3] != 75:
+    if _header(p, size, little, &name_len, &cmd, &stored, &computed) or stored != computed:
         return None
-    if _rd(p + 4, little) != _crc(p + 8, size - 8):
+    if name_len != PyBytes_GET_SIZE(module) or memcmp(p + 12, PyBytes_AS_STRING(module), name_len) != 0:
         return None
-    if _rd(p + 8, little) != <uint32_t>mlen or 16 + mlen > size:
-        return None
-    if memcmp(p + 12, PyBytes_AS_STRING(module), mlen) != 0:
-        return None
-    cmd = _rd(p + 12 + mlen, little)
-    if cmd >= <uint32_t>len(layouts):
+    if cmd < 0 or cmd >= len(layouts):
         return None
     layout = layouts[cmd]
     if layout is None:
         return None
-    popped = _pop(p, size, 16 + mlen, <const unsigned char *>PyBytes_AS_STRING(layout),
+    popped = _pop(p, size, 16 + name_len, <const unsigned char *>PyBytes_AS_STRING(layout),
                   PyBytes_GET_SIZE(layout), little)
     if popped is None or popped[1] != size:
         return None

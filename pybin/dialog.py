@@ -14,10 +14,11 @@ serialised as ``name#value|`` with ``\\`` escaping ``|``, ``#`` and ``\\``
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Iterable
 from typing import NamedTuple, Union
 
+from ._codec import COMPILED
+from ._codec import impl as _impl
 from .errors import LocalProtocolError, MalformedPacket, PybinError, RemoteProtocolError
 from .wire import (
     BUF_SIZE,
@@ -28,17 +29,6 @@ from .wire import (
     PacketBuilder,
     parse_header,
 )
-
-if os.environ.get("PYBIN_PURE"):
-    from . import _fields as _impl
-else:
-    try:
-        from . import _speedups as _impl  # type: ignore[attr-defined]
-    except ImportError:  # no compiler at install time: same results, slower
-        from . import _fields as _impl
-
-#: True when the compiled codec is in use (see README, Performance).
-COMPILED = _impl.__name__.endswith("_speedups")
 
 MODULE_NAME = b"dialog"
 

@@ -24,14 +24,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
-from zlib import crc32
 
 from .dialog import MODULE_NAME, DialogMessage, decode_packet
 from .errors import PybinError, RemoteProtocolError
 from .wire import (
     BUF_SIZE,
-    MARKER,
-    MIN_PACKET_SIZE,
     ByteOrder,
     DropReason,
     Packet,
@@ -228,8 +225,6 @@ class BinEndpoint:
         self._default_dests = [parse_address(d) for d in destinations]
         self.children = children
         self.byte_order = byte_order
-        self._u32 = byte_order.u32.unpack_from
-        self._i32 = byte_order.i32.unpack_from
         self._rcvbuf_wanted = rcvbuf
         self._new_socket = socket_factory or (lambda family: socket.socket(family, socket.SOCK_DGRAM))
         #: the receive buffer the kernel granted (per socket), once started
@@ -353,23 +348,11 @@ class BinEndpoint:
         counters = self.counters
         counters.received += 1
         counters.per_child[child] += 1
-        # The good case inline (same checks, same order as wire.parse_header); anything
-        # else goes to parse_header, which names the rule the datagram broke.
-        size = len(data)
-        packet = None
-        if size >= MIN_PACKET_SIZE and data[:4] == MARKER:
-            u32 = self._u32
-            if u32(data, 4)[0] == ~crc32(data[8:]) & 0xFFFFFFFF:
-                i32 = self._i32
-                name_end = 12 + i32(data, 8)[0]
-                if 12 <= name_end <= size - 4:
-                    packet = Packet(data[12:name_end], i32(data, name_end)[0], data, name_end + 4, self.byte_order)
-        if packet is None:
-            try:
-                packet = parse_header(data, self.byte_order)
-            except PacketRejected as err:
-                counters.dropped[err.reason] += 1
-                return
+        try:
+            packet = parse_header(data, self.byte_order)
+        except PacketRejected as err:
+            counters.dropped[err.reason] += 1
+            return
         tap = self._tap
         if tap is not None:
             if len(tap) == tap.maxlen:

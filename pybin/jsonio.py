@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from .dialog import DIALOG_FIELDS, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
-from .errors import LocalProtocolError, PybinError
-from .wire import MARKER_SIZE, ByteOrder, parse_header
+from .errors import LocalProtocolError
+from .wire import HEADER_SIZE, MARKER_SIZE, ByteOrder, checksum, parse_header
 
 TOP_KEYS = ("module", "command", "checksum_ok", "hex", "dialog")
 _KIND = dict(DIALOG_FIELDS)
@@ -54,11 +54,7 @@ def packet_to_json(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> dic
     The checksum is reported, not enforced: captures may hold damaged packets on purpose.
     """
     packet = parse_header(data, byte_order, verify_checksum=False)
-    checksum_ok = True
-    try:
-        parse_header(data, byte_order)
-    except PybinError:
-        checksum_ok = False
+    checksum_ok = packet.checksum == checksum(memoryview(packet.data)[HEADER_SIZE:])
     dialog = None
     if packet.module == MODULE_NAME:
         dialog = dialog_to_json(decode_packet(packet))

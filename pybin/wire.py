@@ -18,6 +18,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ._codec import HEADER_BAD_MARKER, HEADER_BAD_NAME, HEADER_RUNT
+from ._codec import impl as _codec
 from .errors import LocalProtocolError, MalformedPacket, PacketTooLarge, TruncatedPacket
 
 MARKER = b"P4CK"
@@ -26,6 +28,8 @@ CHECKSUM_SIZE = 4
 HEADER_SIZE = MARKER_SIZE + CHECKSUM_SIZE
 LEN_FIELD_SIZE = 4
 CMD_FIELD_SIZE = 4
+#: where the module name starts: marker, checksum, name length
+NAME_START = HEADER_SIZE + LEN_FIELD_SIZE
 #: config.h BUF_SIZE: the largest packet a 1.10 node builds or reads.
 BUF_SIZE = 65535
 #: MIN_BIN_PACKET_SIZE: header + name length + command + a two-letter name.
@@ -109,31 +113,28 @@ def parse_header(
 ) -> Packet:
     """Apply bin_receive_loop's acceptance rules; raise PacketRejected with the reason.
 
-    The C loop never looks at a module name that does not fit in the datagram (it
-    compares against registered names, which always fit); we say so explicitly.
+    The checks themselves are the codec's ``header`` (the one copy of the rule, compiled
+    when it can be); this names the rule a datagram broke. The C loop never looks at a
+    module name that does not fit in the datagram (it compares against registered
+    names, which always fit); we say so explicitly.
     """
-    data = bytes(data)
-    size = len(data)
-    if size < MIN_PACKET_SIZE:
-        raise PacketRejected(DropReason.RUNT, f"{size} bytes", 0)
-    if data[:MARKER_SIZE] != MARKER:
+    if type(data) is not bytes:
+        data = bytes(data)
+    verdict, name_len, command, stored, computed = _codec.header(data, byte_order is ByteOrder.LITTLE)
+    if verdict == HEADER_RUNT:
+        raise PacketRejected(DropReason.RUNT, f"{len(data)} bytes", 0)
+    if verdict == HEADER_BAD_MARKER:
         raise PacketRejected(DropReason.BAD_MARKER, f"starts with {data[:MARKER_SIZE]!r}", 0)
-    if verify_checksum:
-        stored = byte_order.u32.unpack_from(data, MARKER_SIZE)[0]
-        computed = checksum(memoryview(data)[HEADER_SIZE:])
-        if stored != computed:
-            raise PacketRejected(
-                DropReason.BAD_CHECKSUM, f"stored {stored:#010x}, computed {computed:#010x}", 4
-            )
-    name_len = byte_order.i32.unpack_from(data, HEADER_SIZE)[0]
-    name_start = HEADER_SIZE + LEN_FIELD_SIZE
-    if name_len < 0 or name_start + name_len + CMD_FIELD_SIZE > size:
+    if verify_checksum and stored != computed:
         raise PacketRejected(
-            DropReason.BAD_NAME, f"name length {name_len} in a {size}-byte datagram", HEADER_SIZE
+            DropReason.BAD_CHECKSUM, f"stored {stored:#010x}, computed {computed:#010x}", 4
         )
-    name_end = name_start + name_len
-    command = byte_order.i32.unpack_from(data, name_end)[0]
-    return Packet(data[name_start:name_end], command, data, name_end + CMD_FIELD_SIZE, byte_order)
+    if verdict == HEADER_BAD_NAME:
+        raise PacketRejected(
+            DropReason.BAD_NAME, f"name length {name_len} in a {len(data)}-byte datagram", HEADER_SIZE
+        )
+    name_end = NAME_START + name_len
+    return Packet(data[NAME_START:name_end], command, data, name_end + CMD_FIELD_SIZE, byte_order)
 
 
 class PacketReader:
