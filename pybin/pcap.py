@@ -1,6 +1,10 @@
-"""BIN packets out of packet captures (pcap and pcapng, IPv4 and IPv6), via dpkt.
+"""BIN packets out of packet captures (pcap and pcapng, IPv4 and IPv6), as a stream.
 
-Only UDP payloads that start with the ``P4CK`` marker are BIN packets; everything else
+Replication captures run to millions of packets, nearly all plain Ethernet/IPv4/UDP
+in a classic pcap: those frames are read here in blocks with ``struct``, with no
+object per frame. Everything else — pcapng, nanosecond pcaps, VLAN tags, IPv6, IP
+options, fragments, Linux cooked and other link types — goes through dpkt, and both
+ways give the same datagrams (tests/unit/test_pcap_paths.py). Only UDP payloads that start with the ``P4CK`` marker are BIN packets; everything else
 in a capture (SIP, ARP, other ports) is passed over silently. Checksums are not
 checked here: a capture may hold damaged packets on purpose, and the caller decides.
 """
@@ -8,13 +12,12 @@ checked here: a capture may hold damaged packets on purpose, and the caller deci
 from __future__ import annotations
 
 import io
+import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-
-import dpkt
+from typing import Any, BinaryIO
 
 from .errors import PybinError
 from .wire import MARKER
@@ -40,13 +43,23 @@ class CapturedDatagram:
 
 
 def _ip_text(raw: bytes) -> str:
-    import ipaddress
+    """An address as ``ipaddress`` writes it, remembered: captures repeat few addresses."""
+    text = _IP_TEXT.get(raw)
+    if text is None:
+        if len(_IP_TEXT) >= _IP_TEXT_MAX:
+            _IP_TEXT.clear()
+        text = _IP_TEXT[raw] = str(ipaddress.ip_address(raw))
+    return text
 
-    return str(ipaddress.ip_address(raw))
+
+_IP_TEXT: dict[bytes, str] = {}
+_IP_TEXT_MAX = 65536
 
 
-def _ip_of(link: bytes, datalink: int) -> dpkt.ip.IP | dpkt.ip6.IP6 | None:
-    """The IP layer of one frame, whatever the link type."""
+def _ip_of(link: bytes, datalink: int) -> Any:
+    """The IP layer of one frame (a dpkt IP or IP6), whatever the link type; else None."""
+    import dpkt
+
     try:
         if datalink == dpkt.pcap.DLT_EN10MB:
             ip = dpkt.ethernet.Ethernet(link).data
@@ -77,8 +90,10 @@ class _Reassembler:
     def __init__(self) -> None:
         self._pending: dict[tuple[object, ...], dict[str, object]] = {}
 
-    def feed(self, ip: dpkt.ip.IP | dpkt.ip6.IP6) -> tuple[dpkt.ip.IP | dpkt.ip6.IP6, bytes] | None:
-        """(ip, transport bytes) once a datagram is whole; None while pieces are missing."""
+    def feed(self, ip: Any) -> tuple[Any, bytes] | None:
+        """(dpkt ip, transport bytes) once a datagram is whole; None while pieces are missing."""
+        import dpkt
+
         if isinstance(ip, dpkt.ip.IP):
             if not ip.mf and not ip.offset:
                 return (ip, bytes(ip.data)) if ip.p == dpkt.ip.IP_PROTO_UDP else None
@@ -113,38 +128,73 @@ class _Reassembler:
         return ip, bytes(whole)
 
 
+#: (timestamp, source IP, source port, destination IP, destination port, UDP payload,
+#: payload length the UDP header announces) — a CapturedDatagram without the object
+UdpRow = tuple[float, str, int, str, int, bytes, int]
+
+
+def _datagram(row: UdpRow) -> CapturedDatagram:
+    ts, src, sport, dst, dport, payload, wire_length = row
+    return CapturedDatagram(ts, (src, sport), (dst, dport), payload, wire_length)
+
+
 def read_datagrams(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
     """Yield every UDP datagram whose payload starts with the BIN marker.
 
     Raises CaptureError (after yielding everything before it) when the file is not a
     pcap/pcapng capture or is cut short in the middle of a record.
     """
-    for number, item in enumerate(read_udp(source), 1):
-        if not item.data.startswith(MARKER):
-            continue
-        if len(item.data) < item.wire_length:
-            raise CaptureError(
-                f"UDP datagram {number} is cut short: its header says {item.wire_length} "
-                f"bytes of payload, the capture holds {len(item.data)}"
-            )
-        yield item
+    return map(_datagram, bin_rows(source))
 
 
 def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
     """Every UDP datagram in a capture (SIP and BIN alike), for ladders and corpora."""
+    return map(_datagram, udp_rows(source))
+
+
+def bin_rows(source: str | Path | BinaryIO) -> Iterator[UdpRow]:
+    """``read_datagrams`` as plain tuples, for callers that handle millions of packets."""
+    for number, row in enumerate(udp_rows(source), 1):
+        payload = row[5]
+        if payload[:4] != MARKER:
+            continue
+        if len(payload) < row[6]:
+            raise CaptureError(
+                f"UDP datagram {number} is cut short: its header says {row[6]} "
+                f"bytes of payload, the capture holds {len(payload)}"
+            )
+        yield row
+
+
+def udp_rows(source: str | Path | BinaryIO) -> Iterator[UdpRow]:
+    """``read_udp`` as plain tuples; the file is read as a stream, never whole."""
     if isinstance(source, (str, Path)):
         with open(source, "rb") as handle:
-            yield from read_udp(handle)
+            yield from udp_rows(handle)
         return
     head = source.read(4)
+    if head in _FAST_MAGICS:
+        rest = source.read(_FILE_HEADER_SIZE - 4)
+        head += rest
+        linktype = struct.unpack_from(_FAST_MAGICS[head[:4]] + "I", head, 20)[0] if len(head) == 24 else -1
+        if linktype == _DLT_EN10MB:
+            yield from _classic_rows(source, _FAST_MAGICS[head[:4]])
+            return
+    yield from _dpkt_rows(head, source)
+
+
+def _dpkt_rows(head: bytes, source: BinaryIO) -> Iterator[UdpRow]:
+    """Any capture dpkt reads: pcapng, nanosecond pcaps, every link type it knows."""
+    import dpkt
+
     stream = io.BufferedReader(_Prepend(head, source))  # type: ignore[arg-type]
-    if head in PCAP_MAGICS:
+    if head[:4] in PCAP_MAGICS:
         reader_cls = dpkt.pcap.Reader
-    elif head == PCAPNG_MAGIC:
+    elif head[:4] == PCAPNG_MAGIC:
         reader_cls = dpkt.pcapng.Reader
     else:
         raise CaptureError(
-            "not a pcap or pcapng capture (starts with " + (head.hex() or "nothing") + ")"
+            "not a pcap or pcapng capture (starts with " + (head[:4].hex() or "nothing") + ")"
         )
     try:
         reader = reader_cls(stream)
@@ -159,26 +209,120 @@ def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
         except StopIteration:
             return
         except (ValueError, dpkt.UnpackError, dpkt.NeedData, struct.error) as err:
-            raise CaptureError(f"capture is truncated or damaged: {err or type(err).__name__}") from None
-        ip = _ip_of(frame, datalink)
-        if ip is None:
-            continue
-        whole = fragments.feed(ip)
-        if whole is None:
-            continue
-        ip, transport = whole
-        try:
-            udp = dpkt.udp.UDP(transport)
-        except (dpkt.UnpackError, struct.error):
-            continue
-        payload = bytes(udp.data)
-        yield CapturedDatagram(
-            float(timestamp),
-            (_ip_text(ip.src), udp.sport),  # type: ignore[attr-defined]
-            (_ip_text(ip.dst), udp.dport),  # type: ignore[attr-defined]
-            payload,
-            udp.ulen - 8,
-        )
+            raise _damaged(err) from None
+        row = _dpkt_row(float(timestamp), frame, datalink, fragments)
+        if row is not None:
+            yield row
+
+
+def _damaged(err: Exception) -> CaptureError:
+    return CaptureError(f"capture is truncated or damaged: {err or type(err).__name__}")
+
+
+def _dpkt_row(timestamp: float, frame: bytes, datalink: int, fragments: _Reassembler) -> UdpRow | None:
+    """One frame through dpkt: any link layer, IPv6, fragments. None when it is no UDP."""
+    import dpkt
+
+    ip = _ip_of(frame, datalink)
+    if ip is None:
+        return None
+    whole = fragments.feed(ip)
+    if whole is None:
+        return None
+    ip, transport = whole
+    try:
+        udp = dpkt.udp.UDP(transport)
+    except (dpkt.UnpackError, struct.error):
+        return None
+    return (
+        timestamp,
+        _ip_text(ip.src),
+        udp.sport,
+        _ip_text(ip.dst),
+        udp.dport,
+        bytes(udp.data),
+        udp.ulen - 8,
+    )
+
+
+# -- the common case without dpkt ---------------------------------------------------------
+
+_FILE_HEADER_SIZE = 24
+_DLT_EN10MB = 1
+#: classic pcap with microsecond timestamps, by byte order (nanosecond ones go to dpkt)
+_FAST_MAGICS = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">"}
+#: Ethernet type, then IPv4 up to its addresses, then the UDP header (offset 12 to 42)
+_ETH_IP4_UDP = struct.Struct(">HBxH2xHxB2x4s4sHHH2x")
+_UDP_START = 42
+#: read this much of the file at a time
+_CHUNK = 1 << 20
+
+
+def _classic_rows(stream: BinaryIO, order: str) -> Iterator[UdpRow]:
+    """Frames of a classic Ethernet pcap, read in blocks; every frame that is not plain
+    unfragmented IPv4/UDP (VLAN, IPv6, ARP, fragments, IP options, cut short, ...)
+    is handed to dpkt, so the rows are exactly what the dpkt reader gives."""
+    record = struct.Struct(order + "IIII")
+    unpack_record = record.unpack_from
+    unpack_frame = _ETH_IP4_UDP.unpack_from
+    ip_text = _ip_text
+    fragments = _Reassembler()
+    buf = b""
+    pos = 0
+    while True:
+        if len(buf) - pos < 16:
+            buf = _refill(stream, buf, pos, 16)
+            pos = 0
+            if len(buf) < 16:
+                if buf:  # what dpkt says of a record header cut short
+                    raise _short_record_header(buf, order)
+                return
+        sec, usec, caplen, _ = unpack_record(buf, pos)
+        start = pos + 16
+        end = start + caplen
+        if end > len(buf):
+            buf = _refill(stream, buf, pos, 16 + caplen)
+            pos = 0
+            start = 16
+            end = min(start + caplen, len(buf))  # a last record cut short: dpkt gives what is there
+        pos = end
+        timestamp = sec + usec / 1e6
+        if end - start >= _UDP_START:
+            etype, vihl, ip_len, frag, proto, src, dst, sport, dport, ulen = unpack_frame(buf, start + 12)
+            if etype == 0x0800 and vihl == 0x45 and proto == 17 and not frag & 0x3FFF:
+                ip_end = start + 14 + ip_len if ip_len else end
+                if ip_end > end:
+                    ip_end = end
+                if ip_end - start >= _UDP_START:  # dpkt passes over a UDP header cut short
+                    yield (timestamp, ip_text(src), sport, ip_text(dst), dport, buf[start + _UDP_START : ip_end], ulen - 8)
+                continue
+        row = _dpkt_row(timestamp, buf[start:end], _DLT_EN10MB, fragments)
+        if row is not None:
+            yield row
+
+
+def _refill(stream: BinaryIO, buf: bytes, pos: int, wanted: int) -> bytes:
+    """What is left of ``buf`` from ``pos``, plus at least ``wanted`` bytes in all unless the file ends."""
+    parts = [buf[pos:]]
+    have = len(buf) - pos
+    while have < wanted:
+        more = stream.read(max(_CHUNK, wanted - have))
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts)
+
+
+def _short_record_header(buf: bytes, order: str) -> CaptureError:
+    import dpkt
+
+    header = dpkt.pcap.LEPktHdr if order == "<" else dpkt.pcap.PktHdr
+    try:
+        header(buf)
+    except (dpkt.UnpackError, struct.error) as err:
+        return _damaged(err)
+    return _damaged(ValueError(f"record header of {len(buf)} bytes"))  # pragma: no cover - dpkt always refuses
 
 
 class _Prepend(io.RawIOBase):
@@ -204,7 +348,7 @@ class _Prepend(io.RawIOBase):
 
 def write_pcap(path: str | Path, datagrams: list[CapturedDatagram]) -> None:
     """Write datagrams as an Ethernet/IPv4-or-IPv6/UDP capture (for corpora and tests)."""
-    import ipaddress
+    import dpkt
 
     with open(path, "wb") as handle:
         writer = dpkt.pcap.Writer(handle, linktype=dpkt.pcap.DLT_EN10MB)
@@ -214,7 +358,7 @@ def write_pcap(path: str | Path, datagrams: list[CapturedDatagram]) -> None:
             udp = dpkt.udp.UDP(sport=item.src[1], dport=item.dst[1], data=item.data)
             udp.ulen = len(udp)
             if src_ip.version == 4:
-                ip: dpkt.Packet = dpkt.ip.IP(
+                ip: Any = dpkt.ip.IP(
                     src=src_ip.packed, dst=dst_ip.packed, p=dpkt.ip.IP_PROTO_UDP, data=udp
                 )
                 ip.len = len(ip)
