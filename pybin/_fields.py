@@ -15,6 +15,7 @@ import re
 import struct
 import zlib
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
 _UINT_MAX = 0xFFFFFFFF
@@ -149,3 +150,41 @@ def join_pairs(pairs: Sequence[object]) -> bytes | None:
         out.append(_escape(value))
         out.append(b"|")
     return b"".join(out)
+
+
+def _json_text(raw: bytes) -> bytes:
+    return encode_basestring_ascii(raw.decode("utf-8", "surrogateescape")).encode()
+
+
+def json_line(
+    data: bytes, module: bytes, layouts: tuple[bytes | None, ...], keys: tuple[tuple[bytes, ...] | None, ...], little: bool
+) -> bytes | None:
+    """``json.dumps`` of a packet's JSON-lines object, as ASCII bytes; None when the
+    packet is not one. ``keys[cmd]``: the JSON text before each field's value."""
+    verdict, name_len, cmd, stored, computed = header(data, little)
+    if verdict:
+        return None
+    name = data[12 : 12 + name_len]
+    parts = [b'{"module": ', _json_text(name), b', "command": ', b"%d" % cmd]
+    parts.append(b', "checksum_ok": true, "hex": "' if stored == computed else b', "checksum_ok": false, "hex": "')
+    parts.append(data.hex().encode())
+    if name != module:
+        parts.append(b'", "dialog": null}')
+        return b"".join(parts)
+    layout = layouts[cmd] if 0 <= cmd < len(layouts) else None
+    names = keys[cmd] if 0 <= cmd < len(keys) else None
+    popped = pop_fields(data, 16 + name_len, layout, little) if layout is not None else None
+    if popped is None or names is None or popped[1] != len(data):
+        return None
+    parts.append(b'", "dialog": {')
+    for key, value in zip(names, popped[0]):
+        parts.append(key)
+        if type(value) is bytes:
+            parts.append(_json_text(value))
+        elif type(value) is tuple:
+            pairs = [b"[" + _json_text(n) + b", " + _json_text(v) + b"]" for n, v in value]  # type: ignore[attr-defined]
+            parts.append(b"[" + b", ".join(pairs) + b"]")
+        else:
+            parts.append(b"%d" % value)  # type: ignore[str-format]
+    parts.append(b"}}")
+    return b"".join(parts)

@@ -8,6 +8,7 @@ the cost. Here each field costs a few machine instructions.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int32_t, uint32_t
+from libc.stdlib cimport realloc
 from libc.string cimport memcmp, memcpy
 
 cdef uint32_t T[8][256]
@@ -310,3 +311,213 @@ def join_pairs(pairs):
             out[k] = b'#' if j == 0 else b'|'
             k += 1
     return result
+
+
+# -- JSON lines ----------------------------------------------------------------------------
+
+cdef unsigned char *_HEX = b"0123456789abcdef"
+cdef unsigned char *_out = NULL
+cdef Py_ssize_t _out_cap = 0
+
+
+cdef unsigned char *_reserve(Py_ssize_t size) except NULL:
+    """The module's one output buffer, grown to ``size``; the GIL keeps it ours."""
+    global _out, _out_cap
+    cdef unsigned char *grown
+    if size > _out_cap:
+        grown = <unsigned char *>realloc(_out, size)
+        if grown == NULL:
+            raise MemoryError()
+        _out = grown
+        _out_cap = size
+    return _out
+
+
+cdef inline Py_ssize_t _u4(unsigned char *o, uint32_t v) noexcept nogil:
+    o[0] = 92
+    o[1] = 117  # \u
+    o[2] = _HEX[(v >> 12) & 15]
+    o[3] = _HEX[(v >> 8) & 15]
+    o[4] = _HEX[(v >> 4) & 15]
+    o[5] = _HEX[v & 15]
+    return 6
+
+
+cdef Py_ssize_t _json_str(unsigned char *o, const unsigned char *p, Py_ssize_t n) noexcept nogil:
+    """``json.dumps(raw.decode("utf-8", "surrogateescape"))``: needs 6 * n + 2 bytes.
+
+    Python's UTF-8 decoder takes exactly the well-formed sequences below; every other
+    byte becomes U+DC80..U+DCFF on its own (the maximal-subpart rule gives the same as
+    restarting at the next byte), and json's ASCII escaping writes what is not
+    printable ASCII as \\uXXXX, astral characters as a surrogate pair.
+    """
+    cdef Py_ssize_t i = 0, w = 1, k
+    cdef unsigned char c, c1
+    cdef uint32_t cp
+    o[0] = 34
+    while i < n:
+        c = p[i]
+        if c < 0x80:
+            i += 1
+            if 32 <= c and c != 34 and c != 92 and c != 127:
+                o[w] = c
+                w += 1
+            elif c == 34 or c == 92:
+                o[w] = 92
+                o[w + 1] = c
+                w += 2
+            elif c == 10 or c == 13 or c == 9 or c == 8 or c == 12:
+                o[w] = 92
+                o[w + 1] = (110 if c == 10 else 114 if c == 13 else 116 if c == 9 else 98 if c == 8 else 102)
+                w += 2
+            else:
+                w += _u4(o + w, c)
+            continue
+        k = 0
+        if 0xC2 <= c <= 0xDF:
+            if i + 1 < n and (p[i + 1] & 0xC0) == 0x80:
+                k = 2
+                cp = ((c & 0x1F) << 6) | (p[i + 1] & 0x3F)
+        elif 0xE0 <= c <= 0xEF:
+            if i + 2 < n:
+                c1 = p[i + 1]
+                if ((0xA0 if c == 0xE0 else 0x80) <= c1 <= (0x9F if c == 0xED else 0xBF)
+                        and (p[i + 2] & 0xC0) == 0x80):
+                    k = 3
+                    cp = ((c & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (p[i + 2] & 0x3F)
+        elif 0xF0 <= c <= 0xF4:
+            if i + 3 < n:
+                c1 = p[i + 1]
+                if ((0x90 if c == 0xF0 else 0x80) <= c1 <= (0x8F if c == 0xF4 else 0xBF)
+                        and (p[i + 2] & 0xC0) == 0x80 and (p[i + 3] & 0xC0) == 0x80):
+                    k = 4
+                    cp = (((c & 0x07) << 18) | ((c1 & 0x3F) << 12) | ((p[i + 2] & 0x3F) << 6)
+                          | (p[i + 3] & 0x3F))
+        if k == 0:  # not UTF-8: surrogateescape's U+DC80..U+DCFF
+            w += _u4(o + w, 0xDC00 + c)
+            i += 1
+        elif cp >= 0x10000:
+            cp -= 0x10000
+            w += _u4(o + w, 0xD800 | (cp >> 10))
+            w += _u4(o + w, 0xDC00 | (cp & 0x3FF))
+            i += k
+        else:
+            w += _u4(o + w, cp)
+            i += k
+    o[w] = 34
+    return w + 1
+
+
+cdef inline Py_ssize_t _put(unsigned char *o, bytes text):
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(text)
+    memcpy(o, PyBytes_AS_STRING(text), n)
+    return n
+
+
+cdef inline Py_ssize_t _int(unsigned char *o, long long v) noexcept nogil:
+    cdef unsigned char digits[24]
+    cdef Py_ssize_t n = 0, w = 0
+    cdef unsigned long long u
+    if v < 0:
+        o[0] = 45
+        w = 1
+        u = <unsigned long long>(-v)
+    else:
+        u = <unsigned long long>v
+    while True:
+        digits[n] = 48 + u % 10
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    while n > 0:
+        n -= 1
+        o[w] = digits[n]
+        w += 1
+    return w
+
+
+def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
+    """``json.dumps`` of a packet's JSON-lines object, as ASCII bytes; None when the
+    packet is not one (the careful path then says why).
+
+    ``keys[cmd]`` holds, per field of ``module``'s command ``cmd``, the JSON text
+    that comes before its value (``'"call_id": '``, ``', "from_tag": '``, ...).
+    """
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    cdef int32_t name_len, cmd
+    cdef uint32_t stored, computed
+    cdef Py_ssize_t w, i, need, count
+    cdef unsigned char *o
+    cdef list values = None
+    cdef tuple names = None
+    cdef bytes layout, raw
+    cdef object value, pair
+    cdef bint first
+    if _header(p, size, little, &name_len, &cmd, &stored, &computed):
+        return None
+    if name_len == PyBytes_GET_SIZE(module) and memcmp(p + 12, PyBytes_AS_STRING(module), name_len) == 0:
+        if cmd < 0 or cmd >= len(layouts) or layouts[cmd] is None:
+            return None
+        layout = layouts[cmd]
+        names = keys[cmd]
+        popped = _pop(p, size, 16 + name_len, <const unsigned char *>PyBytes_AS_STRING(layout),
+                      PyBytes_GET_SIZE(layout), little)
+        if popped is None or popped[1] != size:
+            return None
+        values = popped[0]
+    # strings take at most 6 bytes per byte, the hex 2; keys and numbers are small
+    need = 8 * size + 64 * (len(values) if values is not None else 0) + 256
+    if names is not None:
+        for raw in names:
+            need += PyBytes_GET_SIZE(raw)
+    o = _reserve(need)
+    w = _put(o, b'{"module": ')
+    w += _json_str(o + w, p + 12, name_len)
+    w += _put(o + w, b', "command": ')
+    w += _int(o + w, cmd)
+    w += _put(o + w, b', "checksum_ok": true, "hex": "' if stored == computed
+              else b', "checksum_ok": false, "hex": "')
+    for i in range(size):
+        o[w] = _HEX[p[i] >> 4]
+        o[w + 1] = _HEX[p[i] & 15]
+        w += 2
+    if values is None:
+        w += _put(o + w, b'", "dialog": null}')
+        return PyBytes_FromStringAndSize(<const char *>o, w)
+    w += _put(o + w, b'", "dialog": {')
+    count = len(values)
+    for i in range(count):
+        w += _put(o + w, <bytes>names[i])
+        value = values[i]
+        if type(value) is bytes:
+            w += _json_str(o + w, <const unsigned char *>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+        elif type(value) is tuple:
+            o[w] = 91  # [
+            w += 1
+            first = True
+            for pair in value:
+                if not first:
+                    o[w] = 44
+                    o[w + 1] = 32
+                    w += 2
+                first = False
+                o[w] = 91
+                w += 1
+                raw = pair[0]
+                w += _json_str(o + w, <const unsigned char *>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+                o[w] = 44
+                o[w + 1] = 32
+                w += 2
+                raw = pair[1]
+                w += _json_str(o + w, <const unsigned char *>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+                o[w] = 93
+                w += 1
+            o[w] = 93
+            w += 1
+        else:
+            w += _int(o + w, <uint32_t>value)
+    o[w] = 125
+    o[w + 1] = 125
+    return PyBytes_FromStringAndSize(<const char *>o, w + 2)

@@ -9,18 +9,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from . import __version__
+from ._codec import impl as _codec
+from .dialog import MODULE_NAME
 from .errors import PybinError
-from .jsonio import packet_from_json, packet_to_json
-from .pcap import read_datagrams
-from .textio import summary_line  # harness.capture still imports it from here
-from .wire import ByteOrder
+from .jsonio import packet_from_json, packet_json_line
+from .pcap import ReadCounts, bin_rows
+from .textio import DIALOG_COMMANDS, packet_summary
+from .textio import summary_line  # noqa: F401  harness.capture still imports it from here
+from .wire import ByteOrder, PacketRejected
 
 EXIT_BAD_INPUT = 2
 EXIT_IO = 3
@@ -51,30 +56,100 @@ def parse_hostport(value: str) -> tuple[str, int]:
     return host, port
 
 
-def _emit(obj: dict[str, Any], as_json: bool, out: TextIO, prefix: str = "") -> None:
-    out.write((json.dumps(obj) if as_json else summary_line(obj, prefix)) + "\n")
-    out.flush()
+class Output:
+    """stdout as bytes, written in blocks; flushed per line only for a terminal or
+    with ``--line-buffered`` (a flush per line was a system call per packet)."""
+
+    def __init__(self, line_buffered: bool = False) -> None:
+        sys.stdout.flush()
+        self._stream = sys.stdout.buffer
+        self.write = self._stream.write
+        self.per_line = line_buffered or sys.stdout.isatty()
+
+    def line(self, data: bytes) -> None:
+        self.write(data)
+        self.write(b"\n")
+        if self.per_line:
+            self._stream.flush()
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class Tally:
+    """``--stats``: packets per module and command, drops per reason; stderr at the end."""
+
+    def __init__(self, byte_order: ByteOrder) -> None:
+        self._little = byte_order is ByteOrder.LITTLE
+        self.packets: Counter[tuple[bytes, int]] = Counter()
+        self.bad_checksum = 0
+        self.dropped: Counter[str] = Counter()
+
+    def packet(self, data: bytes) -> None:
+        _, name_len, command, stored, computed = _codec.header(data, self._little)
+        self.packets[data[12 : 12 + name_len], command] += 1
+        self.bad_checksum += stored != computed
+
+    def drop(self, err: Exception) -> None:
+        self.dropped[err.reason.name if isinstance(err, PacketRejected) else type(err).__name__] += 1
+
+    def report(self) -> None:
+        def name(module: bytes, command: int) -> str:
+            if module == MODULE_NAME and command in DIALOG_COMMANDS:
+                return f"dialog {DIALOG_COMMANDS[command]}"
+            return f"{module.decode('utf-8', 'backslashreplace')} cmd={command}"
+
+        packets = ", ".join(f"{name(*key)} {n}" for key, n in sorted(self.packets.items()))
+        drops = ", ".join(f"{reason} {n}" for reason, n in sorted(self.dropped.items()))
+        print(f"stats: packets {self.packets.total()}{': ' + packets if packets else ''}", file=sys.stderr)
+        print(f"stats: bad checksum {self.bad_checksum}", file=sys.stderr)
+        print(f"stats: dropped {self.dropped.total()}{': ' + drops if drops else ''}", file=sys.stderr)
+
+
+def _formatter(as_json: bool, byte_order: ByteOrder) -> Callable[[bytes, bytes], bytes]:
+    """(datagram, prefix) → the output line for it; raises for a datagram that is no packet."""
+    if as_json:
+        return lambda data, prefix: packet_json_line(data, byte_order)
+    return lambda data, prefix: packet_summary(data, prefix, byte_order)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    order = _order(args)
+    line_of = _formatter(args.json, order)
+    out = Output(args.line_buffered)
+    tally = Tally(order) if args.stats else None
+    counts = ReadCounts()
+    places: dict[tuple[str, int, str, int], bytes] = {}
     try:
-        datagrams = read_datagrams(args.file)
-        for index, item in enumerate(datagrams, 1):
+        for row in bin_rows(args.file, counts):
+            timestamp, src, sport, dst, dport, data, _ = row
+            place = places.get((src, sport, dst, dport))
+            if place is None:
+                place = places[src, sport, dst, dport] = f" {src}:{sport} → {dst}:{dport} ".encode()
             try:
-                obj = packet_to_json(item.data, _order(args))
+                line = line_of(data, b"%.6f%s" % (timestamp, place))
             except PybinError as err:
-                raise CliError(
-                    f"{args.file}: packet {index} ({item.src[0]}:{item.src[1]} → "
-                    f"{item.dst[0]}:{item.dst[1]}): {err}"
-                ) from None
-            prefix = f"{item.timestamp:.6f} {item.src[0]}:{item.src[1]} → {item.dst[0]}:{item.dst[1]} "
-            _emit(obj, args.json, sys.stdout, prefix)
+                if tally is not None:
+                    tally.drop(err)
+                raise CliError(f"{args.file}: packet {counts.bin} ({place.decode().strip()}): {err}") from None
+            out.line(line)
+            if tally is not None:
+                tally.packet(data)
+        out.flush()
     except BrokenPipeError:
         raise
     except OSError as err:
         raise CliError(f"{args.file}: {err.strerror or err}", EXIT_IO) from None
     except PybinError as err:
         raise CliError(f"{args.file}: {err}") from None
+    finally:
+        if tally is not None:
+            if counts.udp > counts.bin:
+                tally.dropped["NOT_BIN"] += counts.udp - counts.bin
+            tally.report()
+    if not counts.bin:
+        print(f"pybin: {args.file}: no BIN packets ({counts.udp} UDP datagrams, none starting with P4CK)",
+              file=sys.stderr)
     return 0
 
 
@@ -97,9 +172,10 @@ def _packets_from_stdin(order: ByteOrder) -> Iterator[bytes]:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    out = Output()
     for data in _packets_from_stdin(_order(args)):
-        sys.stdout.write(data.hex() + "\n")
-        sys.stdout.flush()
+        out.line(data.hex().encode())
+    out.flush()
     return 0
 
 
@@ -137,36 +213,55 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
+    from .endpoint import DEFAULT_RCVBUF, set_rcvbuf
+
     host, port = args.addr
     sock = _socket_for(host, port, bind=True)
+    set_rcvbuf(sock, DEFAULT_RCVBUF)  # a burst must wait in the kernel, not be lost there
+    sock.setblocking(False)
     order = _order(args)
+    line_of = _formatter(args.json, order)
+    out = Output(args.line_buffered)
+    tally = Tally(order) if args.stats else None
     received = dropped = 0
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    places: dict[Any, bytes] = {}
+    recvfrom = sock.recvfrom
     print(f"listening on {host}:{port}", file=sys.stderr)
     try:
         while args.count is None or received < args.count:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            try:
+                data, src = recvfrom(65535)
+            except BlockingIOError:
+                out.flush()  # idle: show what we have before waiting
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0 or not select.select([sock], [], [], left)[0]:
                     break
-                sock.settimeout(left)
+                continue
+            place = places.get(src)
+            if place is None:
+                place = places[src] = f"{src[0]}:{src[1]} ".encode()
             try:
-                data, src = sock.recvfrom(65535)
-            except TimeoutError:
-                break
-            try:
-                obj = packet_to_json(data, order)
+                line = line_of(data, place)
             except PybinError as err:
                 dropped += 1
+                if tally is not None:
+                    tally.drop(err)
+                out.flush()
                 print(f"{src[0]}:{src[1]}: dropped: {err}", file=sys.stderr)
                 continue
             received += 1
-            _emit(obj, args.json, sys.stdout, f"{src[0]}:{src[1]} ")
+            out.line(line)
+            if tally is not None:
+                tally.packet(data)
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+        out.flush()
         print(f"received {received} packets, dropped {dropped}", file=sys.stderr)
+        if tally is not None:
+            tally.report()
     return 0
 
 
@@ -182,9 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--big-endian", action="store_true", help="integers in big-endian order (big-endian senders)"
         )
 
+    def output_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--line-buffered", action="store_true", help="flush every line (always done on a terminal)"
+        )
+        p.add_argument(
+            "--stats", action="store_true", help="counts per module/command and drops per reason, on stderr at the end"
+        )
+
     p = sub.add_parser("decode", help="decode every BIN packet in a pcap/pcapng capture")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
+    output_flags(p)
     order_flag(p)
     p.set_defaults(func=cmd_decode)
 
@@ -197,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--count", type=int, help="stop after N packets")
     p.add_argument("--timeout", type=float, help="stop after S seconds")
+    output_flags(p)
     order_flag(p)
     p.set_defaults(func=cmd_listen)
 

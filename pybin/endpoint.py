@@ -142,7 +142,7 @@ def _sockaddr(addr: AddressLike, family: int | None = None) -> tuple[int, Addres
 _SO_RCVBUFFORCE_LINUX = 33
 
 
-def _set_rcvbuf(sock: socket.socket, size: int) -> int:
+def set_rcvbuf(sock: socket.socket, size: int) -> int:
     """SO_RCVBUFFORCE (root may pass rmem_max), else SO_RCVBUF; return what we got."""
     force = getattr(socket, "SO_RCVBUFFORCE", _SO_RCVBUFFORCE_LINUX if sys.platform == "linux" else None)
     try:
@@ -284,7 +284,7 @@ class BinEndpoint:
                 socks.append(sock)
                 if self.children > 1:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                self.rcvbuf = _set_rcvbuf(sock, self._rcvbuf_wanted)
+                self.rcvbuf = set_rcvbuf(sock, self._rcvbuf_wanted)
                 sock.setblocking(False)
                 sock.bind(bind_to)
                 if bind_to[1] == 0:

@@ -12,9 +12,11 @@ Text fields are JSON strings. Bytes that are not UTF-8 travel as lone surrogates
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from .dialog import DIALOG_FIELDS, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
+from ._codec import impl as _codec
+from .dialog import _LAYOUTS, DIALOG_FIELDS, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
 from .errors import LocalProtocolError
 from .wire import HEADER_SIZE, MARKER_SIZE, ByteOrder, checksum, parse_header
 
@@ -65,6 +67,27 @@ def packet_to_json(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> dic
         "hex": data.hex(),
         "dialog": dialog,
     }
+
+
+def _json_keys(fields: tuple[tuple[str, str], ...]) -> tuple[bytes, ...]:
+    """What json.dumps writes before each field's value: its key, after a separator."""
+    return tuple((", " if i else "").encode() + json.dumps(name).encode() + b": " for i, (name, _) in enumerate(fields))
+
+
+#: per dialog command (the index), the JSON text before each field's value
+_KEYS: tuple[tuple[bytes, ...] | None, ...] = (None,) + tuple(_json_keys(MESSAGES[c].FIELDS) for c in (1, 2, 3))
+
+
+def packet_json_line(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes:
+    """``json.dumps(packet_to_json(data))`` as ASCII bytes, without the newline.
+
+    A good packet takes one pass of the codec (the line is written from the datagram's
+    bytes); anything else goes the careful way, which raises what is wrong with it.
+    """
+    line = _codec.json_line(data, MODULE_NAME, _LAYOUTS, _KEYS, byte_order is ByteOrder.LITTLE)
+    if line is None:
+        line = json.dumps(packet_to_json(data, byte_order)).encode()
+    return line  # type: ignore[no-any-return]
 
 
 def dialog_from_json(command: int, fields: Any) -> DialogMessage:

@@ -152,17 +152,28 @@ def read_udp(source: str | Path | BinaryIO) -> Iterator[CapturedDatagram]:
     return map(_datagram, udp_rows(source))
 
 
-def bin_rows(source: str | Path | BinaryIO) -> Iterator[UdpRow]:
+@dataclass(slots=True)
+class ReadCounts:
+    """What ``bin_rows`` has seen so far: UDP datagrams, and those of them that are BIN."""
+
+    udp: int = 0
+    bin: int = 0
+
+
+def bin_rows(source: str | Path | BinaryIO, counts: ReadCounts | None = None) -> Iterator[UdpRow]:
     """``read_datagrams`` as plain tuples, for callers that handle millions of packets."""
-    for number, row in enumerate(udp_rows(source), 1):
+    counts = ReadCounts() if counts is None else counts
+    for row in udp_rows(source):
+        counts.udp += 1
         payload = row[5]
         if payload[:4] != MARKER:
             continue
         if len(payload) < row[6]:
             raise CaptureError(
-                f"UDP datagram {number} is cut short: its header says {row[6]} "
+                f"UDP datagram {counts.udp} is cut short: its header says {row[6]} "
                 f"bytes of payload, the capture holds {len(payload)}"
             )
+        counts.bin += 1
         yield row
 
 

@@ -1,27 +1,67 @@
 """The one-line human form of a BIN packet (``pybin decode`` without ``--json``, ladders).
 
-It reads the JSON-lines object of ``pybin.jsonio`` so that the text and the JSON
-forms can never disagree about what a packet holds.
+``summary_line`` reads the JSON-lines object of ``pybin.jsonio``; ``packet_summary``
+writes the same line straight from a datagram's bytes (the command line's path, where
+captures run to millions of packets). Both fill the same templates, so they cannot
+drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._codec import impl as _codec
+from .dialog import _LAYOUTS, DIALOG_FIELDS, MODULE_NAME, Command
+from .jsonio import packet_to_json
+from .wire import ByteOrder
+
 #: dialog command number → the word people search a decode for
 DIALOG_COMMANDS = {1: "created", 2: "updated", 3: "deleted"}
+
+_FULL = "%sdialog %s%s call_id=%s tags=%s/%s state=%d cseq=%s/%s timeout=%d"
+_DELETED = "%sdialog %s%s call_id=%s tags=%s/%s"
+_OTHER = "%s%s cmd=%d%s %d bytes"
+_BAD = " BAD-CHECKSUM"
 
 
 def summary_line(obj: dict[str, Any], prefix: str = "") -> str:
     """One human line per packet: who, what, and the fields people look for first."""
-    bad = "" if obj["checksum_ok"] else " BAD-CHECKSUM"
+    bad = "" if obj["checksum_ok"] else _BAD
     dialog = obj.get("dialog")
     if dialog is None:
-        return f"{prefix}{obj['module']} cmd={obj['command']}{bad} {len(obj['hex']) // 2} bytes"
-    head = f"{prefix}dialog {DIALOG_COMMANDS.get(obj['command'], obj['command'])}{bad}"
-    parts = [f"call_id={dialog['call_id']}", f"tags={dialog['from_tag']}/{dialog['to_tag']}"]
-    if "state" in dialog:
-        parts.append(f"state={dialog['state']}")
-        parts.append(f"cseq={dialog['caller_cseq']}/{dialog['callee_cseq']}")
-        parts.append(f"timeout={dialog['timeout']}")
-    return head + " " + " ".join(parts)
+        return _OTHER % (prefix, obj["module"], obj["command"], bad, len(obj["hex"]) // 2)
+    word = DIALOG_COMMANDS.get(obj["command"], obj["command"])
+    if "state" not in dialog:
+        return _DELETED % (prefix, word, bad, dialog["call_id"], dialog["from_tag"], dialog["to_tag"])
+    return _FULL % (
+        prefix, word, bad, dialog["call_id"], dialog["from_tag"], dialog["to_tag"],
+        dialog["state"], dialog["caller_cseq"], dialog["callee_cseq"], dialog["timeout"],
+    )  # fmt: skip
+
+
+_FULL_BYTES = _FULL.encode()
+_DELETED_BYTES = _DELETED.encode()
+_WORDS = {command: word.encode() for command, word in DIALOG_COMMANDS.items()}
+_AT = {name: i for i, (name, _) in enumerate(DIALOG_FIELDS)}
+_STATE, _CALLER_CSEQ, _CALLEE_CSEQ, _TIMEOUT = (
+    _AT["state"], _AT["caller_cseq"], _AT["callee_cseq"], _AT["timeout"],
+)  # fmt: skip
+
+
+def packet_summary(data: bytes, prefix: bytes = b"", byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes:
+    """``summary_line`` of a datagram as UTF-8 bytes (bytes that are not UTF-8 come out
+    as they were); raises a RemoteProtocolError subclass when it is not a packet.
+
+    A good dialog packet is formatted from the codec's one pass; anything else (other
+    modules, bad checksums, errors) goes through ``packet_to_json``.
+    """
+    fast = _codec.decode_packet(data, MODULE_NAME, _LAYOUTS, byte_order is ByteOrder.LITTLE)
+    if fast is None:
+        text = summary_line(packet_to_json(data, byte_order), prefix.decode("utf-8", "surrogateescape"))
+        return text.encode("utf-8", "surrogateescape")
+    command, v = fast
+    if command == Command.DELETED:
+        return _DELETED_BYTES % (prefix, b"deleted", b"", v[0], v[1], v[2])
+    return _FULL_BYTES % (
+        prefix, _WORDS[command], b"", v[0], v[1], v[2], v[_STATE], v[_CALLER_CSEQ], v[_CALLEE_CSEQ], v[_TIMEOUT],
+    )  # fmt: skip

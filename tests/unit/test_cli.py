@@ -185,3 +185,72 @@ def test_ipv6_addresses_parse_like_the_endpoint():
 
     assert parse_hostport("[::1]:5062") == ("::1", 5062)
     assert parse_hostport("10.0.0.1:5062") == ("10.0.0.1", 5062)
+
+
+def test_decode_of_a_capture_without_bin_says_so(capsys, monkeypatch, tmp_path):
+    path = tmp_path / "sip.pcap"
+    write_pcap(path, [CapturedDatagram(1.0, ("10.0.0.1", 5060), ("10.0.0.2", 5060), b"OPTIONS sip:x SIP/2.0\r\n\r\n")])
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--json"])
+    assert (code, out) == (0, "")
+    assert err == f"pybin: {path}: no BIN packets (1 UDP datagrams, none starting with P4CK)\n"
+
+
+def test_decode_stats_count_per_module_and_command_on_stderr(capsys, monkeypatch, tmp_path, basic_calls):
+    from pybin.wire import PacketBuilder
+
+    other = PacketBuilder("ul", 1).finish()
+    bad = basic_calls[0].data[:4] + b"\0\0\0\0" + basic_calls[0].data[8:]
+    sip = b"OPTIONS sip:x SIP/2.0\r\n\r\n"
+    items = [*basic_calls, CapturedDatagram(9.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), other),
+             CapturedDatagram(9.5, ("10.0.0.1", 5062), ("10.0.0.2", 5062), bad),
+             CapturedDatagram(10.0, ("10.0.0.1", 5060), ("10.0.0.2", 5060), sip)]
+    path = tmp_path / "mixed.pcap"
+    write_pcap(path, items)
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--stats"])
+    assert code == 0 and len(out.splitlines()) == 23
+    assert err.splitlines() == [
+        "stats: packets 23: dialog created 10, dialog updated 6, dialog deleted 6, ul cmd=1 1",
+        "stats: bad checksum 1",
+        "stats: dropped 1: NOT_BIN 1",
+    ]
+
+
+def test_decode_stats_name_the_packet_that_stopped_it(capsys, monkeypatch, tmp_path, basic_calls):
+    path = tmp_path / "cut.pcap"
+    bad = CapturedDatagram(3.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), basic_calls[2].data[:40])
+    write_pcap(path, [*basic_calls[:2], bad])
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--stats"])
+    assert code == 2 and len(out.splitlines()) == 2
+    assert err.splitlines()[:3] == ["stats: packets 2: dialog created 2", "stats: bad checksum 0",
+                                    "stats: dropped 1: TruncatedPacket 1"]
+    assert err.splitlines()[3].startswith("pybin: ") and "packet 3" in err
+
+
+class _Flushes(io.BytesIO):
+    """A pipe's stand-in that remembers what had arrived at every flush."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: list[int] = []
+
+    def flush(self):
+        self.seen.append(self.getvalue().count(b"\n"))
+
+
+@pytest.mark.parametrize("flag, expected", [([], [0, 21]), (["--line-buffered"], list(range(22)))])
+def test_output_is_flushed_per_line_only_when_asked(monkeypatch, basic_calls_path, flag, expected):
+    sink = _Flushes()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(sink, encoding="utf-8"))
+    assert main(["decode", str(basic_calls_path), "--json", *flag]) == 0
+    assert sorted(set(sink.seen)) == expected  # lines out at each flush
+
+
+def test_text_decode_passes_bytes_that_are_not_utf8_through(capsysbinary, tmp_path):
+    from pybin.dialog import make
+
+    data = make(3, call_id=b"\xff\xfe-id", from_tag=b"f", to_tag=b"t").encode()
+    path = tmp_path / "odd.pcap"
+    write_pcap(path, [CapturedDatagram(1.5, ("10.0.0.1", 5062), ("10.0.0.2", 5062), data)])
+    assert main(["decode", str(path)]) == 0
+    out, _ = capsysbinary.readouterr()
+    assert out == "1.500000 10.0.0.1:5062 → 10.0.0.2:5062 dialog deleted call_id=".encode() + b"\xff\xfe-id tags=f/t\n"

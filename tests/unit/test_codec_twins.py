@@ -1,11 +1,13 @@
 """The compiled codec and its pure-Python twin give the same answers (header, JSON lines).
 
 The field functions are compared in test_dialog.py; these are the ones the command
-line's fast paths added.
+line's fast paths added. The JSON line must also be byte for byte what json.dumps
+writes for ``packet_to_json`` — the form ``pybin decode --json`` always had.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -13,8 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pybin import _fields
+from pybin import _fields, jsonio
 from pybin._codec import COMPILED
+from pybin.dialog import _LAYOUTS, DIALOG_FIELDS, make
+from pybin.errors import PybinError
+from pybin.textio import packet_summary, summary_line
+from pybin.wire import PacketBuilder
 
 pytestmark = pytest.mark.skipif(not COMPILED, reason="compiled codec not built")
 
@@ -57,3 +63,81 @@ def test_header_agrees_on_any_bytes(tail: bytes, seal: bool, little: bool) -> No
     data = _sealed(tail, little) if seal else b"P4CK" + tail
     assert _speedups.header(data, little) == _fields.header(data, little)
     assert _speedups.header(tail, little) == _fields.header(tail, little)
+
+
+# -- JSON lines: compiled, pure and json.dumps(packet_to_json(...)) all agree ----------------
+
+
+# bytes that stress the UTF-8 decoder and json's escaping: controls, quotes, DEL,
+# every lead/continuation boundary, surrogates encoded in UTF-8, astral characters
+TRICKY = st.sampled_from([
+    b"\x00", b"\x1f", b'"', b"\\", b"\x7f", b"\x80", b"\xbf", b"\xc0\x80", b"\xc2\x80", b"\xdf\xbf",
+    b"\xe0\x9f\xbf", b"\xe0\xa0\x80", b"\xed\x9f\xbf", b"\xed\xa0\x80", b"\xef\xbf\xbf", b"\xf0\x8f\xbf\xbf",
+    b"\xf0\x90\x80\x80", b"\xf4\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5", b"\xff", "é€😀".encode(), b"\n\r\t\b\f",
+])
+TEXT = st.lists(st.one_of(TRICKY, st.binary(max_size=6)), max_size=5).map(b"".join)
+PAIRS = st.lists(st.tuples(TEXT, TEXT), max_size=3).map(tuple)
+
+
+@st.composite
+def dialog_packets(draw):
+    command = draw(st.sampled_from([1, 2, 3]))
+    fields = {}
+    for name, kind in DIALOG_FIELDS[: 3 if command == 3 else None]:
+        if kind == "int":
+            fields[name] = draw(st.sampled_from([0, 1, 4, 2**31, 2**32 - 1]))
+        elif kind == "pairs":
+            fields[name] = draw(PAIRS)
+        else:
+            fields[name] = draw(TEXT)
+    return make(command, **fields).encode()
+
+
+def _lines(data: bytes) -> tuple[object, object, object]:
+    from pybin import _speedups  # type: ignore[attr-defined]
+
+    args = (data, b"dialog", _LAYOUTS, jsonio._KEYS, True)
+    try:
+        careful: object = json.dumps(jsonio.packet_to_json(data)).encode()
+    except PybinError:
+        careful = None
+    return _speedups.json_line(*args), _fields.json_line(*args), careful
+
+
+@settings(max_examples=400)
+@given(dialog_packets())
+def test_json_lines_agree_on_any_dialog(data: bytes) -> None:
+    compiled, pure, careful = _lines(data)
+    assert compiled == pure == careful is not None
+    assert jsonio.packet_json_line(data) == careful
+    summary = summary_line(jsonio.packet_to_json(data), "p ").encode("utf-8", "surrogateescape")
+    assert packet_summary(data, b"p ") == summary
+
+
+@settings(max_examples=300)
+@given(dialog_packets(), st.integers(0, 400), st.binary(min_size=1, max_size=3), st.booleans())
+def test_json_lines_agree_on_damaged_packets(data: bytes, at: int, junk: bytes, reseal: bool) -> None:
+    at %= len(data)
+    broken = data[:at] + junk + data[at + len(junk):]
+    if reseal:
+        broken = broken[:4] + struct.pack("<I", ~zlib.crc32(broken[8:]) & 0xFFFFFFFF) + broken[8:]
+    compiled, pure, careful = _lines(broken)
+    assert compiled == pure
+    assert compiled is None or compiled == careful
+
+
+@pytest.mark.parametrize("module, command", [(b"ul", 1), (b"\xffx\"", -5), (b"dialog\0", 2)])
+def test_json_lines_of_other_modules(module: bytes, command: int) -> None:
+    builder = PacketBuilder(module, command)
+    builder.push_str(b"anything")
+    data = builder.finish()
+    compiled, pure, careful = _lines(data)
+    assert compiled == pure == careful
+    assert json.loads(compiled)["dialog"] is None  # type: ignore[arg-type]
+
+
+def test_a_bad_checksum_is_reported_not_refused(basic_calls) -> None:
+    data = basic_calls[0].data[:4] + b"\0\0\0\0" + basic_calls[0].data[8:]
+    compiled, pure, careful = _lines(data)
+    assert compiled == pure == careful
+    assert b'"checksum_ok": false' in compiled  # type: ignore[operator]
