@@ -11,6 +11,7 @@ on encode), ``I`` a 4-byte unsigned integer.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import zlib
@@ -188,3 +189,69 @@ def json_line(
             parts.append(b"%d" % value)  # type: ignore[str-format]
     parts.append(b"}}")
     return b"".join(parts)
+
+
+_TOP_KEYS = ["module", "command", "checksum_ok", "hex", "dialog"]
+_HEX = re.compile("(?:[0-9a-fA-F]{2})*")
+_INT32 = range(-(2**31), 2**31)
+
+
+def _raw(value: object) -> bytes | None:
+    if type(value) is not str:
+        return None
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+
+
+def parse_json_line(
+    line: bytes, keys: tuple[tuple[bytes, ...] | None, ...], layouts: tuple[bytes | None, ...]
+) -> tuple[int, list[object]] | bytes | None:
+    """A JSON line exactly as ``json_line`` writes it → ``(command, values)`` for a
+    dialog packet, the packet's bytes for ``"dialog": null``; None for any other line."""
+    text = line[:-1] if line.endswith(b"\n") else line
+    try:
+        source = text.decode("ascii")
+        obj = json.loads(source)
+    except ValueError:
+        return None
+    if type(obj) is not dict or list(obj) != _TOP_KEYS or json.dumps(obj) != source:
+        return None
+    module, command, checksum_ok, hex_text, fields = obj.values()
+    if type(command) is not int or command not in _INT32 or type(module) is not str:
+        return None
+    if type(checksum_ok) is not bool or type(hex_text) is not str:
+        return None
+    if fields is None:
+        return bytes.fromhex(hex_text) if _HEX.fullmatch(hex_text) else None
+    layout = layouts[command] if 0 <= command < len(layouts) else None
+    names = keys[command] if 0 <= command < len(keys) else None
+    if module != "dialog" or not checksum_ok or layout is None or names is None or type(fields) is not dict:
+        return None
+    if list(fields) != [json.loads(key.removeprefix(b", ").removesuffix(b": ")) for key in names]:
+        return None
+    values: list[object] = []
+    for kind, value in zip(layout, fields.values()):
+        if kind == 0x49:  # 'I'
+            if type(value) is not int or not 0 <= value <= _UINT_MAX:
+                return None
+            values.append(value)
+        elif kind == 0x70:  # 'p'
+            if type(value) is not list:
+                return None
+            pairs = []
+            for pair in value:
+                if type(pair) is not list or len(pair) != 2:
+                    return None
+                name, text_value = _raw(pair[0]), _raw(pair[1])
+                if name is None or text_value is None:
+                    return None
+                pairs.append((name, text_value))
+            values.append(tuple(pairs))
+        else:
+            raw = _raw(value)
+            if raw is None:
+                return None
+            values.append(raw)
+    return command, values

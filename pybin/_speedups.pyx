@@ -521,3 +521,266 @@ def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
     o[w] = 125
     o[w + 1] = 125
     return PyBytes_FromStringAndSize(<const char *>o, w + 2)
+
+
+# -- JSON lines back to fields ---------------------------------------------------------------
+
+cdef unsigned char *_scratch = NULL
+cdef Py_ssize_t _scratch_cap = 0
+
+
+cdef unsigned char *_scratch_for(Py_ssize_t size) except NULL:
+    global _scratch, _scratch_cap
+    cdef unsigned char *grown
+    if size > _scratch_cap:
+        grown = <unsigned char *>realloc(_scratch, size)
+        if grown == NULL:
+            raise MemoryError()
+        _scratch = grown
+        _scratch_cap = size
+    return _scratch
+
+
+cdef inline int _hex4(const unsigned char *p) noexcept nogil:
+    """Four lowercase hex digits (json.dumps writes no others); -1 otherwise."""
+    cdef int v = 0, k, c
+    for k in range(4):
+        c = p[k]
+        if 48 <= c <= 57:
+            v = v * 16 + c - 48
+        elif 97 <= c <= 102:
+            v = v * 16 + c - 87
+        else:
+            return -1
+    return v
+
+
+cdef inline Py_ssize_t _utf8(unsigned char *o, int cp) noexcept nogil:
+    if cp < 0x80:
+        o[0] = cp
+        return 1
+    if cp < 0x800:
+        o[0] = 0xC0 | (cp >> 6)
+        o[1] = 0x80 | (cp & 0x3F)
+        return 2
+    if cp < 0x10000:
+        o[0] = 0xE0 | (cp >> 12)
+        o[1] = 0x80 | ((cp >> 6) & 0x3F)
+        o[2] = 0x80 | (cp & 0x3F)
+        return 3
+    o[0] = 0xF0 | (cp >> 18)
+    o[1] = 0x80 | ((cp >> 12) & 0x3F)
+    o[2] = 0x80 | ((cp >> 6) & 0x3F)
+    o[3] = 0x80 | (cp & 0x3F)
+    return 4
+
+
+cdef Py_ssize_t _jstr(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, unsigned char *o) noexcept nogil:
+    """A JSON string written exactly as json.dumps writes it → its text as UTF-8 with
+    surrogateescape (``o`` needs as many bytes as the input has); -1 for any other
+    spelling, or for text that is not bytes (a lone surrogate outside U+DC80..U+DCFF)."""
+    cdef Py_ssize_t i = at[0], w = 0
+    cdef int c, cp, lo
+    if i >= n or p[i] != 34:
+        return -1
+    i += 1
+    while True:
+        if i >= n:
+            return -1
+        c = p[i]
+        if c == 34:
+            break
+        if c != 92:
+            if c < 32 or c > 126:
+                return -1
+            o[w] = c
+            w += 1
+            i += 1
+            continue
+        if i + 1 >= n:
+            return -1
+        c = p[i + 1]
+        if c == 34 or c == 92:
+            o[w] = c
+        elif c == 110:
+            o[w] = 10
+        elif c == 114:
+            o[w] = 13
+        elif c == 116:
+            o[w] = 9
+        elif c == 98:
+            o[w] = 8
+        elif c == 102:
+            o[w] = 12
+        else:
+            c = 0
+        if c:
+            w += 1
+            i += 2
+            continue
+        if p[i + 1] != 117 or i + 6 > n:
+            return -1
+        cp = _hex4(p + i + 2)
+        if cp < 0:
+            return -1
+        i += 6
+        if 0xD800 <= cp <= 0xDBFF and i + 6 <= n and p[i] == 92 and p[i + 1] == 117:
+            lo = _hex4(p + i + 2)
+            if 0xDC00 <= lo <= 0xDFFF:  # json.loads joins the pair into one character
+                w += _utf8(o + w, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00))
+                i += 6
+                continue
+        if cp < 32:
+            if cp == 8 or cp == 9 or cp == 10 or cp == 12 or cp == 13:
+                return -1  # json.dumps writes these with their short escapes
+        elif cp < 127:
+            return -1  # printable ASCII is never escaped this way
+        elif 0xD800 <= cp <= 0xDFFF:
+            if not 0xDC80 <= cp <= 0xDCFF:
+                return -1
+            o[w] = cp - 0xDC00  # surrogateescape's byte
+            w += 1
+            continue
+        w += _utf8(o + w, cp)
+    at[0] = i + 1
+    return w
+
+
+cdef inline bint _lit(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, bytes text) noexcept:
+    cdef Py_ssize_t k = PyBytes_GET_SIZE(text)
+    if at[0] + k > n or memcmp(p + at[0], PyBytes_AS_STRING(text), k) != 0:
+        return False
+    at[0] += k
+    return True
+
+
+cdef inline bint _jint(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, long long *v) noexcept nogil:
+    """An integer as json.dumps writes it, at most 11 digits."""
+    cdef Py_ssize_t i = at[0], digits = 0
+    cdef bint negative = False
+    cdef long long value = 0
+    if i < n and p[i] == 45:
+        negative = True
+        i += 1
+    if i >= n or not 48 <= p[i] <= 57 or (p[i] == 48 and (negative or (i + 1 < n and 48 <= p[i + 1] <= 57))):
+        return False
+    while i < n and 48 <= p[i] <= 57:
+        value = value * 10 + p[i] - 48
+        i += 1
+        digits += 1
+        if digits > 11:
+            return False
+    v[0] = -value if negative else value
+    at[0] = i
+    return True
+
+
+cdef inline int _unhex(int c) noexcept nogil:
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+def parse_json_line(bytes line, tuple keys, tuple layouts):
+    """A JSON line exactly as ``pybin decode --json`` writes it → ``(command, values)``
+    for a dialog packet or the packet's bytes for ``"dialog": null``; None for any
+    other line (the careful path then reads it, or says what is wrong).
+
+    ``keys`` and ``layouts`` are ``json_line``'s.
+    """
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(line)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
+    cdef Py_ssize_t i = 0, size, k, count
+    cdef unsigned char *o
+    cdef long long command, number
+    cdef bint checksum_ok, is_dialog
+    cdef const unsigned char *lay
+    cdef tuple names
+    cdef list values, pairs
+    cdef bytes layout, result
+    cdef object name
+    cdef int hi, lo
+    if n and p[n - 1] == 10:
+        n -= 1
+    o = _scratch_for(n + 1)
+    if not _lit(p, n, &i, b'{"module": '):
+        return None
+    size = _jstr(p, n, &i, o)
+    if size < 0:
+        return None
+    is_dialog = size == 6 and memcmp(o, b"dialog", 6) == 0
+    if not _lit(p, n, &i, b', "command": ') or not _jint(p, n, &i, &command):
+        return None
+    if not -2147483648 <= command <= 2147483647 or not _lit(p, n, &i, b', "checksum_ok": '):
+        return None
+    if _lit(p, n, &i, b"true"):
+        checksum_ok = True
+    elif _lit(p, n, &i, b"false"):
+        checksum_ok = False
+    else:
+        return None
+    if not _lit(p, n, &i, b', "hex": '):
+        return None
+    size = _jstr(p, n, &i, o)
+    if size < 0 or not _lit(p, n, &i, b', "dialog": '):
+        return None
+    if _lit(p, n, &i, b"null}"):
+        if i != n or size % 2:
+            return None
+        result = PyBytes_FromStringAndSize(NULL, size // 2)
+        for k in range(size // 2):
+            hi = _unhex(o[2 * k])
+            lo = _unhex(o[2 * k + 1])
+            if hi < 0 or lo < 0:
+                return None
+            (<unsigned char *>PyBytes_AS_STRING(result))[k] = hi * 16 + lo
+        return result
+    if not is_dialog or not checksum_ok or command < 0 or command >= len(layouts) or layouts[command] is None:
+        return None
+    if not _lit(p, n, &i, b"{"):
+        return None
+    layout = layouts[command]
+    names = keys[command]
+    lay = <const unsigned char *>PyBytes_AS_STRING(layout)
+    count = PyBytes_GET_SIZE(layout)
+    values = [None] * count
+    for k in range(count):
+        if not _lit(p, n, &i, <bytes>names[k]):
+            return None
+        if lay[k] == 73:  # 'I'
+            if not _jint(p, n, &i, &number) or not 0 <= number <= 0xFFFFFFFF:
+                return None
+            values[k] = number
+        elif lay[k] == 112:  # 'p'
+            if not _lit(p, n, &i, b"["):
+                return None
+            pairs = []
+            if not _lit(p, n, &i, b"]"):
+                while True:
+                    if not _lit(p, n, &i, b"["):
+                        return None
+                    size = _jstr(p, n, &i, o)
+                    if size < 0 or not _lit(p, n, &i, b", "):
+                        return None
+                    name = PyBytes_FromStringAndSize(<const char *>o, size)
+                    size = _jstr(p, n, &i, o)
+                    if size < 0 or not _lit(p, n, &i, b"]"):
+                        return None
+                    pairs.append((name, PyBytes_FromStringAndSize(<const char *>o, size)))
+                    if _lit(p, n, &i, b"]"):
+                        break
+                    if not _lit(p, n, &i, b", "):
+                        return None
+            values[k] = tuple(pairs)
+        else:
+            size = _jstr(p, n, &i, o)
+            if size < 0:
+                return None
+            values[k] = PyBytes_FromStringAndSize(<const char *>o, size)
+    if not _lit(p, n, &i, b"}}") or i != n:
+        return None
+    return command, values

@@ -7,6 +7,8 @@ or sent before the failure has been written out (stdout is flushed per packet).
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import json
 import os
 import select
@@ -14,6 +16,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from binascii import hexlify
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
@@ -21,7 +24,7 @@ from . import __version__
 from ._codec import impl as _codec
 from .dialog import MODULE_NAME
 from .errors import PybinError
-from .jsonio import packet_from_json, packet_json_line
+from .jsonio import packet_from_json, packet_from_json_line, packet_json_line
 from .pcap import ReadCounts, bin_rows
 from .textio import DIALOG_COMMANDS, packet_summary
 from .textio import summary_line  # noqa: F401  harness.capture still imports it from here
@@ -153,28 +156,57 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_lines(stream: TextIO) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(stream, 1):
-        if not line.strip():
+def _input_lines(stream: TextIO) -> Iterator[tuple[int, bytes | str]]:
+    """stdin's lines numbered as text mode numbers them: as bytes when stdin is UTF-8
+    (so that the codec can read them without decoding), else as text."""
+    raw = stream.buffer if isinstance(stream, io.TextIOWrapper) else None
+    if raw is None or codecs.lookup(stream.encoding).name != "utf-8":
+        yield from enumerate(stream, 1)
+        return
+    number = 0
+    for line in raw:
+        if b"\r" not in line:
+            number += 1
+            yield number, line
             continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CliError(f"line {number}: not JSON: {err.msg} at column {err.colno}") from None
+        for part in io.StringIO(_text(line, stream, number + 1), newline=None):  # text mode's newlines
+            number += 1
+            yield number, part
+
+
+def _text(line: bytes, stream: TextIO, number: int) -> str:
+    try:
+        return line.decode(stream.encoding, stream.errors or "strict")
+    except UnicodeDecodeError as err:
+        raise CliError(f"line {number}: not {stream.encoding} text: {err.reason}") from None
 
 
 def _packets_from_stdin(order: ByteOrder) -> Iterator[bytes]:
-    for number, obj in _json_lines(sys.stdin):
+    """Lines exactly as ``decode --json`` writes them take the codec's one pass; any
+    other line is read with json.loads, which also words the errors."""
+    for number, line in _input_lines(sys.stdin):
         try:
+            if type(line) is bytes:
+                data = packet_from_json_line(line, order)
+                if data is not None:
+                    yield data
+                    continue
+                line = _text(line, sys.stdin, number)
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CliError(f"line {number}: not JSON: {err.msg} at column {err.colno}") from None
             yield packet_from_json(obj, order)
         except PybinError as err:
             raise CliError(f"line {number}: {err}") from None
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    out = Output()
+    out = Output(args.line_buffered)
     for data in _packets_from_stdin(_order(args)):
-        out.line(data.hex().encode())
+        out.line(hexlify(data))
     out.flush()
     return 0
 
@@ -293,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("encode", help="JSON lines on stdin → packet hex per line")
+    p.add_argument("--line-buffered", action="store_true", help="flush every line (always done on a terminal)")
     order_flag(p)
     p.set_defaults(func=cmd_encode)
 

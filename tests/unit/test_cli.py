@@ -254,3 +254,40 @@ def test_text_decode_passes_bytes_that_are_not_utf8_through(capsysbinary, tmp_pa
     assert main(["decode", str(path)]) == 0
     out, _ = capsysbinary.readouterr()
     assert out == "1.500000 10.0.0.1:5062 → 10.0.0.2:5062 dialog deleted call_id=".encode() + b"\xff\xfe-id tags=f/t\n"
+
+
+def run_bytes(capsys, monkeypatch, argv, stdin: bytes):
+    """Like run, but stdin is a real text layer over bytes (as a pipe is), not a StringIO."""
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors="surrogateescape"))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_encode_reads_a_pipe_the_same_as_text(capsys, monkeypatch, basic_calls_path):
+    _, decoded, _ = run(capsys, monkeypatch, ["decode", str(basic_calls_path), "--json"])
+    lines = decoded.splitlines(keepends=True)
+    spaced = json.dumps(json.loads(lines[1]), indent=None, separators=(",", ":")) + "\n"
+    stdin = "".join([lines[0], spaced, "\n", lines[2].replace("\n", "\r\n"), *lines[3:]])
+    code, out, err = run_bytes(capsys, monkeypatch, ["encode"], stdin.encode())
+    assert (code, err) == (0, "")
+    assert out.split() == [json.loads(line)["hex"] for line in lines]
+    assert run(capsys, monkeypatch, ["encode"], stdin)[1] == out
+
+
+@pytest.mark.parametrize(
+    "stdin, message",
+    [
+        (b"not json\n", "line 2: not JSON"),
+        (b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "x", "nope": 1}}\n',
+         "line 2: unknown field 'nope'"),
+        (b'\r{"module": "dialog", "command": 5, "dialog": {}}\n', "line 3: unknown dialog command 5"),
+        (b'{"module": "dialog", "command": 1, "checksum_ok": true, "hex": "", "dialog": {"h_id": 4294967296}}\n',
+         "line 2: h_id must be an integer in 0..4294967295"),
+    ],
+)
+def test_encode_errors_from_a_pipe_name_the_text_line(capsys, monkeypatch, stdin, message):
+    good = b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "a", "from_tag": "", "to_tag": ""}}\n'
+    code, out, err = run_bytes(capsys, monkeypatch, ["encode"], good + stdin)
+    assert code == 2 and len(out.splitlines()) == 1
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err

@@ -141,3 +141,68 @@ def test_a_bad_checksum_is_reported_not_refused(basic_calls) -> None:
     compiled, pure, careful = _lines(data)
     assert compiled == pure == careful
     assert b'"checksum_ok": false' in compiled  # type: ignore[operator]
+
+
+# -- JSON lines back: the canonical reader agrees with its twin and with json.loads ---------
+
+
+def _read_back(line: bytes) -> object:
+    from pybin import _speedups  # type: ignore[attr-defined]
+
+    compiled = _speedups.parse_json_line(line, jsonio._KEYS, _LAYOUTS)
+    assert compiled == _fields.parse_json_line(line, jsonio._KEYS, _LAYOUTS)
+    fast = jsonio.packet_from_json_line(line)
+    if fast is not None:
+        assert fast == jsonio.packet_from_json(json.loads(line))
+    return fast
+
+
+@settings(max_examples=400)
+@given(dialog_packets())
+def test_every_line_decode_writes_is_read_back_in_one_pass(data: bytes) -> None:
+    line = jsonio.packet_json_line(data)
+    assert _read_back(line) == data
+    assert _read_back(line + b"\n") == data
+
+
+@settings(max_examples=400)
+@given(dialog_packets(), st.integers(0, 10_000), st.sampled_from([b"", b" ", b"\\", b'"', b"0", b"\\u00", b"-", b"\xc3\xa9"]),
+       st.integers(0, 3))
+def test_any_other_line_is_left_to_json_loads_or_read_the_same(data: bytes, at: int, insert: bytes, cut: int) -> None:
+    line = jsonio.packet_json_line(data)
+    at %= len(line) + 1
+    _read_back(line[:at] + insert + line[at + cut:])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "a\\/b", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "\\u0041", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "\\u00E9", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "\\ud800", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "\\udc7f", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": false, "hex": "", "dialog": {"call_id": "", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 03, "checksum_ok": true, "hex": "", "dialog": {"call_id": "", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "", "to_tag": "", "from_tag": ""}}',
+        b'{"module":"dialog", "command": 3, "checksum_ok": true, "hex": "", "dialog": {"call_id": "", "from_tag": "", "to_tag": ""}}',
+        b'{"module": "ul", "command": -0, "checksum_ok": true, "hex": "00", "dialog": null}',
+        b'{"module": "ul", "command": 1, "checksum_ok": true, "hex": "0 0", "dialog": null}',
+        b'{"module": "ul", "command": 2147483648, "checksum_ok": true, "hex": "00", "dialog": null}',
+    ],
+)
+def test_lines_decode_never_writes_take_the_careful_way(line: bytes) -> None:
+    assert _read_back(line) is None
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b'{"module": "ul", "command": -7, "checksum_ok": false, "hex": "5034aB", "dialog": null}', b"P4\xab"),
+        (b'{"module": "dialog", "command": 3, "checksum_ok": true, "hex": "zz", "dialog": '
+         b'{"call_id": "\\ud83d\\ude00\\udcff\\u007f\\n", "from_tag": "", "to_tag": ""}}',
+         make(3, call_id="😀".encode() + b"\xff\x7f\n").encode()),
+    ],
+)
+def test_canonical_lines_read_back_exactly(line: bytes, expected: bytes) -> None:
+    assert _read_back(line) == expected
