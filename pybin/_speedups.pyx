@@ -316,21 +316,27 @@ def join_pairs(pairs):
 # -- JSON lines ----------------------------------------------------------------------------
 
 cdef unsigned char *_HEX = b"0123456789abcdef"
-cdef unsigned char *_out = NULL
-cdef Py_ssize_t _out_cap = 0
 
 
-cdef unsigned char *_reserve(Py_ssize_t size) except NULL:
-    """The module's one output buffer, grown to ``size``; the GIL keeps it ours."""
-    global _out, _out_cap
+cdef struct _Buffer:
+    unsigned char *data
+    Py_ssize_t size
+
+
+#: json_line's output and parse_json_line's decoded strings; the GIL keeps them ours
+cdef _Buffer _out, _scratch
+
+
+cdef unsigned char *_grow(_Buffer *buffer, Py_ssize_t size) except NULL:
+    """The buffer, grown to at least ``size`` bytes (never shrunk: lines are alike)."""
     cdef unsigned char *grown
-    if size > _out_cap:
-        grown = <unsigned char *>realloc(_out, size)
+    if size > buffer.size:
+        grown = <unsigned char *>realloc(buffer.data, size)
         if grown == NULL:
             raise MemoryError()
-        _out = grown
-        _out_cap = size
-    return _out
+        buffer.data = grown
+        buffer.size = size
+    return buffer.data
 
 
 cdef inline Py_ssize_t _u4(unsigned char *o, uint32_t v) noexcept nogil:
@@ -472,7 +478,7 @@ def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
     if names is not None:
         for raw in names:
             need += PyBytes_GET_SIZE(raw)
-    o = _reserve(need)
+    o = _grow(&_out, need)
     w = _put(o, b'{"module": ')
     w += _json_str(o + w, p + 12, name_len)
     w += _put(o + w, b', "command": ')
@@ -524,22 +530,6 @@ def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
 
 
 # -- JSON lines back to fields ---------------------------------------------------------------
-
-cdef unsigned char *_scratch = NULL
-cdef Py_ssize_t _scratch_cap = 0
-
-
-cdef unsigned char *_scratch_for(Py_ssize_t size) except NULL:
-    global _scratch, _scratch_cap
-    cdef unsigned char *grown
-    if size > _scratch_cap:
-        grown = <unsigned char *>realloc(_scratch, size)
-        if grown == NULL:
-            raise MemoryError()
-        _scratch = grown
-        _scratch_cap = size
-    return _scratch
-
 
 cdef inline int _hex4(const unsigned char *p) noexcept nogil:
     """Four lowercase hex digits (json.dumps writes no others); -1 otherwise."""
@@ -706,7 +696,7 @@ def parse_json_line(bytes line, tuple keys, tuple layouts):
     cdef int hi, lo
     if n and p[n - 1] == 10:
         n -= 1
-    o = _scratch_for(n + 1)
+    o = _grow(&_scratch, n + 1)
     if not _lit(p, n, &i, b'{"module": '):
         return None
     size = _jstr(p, n, &i, o)
