@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from binascii import hexlify
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from . import __version__
@@ -70,8 +70,7 @@ class Output:
         self.per_line = line_buffered or sys.stdout.isatty()
 
     def line(self, data: bytes) -> None:
-        self.write(data)
-        self.write(b"\n")
+        self.write(data + b"\n")
         if self.per_line:
             self._stream.flush()
 
@@ -109,32 +108,27 @@ class Tally:
         print(f"stats: dropped {self.dropped.total()}{': ' + drops if drops else ''}", file=sys.stderr)
 
 
-def _formatter(as_json: bool, byte_order: ByteOrder) -> Callable[[bytes, bytes], bytes]:
-    """(datagram, prefix) → the output line for it; raises for a datagram that is no packet."""
-    if as_json:
-        return lambda data, prefix: packet_json_line(data, byte_order)
-    return lambda data, prefix: packet_summary(data, prefix, byte_order)
-
-
 def cmd_decode(args: argparse.Namespace) -> int:
     order = _order(args)
-    line_of = _formatter(args.json, order)
+    as_json = args.json
     out = Output(args.line_buffered)
     tally = Tally(order) if args.stats else None
     counts = ReadCounts()
     places: dict[tuple[str, int, str, int], bytes] = {}
     try:
-        for row in bin_rows(args.file, counts):
-            timestamp, src, sport, dst, dport, data, _ = row
-            place = places.get((src, sport, dst, dport))
-            if place is None:
-                place = places[src, sport, dst, dport] = f" {src}:{sport} → {dst}:{dport} ".encode()
+        for timestamp, src, sport, dst, dport, data, _ in bin_rows(args.file, counts):
             try:
-                line = line_of(data, b"%.6f%s" % (timestamp, place))
+                if as_json:
+                    line = packet_json_line(data, order)
+                else:
+                    place = places.get((src, sport, dst, dport))
+                    if place is None:
+                        place = places[src, sport, dst, dport] = f" {src}:{sport} → {dst}:{dport} ".encode()
+                    line = packet_summary(data, b"%.6f%s" % (timestamp, place), order)
             except PybinError as err:
                 if tally is not None:
                     tally.drop(err)
-                raise CliError(f"{args.file}: packet {counts.bin} ({place.decode().strip()}): {err}") from None
+                raise CliError(f"{args.file}: packet {counts.bin} ({src}:{sport} → {dst}:{dport}): {err}") from None
             out.line(line)
             if tally is not None:
                 tally.packet(data)
@@ -252,7 +246,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     set_rcvbuf(sock, DEFAULT_RCVBUF)  # a burst must wait in the kernel, not be lost there
     sock.setblocking(False)
     order = _order(args)
-    line_of = _formatter(args.json, order)
+    as_json = args.json
     out = Output(args.line_buffered)
     tally = Tally(order) if args.stats else None
     received = dropped = 0
@@ -270,11 +264,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 if left is not None and left <= 0 or not select.select([sock], [], [], left)[0]:
                     break
                 continue
-            place = places.get(src)
-            if place is None:
-                place = places[src] = f"{src[0]}:{src[1]} ".encode()
             try:
-                line = line_of(data, place)
+                if as_json:
+                    line = packet_json_line(data, order)
+                else:
+                    place = places.get(src)
+                    if place is None:
+                        place = places[src] = f"{src[0]}:{src[1]} ".encode()
+                    line = packet_summary(data, place, order)
             except PybinError as err:
                 dropped += 1
                 if tally is not None:

@@ -1,39 +1,34 @@
-"""``python -m pybin.bench``: the codec and endpoint figures the README quotes.
+"""The codec and endpoint figures of ``python -m pybin.bench``.
 
-Not a test: it prints measurements of this machine. Decode and encode of a real
-created packet (the first of the shared 1.10.5 capture) on one core, beside a
-straightforward struct-per-field decoder measured in the same run, and the
-endpoint's receive rate under an offered load from a separate sender process (so
-sender and receiver do not share a GIL), with zero loss required.
+Decode and encode of a real created packet (the first of the shared 1.10.5 capture)
+on one core, beside the naive script's struct-per-field decoder measured in the same
+run, and the endpoint's receive rate under an offered load from a separate sender
+process (so sender and receiver do not share a GIL), with zero loss required.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import multiprocessing
 import os
-import struct
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import dialog
-from .dialog import DIALOG_FIELDS, INT, PAIRS, decode_pairs
-from .endpoint import BinEndpoint, send_datagrams
-from .pcap import read_datagrams
-from .wire import Packet
+from .. import dialog
+from ..endpoint import BinEndpoint, send_datagrams
+from ..pcap import read_datagrams
+from ..wire import Packet
+from . import naive
 
 CAPTURE = "opensips-1.10.5-basic-calls.pcap"
 TARGET_CODEC = 200_000
 TARGET_RATE = 50_000
 
 
-def _find_capture() -> Path:
+def find_capture() -> Path:
     """The capture ships in the repository's tests (run from a checkout)."""
     here = Path(__file__).resolve().parent.parent
     for candidate in (
@@ -46,44 +41,9 @@ def _find_capture() -> Path:
 
 
 def first_created_packet() -> bytes:
-    for datagram in read_datagrams(_find_capture()):
+    for datagram in read_datagrams(find_capture()):
         return datagram.data
     raise SystemExit(f"pybin.bench: {CAPTURE} holds no BIN packet")
-
-
-# -- the baseline: what one writes first -------------------------------------------------
-
-_I32 = struct.Struct("<i")
-_U32 = struct.Struct("<I")
-
-
-def baseline_decode(data: bytes) -> dict[str, object]:
-    """A straightforward decoder: header checks, then one struct.unpack_from per field."""
-    if len(data) < 18 or data[:4] != b"P4CK":
-        raise ValueError("not a BIN packet")
-    if _U32.unpack_from(data, 4)[0] != ~zlib.crc32(data[8:]) & 0xFFFFFFFF:
-        raise ValueError("bad checksum")
-    offset = 8
-    (name_len,) = _I32.unpack_from(data, offset)
-    offset += 4
-    module = data[offset : offset + name_len]
-    offset += name_len
-    (command,) = _I32.unpack_from(data, offset)
-    offset += 4
-    out: dict[str, object] = {"module": module, "command": command}
-    for name, kind in DIALOG_FIELDS:
-        if kind == INT:
-            (out[name],) = _U32.unpack_from(data, offset)
-            offset += 4
-            continue
-        (length,) = _I32.unpack_from(data, offset)
-        offset += 4
-        if length < 0 or offset + length > len(data):
-            raise ValueError(f"{name} runs past the end")
-        raw = data[offset : offset + length]
-        offset += length
-        out[name] = decode_pairs(raw) if kind == PAIRS else raw
-    return out
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:
@@ -191,10 +151,8 @@ async def endpoint_run(data: bytes, count: int, pps: float, decode: bool) -> dic
     }
 
 
-# -- report ------------------------------------------------------------------------------
-
-
 def run(quick: bool, pps: float = TARGET_RATE, count: int | None = None) -> dict[str, Any]:
+    """Codec rates and the endpoint under load: the figures before the end-to-end ones."""
     data = first_created_packet()
     message = dialog.decode(data)
     if message.encode() != data:
@@ -206,7 +164,7 @@ def run(quick: bool, pps: float = TARGET_RATE, count: int | None = None) -> dict
         "compiled": dialog.COMPILED,
         "decode_per_s": round(rate(lambda: dialog.decode(data), seconds)),
         "encode_per_s": round(rate(message.encode, seconds)),
-        "baseline_decode_per_s": round(rate(lambda: baseline_decode(data), seconds)),
+        "baseline_decode_per_s": round(rate(lambda: naive.decode(data), seconds)),
     }
     endpoint = asyncio.run(endpoint_run(data, count, pps, decode=False))
     extra = {}
@@ -229,63 +187,3 @@ def run(quick: bool, pps: float = TARGET_RATE, count: int | None = None) -> dict
             and min(endpoint["offered_rate"], endpoint["achieved_rate"]) >= pps * 0.95,
         },
     }
-
-
-def _endpoint_rows(label: str, ep: dict[str, Any], met: str) -> list[tuple[str, str, str, str]]:
-    return [
-        (f"{label}: offered", f"{ep['offered']:,} at {ep['offered_rate']:,} /s", f"{ep['target_rate']:,.0f} /s", "-"),
-        (f"{label}: received", f"{ep['received']:,} (lost {ep['lost']:,})", "lost 0", met),
-        (f"{label}: handled rate", f"{ep['achieved_rate']:,} /s", f"{ep['target_rate']:,.0f} /s", met),
-    ]
-
-
-def table(result: dict[str, Any]) -> str:
-    codec, met = result["codec"], result["met"]
-    ok = {True: "yes", False: "NO"}
-    rows = [
-        ("measure", "figure", "target", "met"),
-        ("decode (created packet)", f"{codec['decode_per_s']:,} /s", f"{TARGET_CODEC:,} /s", ok[met["decode"]]),
-        ("encode (created packet)", f"{codec['encode_per_s']:,} /s", f"{TARGET_CODEC:,} /s", ok[met["encode"]]),
-        ("baseline struct-per-field decode", f"{codec['baseline_decode_per_s']:,} /s", "-", "-"),
-    ]
-    rows += _endpoint_rows("endpoint, counting", result["endpoint"], ok[met["endpoint"]])
-    decoding = result.get("endpoint_decoding")
-    if decoding:
-        rows += _endpoint_rows("endpoint, decoding", decoding, "-")
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    ep = result["endpoint"]
-    lines.append("")
-    lines.append(
-        f"compiled codec: {'yes' if codec['compiled'] else 'no (pure Python)'}; "
-        f"packet {codec['packet_bytes']} bytes; Python {result['python']}, {result['cpus']} CPUs, "
-        f"load average {result['load_average_1min']} at the end"
-    )
-    lines.append(
-        f"endpoint: sender in another process; SO_RCVBUF {ep['rcvbuf_bytes']:,} bytes; "
-        f"last packet handled {ep['lag_ms']} ms after the last send; "
-        f"kernel UDP RcvbufErrors during the run: {ep['kernel_rcvbuf_errors']}"
-    )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pybin.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="one JSON object instead of a table")
-    parser.add_argument("--quick", action="store_true", help="a short run (seconds, not tens)")
-    parser.add_argument("--rate", type=float, default=TARGET_RATE, help="packets/s offered to the endpoint")
-    parser.add_argument("--count", type=int, help="packets offered (default 100000, 20000 with --quick)")
-    args = parser.parse_args(argv)
-    if args.rate <= 0 or (args.count is not None and args.count < 2):
-        parser.error("--rate must be positive and --count at least 2")
-    result = run(args.quick, args.rate, args.count)
-    try:
-        print(json.dumps(result, indent=2) if args.json else table(result), flush=True)
-    except BrokenPipeError:  # e.g. piped into head
-        sys.stdout = None  # type: ignore[assignment]
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
