@@ -205,11 +205,16 @@ def _raw(value: object) -> bytes | None:
         return None
 
 
-def parse_json_line(
-    line: bytes, keys: tuple[tuple[bytes, ...] | None, ...], layouts: tuple[bytes | None, ...]
-) -> tuple[int, list[object]] | bytes | None:
-    """A JSON line exactly as ``json_line`` writes it → ``(command, values)`` for a
-    dialog packet, the packet's bytes for ``"dialog": null``; None for any other line."""
+def packet_from_json_line(
+    line: bytes,
+    keys: tuple[tuple[bytes, ...] | None, ...],
+    layouts: tuple[bytes | None, ...],
+    heads: tuple[bytes | None, ...],
+    little: bool,
+) -> bytes | None:
+    """The datagram of a JSON line written exactly as ``json_line`` writes it; None for
+    any other line and for a packet over 65535 bytes. ``heads[cmd]``: name length,
+    name and command, as they go between the checksum and the first field."""
     text = line[:-1] if line.endswith(b"\n") else line
     try:
         source = text.decode("ascii")
@@ -248,10 +253,11 @@ def parse_json_line(
                 if name is None or text_value is None:
                     return None
                 pairs.append((name, text_value))
-            values.append(tuple(pairs))
+            values.append(join_pairs(pairs))
         else:
             raw = _raw(value)
             if raw is None:
                 return None
             values.append(raw)
-    return command, values
+    packet = build(heads[command], layout, values, little)  # type: ignore[arg-type]
+    return packet if packet is not None and len(packet) <= 65535 else None

@@ -299,18 +299,24 @@ def join_pairs(pairs):
     k = 0
     for pair in pairs:
         for j, item in enumerate(pair):
-            s = <const unsigned char *>PyBytes_AS_STRING(item)
-            n = PyBytes_GET_SIZE(item)
-            for i in range(n):
-                c = s[i]
-                if c == b'\\' or c == b'|' or c == b'#':
-                    out[k] = b'\\'
-                    k += 1
-                out[k] = c
-                k += 1
+            k += _escape(out + k, <const unsigned char *>PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item))
             out[k] = b'#' if j == 0 else b'|'
             k += 1
     return result
+
+
+cdef inline Py_ssize_t _escape(unsigned char *o, const unsigned char *s, Py_ssize_t n) noexcept nogil:
+    """write_pair's escaping: a backslash before every backslash, '|' and '#'."""
+    cdef Py_ssize_t i, k = 0
+    cdef unsigned char c
+    for i in range(n):
+        c = s[i]
+        if c == 92 or c == 124 or c == 35:
+            o[k] = 92
+            k += 1
+        o[k] = c
+        k += 1
+    return k
 
 
 # -- JSON lines ----------------------------------------------------------------------------
@@ -675,25 +681,25 @@ cdef inline int _unhex(int c) noexcept nogil:
     return -1
 
 
-def parse_json_line(bytes line, tuple keys, tuple layouts):
-    """A JSON line exactly as ``pybin decode --json`` writes it → ``(command, values)``
-    for a dialog packet or the packet's bytes for ``"dialog": null``; None for any
-    other line (the careful path then reads it, or says what is wrong).
+def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bint little):
+    """The datagram of a JSON line written exactly as ``pybin decode --json`` writes it,
+    built as the line is read; None for any other line (the careful path then reads
+    it, or says what is wrong with it) and for a packet over 65535 bytes.
 
-    ``keys`` and ``layouts`` are ``json_line``'s.
+    ``keys`` and ``layouts`` are ``json_line``'s; ``heads[cmd]`` is everything
+    between the checksum and the first field (name length, name, command).
     """
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(line)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
-    cdef Py_ssize_t i = 0, size, k, count
+    cdef Py_ssize_t i = 0, size, k, count, w, at
     cdef unsigned char *o
+    cdef unsigned char *out
     cdef long long command, number
     cdef bint checksum_ok, is_dialog
     cdef const unsigned char *lay
     cdef tuple names
-    cdef list values, pairs
-    cdef bytes layout, result
-    cdef object name
-    cdef int hi, lo
+    cdef bytes layout, head, result
+    cdef int hi, lo, part
     if n and p[n - 1] == 10:
         n -= 1
     o = _grow(&_scratch, n + 1)
@@ -735,42 +741,49 @@ def parse_json_line(bytes line, tuple keys, tuple layouts):
         return None
     layout = layouts[command]
     names = keys[command]
+    head = heads[command]
     lay = <const unsigned char *>PyBytes_AS_STRING(layout)
     count = PyBytes_GET_SIZE(layout)
-    values = [None] * count
+    # a field is never longer on the wire than in JSON, but for escapes in pairs (x2)
+    out = _grow(&_out, 2 * n + 8 + PyBytes_GET_SIZE(head) + 4 * count)
+    memcpy(out, b"P4CK", 4)
+    w = 8 + _put(out + 8, head)
     for k in range(count):
         if not _lit(p, n, &i, <bytes>names[k]):
             return None
         if lay[k] == 73:  # 'I'
             if not _jint(p, n, &i, &number) or not 0 <= number <= 0xFFFFFFFF:
                 return None
-            values[k] = number
-        elif lay[k] == 112:  # 'p'
+            _wr(out + w, <uint32_t>number, little)
+            w += 4
+            continue
+        at = w
+        w += 4
+        if lay[k] == 112:  # 'p': [["name", "value"], ...] → name#value| escaped
             if not _lit(p, n, &i, b"["):
                 return None
-            pairs = []
             if not _lit(p, n, &i, b"]"):
                 while True:
                     if not _lit(p, n, &i, b"["):
                         return None
-                    size = _jstr(p, n, &i, o)
-                    if size < 0 or not _lit(p, n, &i, b", "):
-                        return None
-                    name = PyBytes_FromStringAndSize(<const char *>o, size)
-                    size = _jstr(p, n, &i, o)
-                    if size < 0 or not _lit(p, n, &i, b"]"):
-                        return None
-                    pairs.append((name, PyBytes_FromStringAndSize(<const char *>o, size)))
+                    for part in range(2):  # name, then value
+                        size = _jstr(p, n, &i, o)
+                        if size < 0 or not _lit(p, n, &i, b"]" if part else b", "):
+                            return None
+                        w += _escape(out + w, o, size)
+                        out[w] = 124 if part else 35  # '|' after the value, '#' after the name
+                        w += 1
                     if _lit(p, n, &i, b"]"):
                         break
                     if not _lit(p, n, &i, b", "):
                         return None
-            values[k] = tuple(pairs)
         else:
-            size = _jstr(p, n, &i, o)
+            size = _jstr(p, n, &i, out + w)
             if size < 0:
                 return None
-            values[k] = PyBytes_FromStringAndSize(<const char *>o, size)
-    if not _lit(p, n, &i, b"}}") or i != n:
+            w += size
+        _wr(out + at, <uint32_t>(w - at - 4), little)
+    if not _lit(p, n, &i, b"}}") or i != n or w > 65535:
         return None
-    return command, values
+    _wr(out + 4, _crc(out + 8, w - 8), little)
+    return PyBytes_FromStringAndSize(<const char *>out, w)

@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 from ._codec import impl as _codec
-from .dialog import _LAYOUTS, DIALOG_FIELDS, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
+from .dialog import _LAYOUTS, DIALOG_FIELDS, _head, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
 from .errors import LocalProtocolError
 from .wire import HEADER_SIZE, MARKER_SIZE, ByteOrder, checksum, parse_header
 
@@ -76,6 +76,8 @@ def _json_keys(fields: tuple[tuple[str, str], ...]) -> tuple[bytes, ...]:
 
 #: per dialog command (the index), the JSON text before each field's value
 _KEYS: tuple[tuple[bytes, ...] | None, ...] = (None,) + tuple(_json_keys(MESSAGES[c].FIELDS) for c in (1, 2, 3))
+#: per byte order and dialog command, what goes between the checksum and the first field
+_HEADS = {order: (None,) + tuple(_head(c, order) for c in (1, 2, 3)) for order in ByteOrder}
 
 
 def packet_json_line(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes:
@@ -91,14 +93,12 @@ def packet_json_line(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> b
 
 
 def packet_from_json_line(line: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes | None:
-    """The datagram of a line written exactly as ``packet_json_line`` writes it, in one
-    pass of the codec; None for any other line (read it with json.loads and
+    """The datagram of a line written exactly as ``packet_json_line`` writes it, built
+    in one pass of the codec; None for any other line (read it with json.loads and
     ``packet_from_json``, which also say what is wrong with it)."""
-    fast = _codec.parse_json_line(line, _KEYS, _LAYOUTS)
-    if fast is None or type(fast) is bytes:
-        return fast  # type: ignore[no-any-return]
-    command, values = fast
-    return tuple.__new__(MESSAGES[command], values).encode(byte_order)  # type: ignore[no-any-return]
+    return _codec.packet_from_json_line(  # type: ignore[no-any-return]
+        line, _KEYS, _LAYOUTS, _HEADS[byte_order], byte_order is ByteOrder.LITTLE
+    )
 
 
 def dialog_from_json(command: int, fields: Any) -> DialogMessage:

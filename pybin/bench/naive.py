@@ -16,6 +16,7 @@ import sys
 import zlib
 
 from pybin.dialog import DIALOG_FIELDS
+from pybin.endpoint import DEFAULT_RCVBUF, set_rcvbuf
 from pybin.textio import summary_line
 
 PAIR = re.compile(rb"((?:[^\\|#]|\\.)*)#((?:[^\\|#]|\\.)*)\|")
@@ -96,9 +97,9 @@ def main(argv):
     elif argv[0] == "encode":
         for line in sys.stdin:
             print(encode(json.loads(line)).hex())
-    elif argv[0] == "listen":  # PORT COUNT: the bench gives it pybin listen's receive buffer
+    elif argv[0] == "listen":  # PORT COUNT, with pybin listen's receive buffer (a fair race)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, 33 if hasattr(socket, "SO_RCVBUFFORCE") else socket.SO_RCVBUF, 32 << 20)
+        set_rcvbuf(sock, DEFAULT_RCVBUF)
         sock.bind(("127.0.0.1", int(argv[1])))
         print("listening", file=sys.stderr, flush=True)
         for _ in range(int(argv[2])):

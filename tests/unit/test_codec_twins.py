@@ -20,7 +20,7 @@ from pybin._codec import COMPILED
 from pybin.dialog import _LAYOUTS, DIALOG_FIELDS, make
 from pybin.errors import PybinError
 from pybin.textio import packet_summary, summary_line
-from pybin.wire import PacketBuilder
+from pybin.wire import ByteOrder, PacketBuilder
 
 pytestmark = pytest.mark.skipif(not COMPILED, reason="compiled codec not built")
 
@@ -149,12 +149,13 @@ def test_a_bad_checksum_is_reported_not_refused(basic_calls) -> None:
 def _read_back(line: bytes) -> object:
     from pybin import _speedups  # type: ignore[attr-defined]
 
-    compiled = _speedups.parse_json_line(line, jsonio._KEYS, _LAYOUTS)
-    assert compiled == _fields.parse_json_line(line, jsonio._KEYS, _LAYOUTS)
-    fast = jsonio.packet_from_json_line(line)
-    if fast is not None:
-        assert fast == jsonio.packet_from_json(json.loads(line))
-    return fast
+    for order in ByteOrder:
+        args = (line, jsonio._KEYS, _LAYOUTS, jsonio._HEADS[order], order is ByteOrder.LITTLE)
+        assert _speedups.packet_from_json_line(*args) == _fields.packet_from_json_line(*args)
+        fast = jsonio.packet_from_json_line(line, order)
+        if fast is not None:
+            assert fast == jsonio.packet_from_json(json.loads(line), order)
+    return jsonio.packet_from_json_line(line)
 
 
 @settings(max_examples=400)
@@ -206,3 +207,10 @@ def test_lines_decode_never_writes_take_the_careful_way(line: bytes) -> None:
 )
 def test_canonical_lines_read_back_exactly(line: bytes, expected: bytes) -> None:
     assert _read_back(line) == expected
+
+
+def test_a_line_for_a_packet_over_65535_bytes_is_left_to_the_careful_way() -> None:
+    line = jsonio.packet_json_line(make(3, call_id=b"x" * 60_000).encode()).replace(b'"x', b'"' + b"y" * 6000 + b"x")
+    assert _read_back(line) is None
+    with pytest.raises(PybinError, match="65535-byte packet limit"):
+        jsonio.packet_from_json(json.loads(line))
