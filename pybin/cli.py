@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from . import __version__
+from ._codec import COMPILED
 from ._codec import impl as _codec
 from .dialog import MODULE_NAME
 from .errors import PybinError
@@ -178,10 +179,11 @@ def _text(line: bytes, stream: TextIO, number: int) -> str:
 def _packets_from_stdin(order: ByteOrder) -> Iterator[bytes]:
     """Lines exactly as ``decode --json`` writes them take the codec's one pass; any
     other line is read with json.loads, which also words the errors."""
+    one_pass = COMPILED  # the pure twin's exactness check costs more than json.loads saves
     for number, line in _input_lines(sys.stdin):
         try:
             if type(line) is bytes:
-                data = packet_from_json_line(line, order)
+                data = packet_from_json_line(line, order) if one_pass else None
                 if data is not None:
                     yield data
                     continue

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         packets = args.capture_packets or (20_000 if args.quick else 100_000)
         figures = e2e.run(codec.find_capture(), packets, args.listen_count, args.listen_rate, repeats)
         result["end_to_end"] = {**figures, "repeats": repeats}
-        result["met"].update({key: figures[key]["met"] for key in E2E_LABELS})
+        result["met"].update({f"end_to_end_{key}": figures[key]["met"] for key in E2E_LABELS})
     try:
         print(json.dumps(result, indent=2) if args.json else table(result), flush=True)
     except BrokenPipeError:  # e.g. piped into head
