@@ -1,7 +1,9 @@
 """The ``pybin`` command line: decode captures, encode and send JSON lines, listen live.
 
 Every failure is one line on stderr and a non-zero exit; whatever was already decoded
-or sent before the failure has been written out (stdout is flushed per packet).
+or sent before the failure has been written out (stdout is flushed before the error
+line). Output goes out in blocks: captures and replication streams run to millions of
+packets, and the lines are written from the packets' bytes by the codec.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import select
 import socket
 import sys
 import time
-from collections import Counter
 from binascii import hexlify
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -29,7 +31,7 @@ from .jsonio import packet_from_json, packet_from_json_line, packet_json_line
 from .pcap import ReadCounts, bin_rows
 from .textio import DIALOG_COMMANDS, packet_summary
 from .textio import summary_line  # noqa: F401  harness.capture still imports it from here
-from .wire import ByteOrder, PacketRejected
+from .wire import NAME_START, ByteOrder, PacketRejected
 
 EXIT_BAD_INPUT = 2
 EXIT_IO = 3
@@ -66,7 +68,7 @@ class Output:
 
     def __init__(self, line_buffered: bool = False) -> None:
         sys.stdout.flush()
-        self._stream = sys.stdout.buffer
+        self._stream = getattr(sys.stdout, "buffer", None) or _TextSink(sys.stdout)
         self.write = self._stream.write
         self.per_line = line_buffered or sys.stdout.isatty()
 
@@ -74,6 +76,19 @@ class Output:
         self.write(data + b"\n")
         if self.per_line:
             self._stream.flush()
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+class _TextSink:
+    """A stdout without a byte layer (e.g. redirect_stdout to a StringIO) takes text."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode("utf-8", "surrogateescape"))
 
     def flush(self) -> None:
         self._stream.flush()
@@ -90,7 +105,7 @@ class Tally:
 
     def packet(self, data: bytes) -> None:
         _, name_len, command, stored, computed = _codec.header(data, self._little)
-        self.packets[data[12 : 12 + name_len], command] += 1
+        self.packets[data[NAME_START : NAME_START + name_len], command] += 1
         self.bad_checksum += stored != computed
 
     def drop(self, err: Exception) -> None:

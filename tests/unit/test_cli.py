@@ -291,3 +291,12 @@ def test_encode_errors_from_a_pipe_name_the_text_line(capsys, monkeypatch, stdin
     code, out, err = run_bytes(capsys, monkeypatch, ["encode"], good + stdin)
     assert code == 2 and len(out.splitlines()) == 1
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_a_stdout_without_bytes_gets_text(basic_calls_path):
+    import contextlib
+
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink):
+        assert main(["decode", str(basic_calls_path)]) == 0
+    assert len(sink.getvalue().splitlines()) == 21 and "→" in sink.getvalue()
