@@ -1,8 +1,11 @@
 """Hot-path field codec, pure Python. ``_speedups.pyx`` implements the same functions.
 
 The functions never raise for bad input: they return None and the caller re-runs the
-careful path (``PacketReader`` / ``PacketBuilder``) to produce a precise error. This
-keeps the fast path free of error formatting and both implementations trivially equal.
+careful path (``PacketReader`` / ``PacketBuilder``, ``json.loads``) to produce a precise
+error. This keeps the fast path free of error formatting and both implementations
+trivially equal. ``header`` is the one copy of the receive loop's header rules;
+``json_line`` / ``packet_from_json_line`` turn a packet into its ``pybin decode
+--json`` line and back in one pass (the command line handles millions of them).
 
 A layout is a bytes string, one letter per field: ``s`` a length-prefixed string,
 ``p`` a length-prefixed string of ``name#value|`` pairs (split on decode, given joined

@@ -3,7 +3,9 @@
 
 Why it exists: on a small CI machine a per-field ``struct`` decoder manages about
 70,000 dialog packets a second; the interpreter overhead per field, not the work, is
-the cost. Here each field costs a few machine instructions.
+the cost. Here each field costs a few machine instructions. The same holds, more so,
+for the JSON lines of the command line: json.dumps / json.loads of a 30-key object
+cost more than everything else a packet needs.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
