@@ -214,3 +214,18 @@ def test_a_line_for_a_packet_over_65535_bytes_is_left_to_the_careful_way() -> No
     assert _read_back(line) is None
     with pytest.raises(PybinError, match="65535-byte packet limit"):
         jsonio.packet_from_json(json.loads(line))
+
+
+def test_big_endian_packets_read_and_write_the_same(basic_calls) -> None:
+    from pybin import _speedups  # type: ignore[attr-defined]
+    from pybin.dialog import decode
+
+    for item in basic_calls:
+        data = decode(item.data).encode(ByteOrder.BIG)
+        args = (data, b"dialog", _LAYOUTS, jsonio._KEYS, False)
+        careful = json.dumps(jsonio.packet_to_json(data, ByteOrder.BIG)).encode()
+        assert _speedups.json_line(*args) == _fields.json_line(*args) == careful
+        assert jsonio.packet_json_line(data, ByteOrder.BIG) == careful
+        assert jsonio.packet_from_json_line(careful, ByteOrder.BIG) == data
+        text = summary_line(jsonio.packet_to_json(data, ByteOrder.BIG)).encode()
+        assert packet_summary(data, b"", ByteOrder.BIG) == text
