@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.sipp import CallResult, SipMessage, SippError, SippSummary
+from harness.wait import WaitTimeout, wait_until
 from pybin.dialog import Command
 from pybin.errors import PybinError
 from pybin.pcap import CapturedDatagram, read_udp
@@ -391,16 +392,6 @@ class Prober:
 # --------------------------------------------------------------------------- the scenario
 
 
-def _wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll an observed condition until truthy; return its last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def _role(cluster: Any, role: str) -> str:
     name = next((n for n, r in cluster.roles.items() if r == role), None)
     if name is None:
@@ -476,10 +467,11 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
             have = {d.key for d in bmi.dlg_list(context=False, page_size=50) if d.state == 4}
             return keys - have
 
-        deadline = time.monotonic() + sync_timeout
-        left = missing()
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
+        try:
+            wait_until(lambda: not missing(), timeout=sync_timeout, alive=cluster.check,
+                       what=f"{backup} to hold every dialog confirmed")
+            left: set[tuple[str, str | None, str | None]] = set()
+        except WaitTimeout:
             left = missing()
         result.missing_on_backup = len(left)
         if left:
@@ -488,7 +480,11 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
 
         if probe_interval is not None:
             prober = Prober(backend.udp_socket(0), proxy, probe_interval).start()
-            _wait_for(lambda: prober.answers >= 3, 5.0, 0.005)  # the primary answers probes
+            try:  # the primary answers probes
+                wait_until(lambda: prober.answers >= 3, timeout=5.0, interval=0.005,
+                           what="the primary to answer three probes")
+            except WaitTimeout:
+                pass  # the gap is then measured from whatever answers there were
         say(f"{'killing' if mode == 'kill' else 'freezing'} {primary}, moving the VIP to {backup} …")
         if mode == "kill":
             cluster.nodes[primary].kill()  # returns once the processes are gone
@@ -555,12 +551,12 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
 def _drain(mi: Any, timeout: float) -> int:
     """Wait until ``mi``'s dlg_list is empty (ended dialogs linger until tm frees their
     transactions); the number still listed at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = len(mi.dlg_list(context=False, page_size=50))
-        if left == 0 or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.2)
+    try:
+        wait_until(lambda: not mi.dlg_list(context=False, page_size=50), timeout=timeout,
+                   interval=0.2, what="the backup's dlg_list to empty")
+    except WaitTimeout:
+        return len(mi.dlg_list(context=False, page_size=50))
+    return 0
 
 
 # --------------------------------------------------------------------------- command line

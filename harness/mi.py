@@ -14,9 +14,10 @@ a bigger tree is silently not sent, so `dlg_list` pages with (index, count).
 from __future__ import annotations
 
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
+
+from harness.wait import WaitTimeout, wait_until
 
 #: largest MI reply mi_datagram 1.10 sends (DATAGRAM_SOCK_BUF_SIZE)
 MAX_REPLY = 65457
@@ -307,20 +308,22 @@ class MIClient:
         return reply
 
     def _receive(self, sock: socket.socket, limit: float, command: str) -> bytes:
-        deadline = time.monotonic() + limit
-        while True:
-            if self._alive:
-                self._alive()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise MITimeout(f"MI {command} on {self.name}: no reply within {limit:g}s")
-            sock.settimeout(min(left, 0.1))
+        """The node's reply; checks ``alive`` between short blocking reads."""
+        def reply() -> bytes | None:
+            sock.settimeout(0.1)
             try:
                 data, peer = sock.recvfrom(MAX_REPLY + 1024)
             except (socket.timeout, BlockingIOError):
-                continue
-            if peer[:2] == tuple(self.addr):
-                return data
+                return None
+            return data if peer[:2] == tuple(self.addr) else None
+
+        if self._alive:
+            self._alive()
+        try:
+            return wait_until(reply, timeout=limit, interval=0.0, alive=self._alive,
+                              what=f"the reply to MI {command} from {self.name}")
+        except WaitTimeout:
+            raise MITimeout(f"MI {command} on {self.name}: no reply within {limit:g}s") from None
 
     def dlg_list(self, *, context: bool = True, page_size: int = DEFAULT_PAGE) -> list[DialogEntry]:
         """All dialogs, paged so each reply fits a datagram.
@@ -359,19 +362,25 @@ class MIClient:
         """Statistics of a group (``dialog:``) or one statistic, as {name: int}."""
         return parse_statistics(self.command("get_statistics", group))
 
-    def ps(self) -> list[ProcessEntry]:
-        return parse_ps(self.command("ps"))
+    def ps(self, timeout: float | None = None) -> list[ProcessEntry]:
+        return parse_ps(self.command("ps", timeout=timeout))
 
-    def wait_ready(self, deadline: float) -> list[ProcessEntry]:
-        """Poll `ps` until it answers or `deadline` (monotonic) passes; returns processes."""
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            left = deadline - time.monotonic()
+    def wait_ready(self, timeout: float) -> list[ProcessEntry]:
+        """Ask `ps` until it answers (MITimeout after ``timeout`` s); returns processes.
+
+        Short per-request timeouts, so a node that starts answering is seen at once.
+        """
+        def answer() -> list[ProcessEntry] | None:
             try:
-                return parse_ps(self.command("ps", timeout=max(0.01, min(0.25, left))))
-            except MITimeout as exc:
-                last = exc
-        raise MITimeout(f"{self.name}: MI not answering before deadline ({last})")
+                return self.ps(timeout=0.25)
+            except MITimeout:
+                return None
+
+        try:
+            return wait_until(answer, timeout=timeout, interval=0.0,
+                              what=f"MI of {self.name} to answer")
+        except WaitTimeout as err:
+            raise MITimeout(str(err)) from None
 
 
 def _plain_socket() -> socket.socket:

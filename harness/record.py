@@ -45,6 +45,7 @@ from typing import Any
 
 from harness.cli import HarnessCliError
 from harness.sipp import SCENARIOS, SippError, SippSummary
+from harness.wait import WaitTimeout, wait_until
 from pybin.dialog import Command
 from pybin.errors import PybinError
 from pybin.jsonio import packet_to_json
@@ -228,23 +229,26 @@ class ScenarioRecorder:
     def _wait_for_bin(self, cluster: Any, pcap: Path, before: _Snapshot,
                       confirmed: int, timeout: float = 15.0) -> list[CapturedDatagram]:
         """Wait until the capture holds every BIN packet the primary says it sent."""
-        deadline = time.monotonic() + timeout
-        sent = deleted = got = 0
-        while True:
-            cluster.check()
+        seen: dict[str, int] = {}
+
+        def complete() -> list[CapturedDatagram] | None:
             stats = cluster.mi("primary").get_statistics("dialog:")
-            sent = sum(stats.get(k, 0) - before.primary.get(k, 0)
-                       for k in ("create_sent", "update_sent", "delete_sent"))
-            deleted = stats.get("delete_sent", 0) - before.primary.get("delete_sent", 0)
+            seen["sent"] = sum(stats.get(k, 0) - before.primary.get(k, 0)
+                               for k in ("create_sent", "update_sent", "delete_sent"))
+            seen["deleted"] = stats.get("delete_sent", 0) - before.primary.get("delete_sent", 0)
             datagrams = _read_partial(pcap)
-            got = sum(1 for d in datagrams if _kind(d) == "BIN")
-            if deleted >= confirmed and got == sent:
-                return datagrams
-            if time.monotonic() > deadline:
-                raise RecordError(
-                    f"{self.scenario}: after {timeout:g}s the capture holds {got} BIN packets, "
-                    f"the primary counts {sent} sent ({deleted} deleted for {confirmed} confirmed calls)")
-            time.sleep(0.1)
+            seen["got"] = sum(1 for d in datagrams if _kind(d) == "BIN")
+            done = seen["deleted"] >= confirmed and seen["got"] == seen["sent"]
+            return datagrams if done else None
+
+        try:
+            return wait_until(complete, timeout=timeout, interval=0.1, alive=cluster.check,
+                              what="the capture to hold every BIN packet the primary sent")
+        except WaitTimeout:
+            raise RecordError(
+                f"{self.scenario}: after {timeout:g}s the capture holds {seen['got']} BIN packets, "
+                f"the primary counts {seen['sent']} sent ({seen['deleted']} deleted for "
+                f"{confirmed} confirmed calls)") from None
 
     def _meta(self, version: str, summary: SippSummary, confirmed: list[str],
               kept: list[CapturedDatagram], bins: list[CapturedDatagram], decoded: list[dict[str, Any]],

@@ -56,6 +56,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from harness.wait import WaitTimeout, wait_until
+
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 
 #: scenario name -> what it exercises (files: <name>_uac.xml and <name>_uas.xml)
@@ -686,19 +688,16 @@ class SippProcess:
                    f"command: {' '.join(self.command())}\n{self.stderr_tail()}")
 
     def _wait_until(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll an observed condition until true; fail fast if SIPp exits first."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if cond():
-                return
+        """Wait for an observed condition; fail fast if SIPp exits first."""
+        def still_running() -> None:
             if self.proc is not None and self.proc.poll() is not None:
-                if cond():
-                    return
                 self._finish()
                 raise self._fail(f"exited before {what}")
-            if time.monotonic() >= deadline:
-                raise self._fail(f"not {what} within {timeout:.1f}s", SippTimeout)
-            time.sleep(0.02)
+
+        try:
+            wait_until(cond, timeout=timeout, interval=0.02, what=what, alive=still_running)
+        except WaitTimeout:
+            raise self._fail(f"not {what} within {timeout:.1f}s", SippTimeout) from None
 
     def events(self, kind: str | None = None) -> list[CallEvent]:
         """Markers logged so far (readable while SIPp runs)."""
@@ -881,23 +880,30 @@ class SippUAC(SippProcess):
     def _after_start(self, timeout: float) -> None:
         if not self.hold:
             return
-        deadline = time.monotonic() + timeout
-        while True:  # the twin socket is bound before the first statistics row; retry anyway
+        def connect() -> socket.socket | None:
             sock = self.socket_factory(socket.SOCK_STREAM)
             try:
                 sock.settimeout(1.0)
                 sock.connect((self.local_ip, self.twin_port))
-                self._twin = sock
-                break
-            except OSError as e:
+            except OSError:
                 sock.close()
-                if time.monotonic() >= deadline or not self.running():
-                    self.stop()
-                    raise self._fail(f"3PCC twin socket {self.local_ip}:{self.twin_port} unreachable ({e})")
-                time.sleep(0.05)
+                return None
+            return sock
+
+        # the twin socket is bound before the first statistics row; retry anyway
+        try:
+            self._twin = wait_until(connect, timeout=timeout, what="the 3PCC twin socket to accept",
+                                    alive=lambda: None if self.running() else self._fail_twin())
+        except (WaitTimeout, SippError) as err:
+            self.stop()
+            raise self._fail(f"3PCC twin socket {self.local_ip}:{self.twin_port} unreachable "
+                             f"({str(err).splitlines()[0]})") from None
         self._twin.settimeout(None)
         self._twin_reader = threading.Thread(target=self._drain_twin, name=f"{self.name}-twin", daemon=True)
         self._twin_reader.start()
+
+    def _fail_twin(self) -> None:
+        raise SippError("SIPp exited")
 
     def _drain_twin(self) -> None:
         sock = self._twin

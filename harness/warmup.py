@@ -25,11 +25,14 @@ from typing import Callable
 
 from harness.node import Node, NodeDied
 from harness.settings import Settings
+from harness.wait import WaitTimeout, wait_until
 from pybin.wire import PacketBuilder
 
 DEFECT_SIGNATURE = "bin_receive_loop: recvfrom: [22] Invalid argument"
 SIGCHLD_SIGNATURE = "terminating due to SIGCHLD"
 SENTINEL_CMD = 424242
+#: sends a datagram from the cluster network: send(packet, (ip, port))
+Send = Callable[[bytes, tuple[str, int]], None]
 _SENTINEL_RE = re.compile(
     r"\[(\d+)\] ERROR:dialog:receive_binary_packet: "
     rf"Invalid dialog binary packet command: {SENTINEL_CMD}\b")
@@ -106,7 +109,7 @@ def _current_logs(node: Node) -> str:
     return text[marker:] if marker >= 0 else text
 
 
-def warm_up(node: Node, send: Callable[[bytes, tuple[str, int]], None],
+def warm_up(node: Node, send: Send,
             receiver_pids: Callable[[], list[int]], settings: Settings,
             stats: WarmupStats = STATS) -> int:
     """Probe every BIN receiver of a started node; restart it while the defect kills it.
@@ -145,8 +148,12 @@ def warm_up(node: Node, send: Callable[[bytes, tuple[str, int]], None],
         node.start()
 
 
-def _probe_observed(node: Node, send: Callable[[bytes, tuple[str, int]], None],
-                    addr: tuple[str, int], pids: set[int],
+#: one probe round: send to the receivers not yet covered, return how to observe it
+#: (None: nothing seen yet; a set: the round is over, these receivers answered)
+Round = Callable[[set[int]], Callable[[], "set[int] | None"]]
+
+
+def _probe_observed(node: Node, send: Send, addr: tuple[str, int], pids: set[int],
                     activity: Callable[[int], tuple[int, bool] | None],
                     settings: Settings) -> bool:
     """Probe until every receiver woke up and went back to recvfrom; True if the node died.
@@ -154,61 +161,71 @@ def _probe_observed(node: Node, send: Callable[[bytes, tuple[str, int]], None],
     activity(pid) -> (voluntary context switches, blocked in recvfrom now). A receiver
     whose count moved and that sleeps in recvfrom again has done one good recvfrom.
     """
-    limit = settings.timeouts.warmup
-    covered: set[int] = set()
-    rounds = 0
-    while covered < pids:
-        rounds += 1
-        if rounds > 4 * len(pids) + 4:
-            raise WarmupError(f"{node.name}: probe never reached receivers {sorted(pids - covered)}")
-        before = {p: activity(p) for p in pids - covered}
+    def round_(todo: set[int]) -> Callable[[], set[int] | None]:
+        before = {p: activity(p) for p in todo}
         send(probe_packet(settings.warmup.module), addr)
-        deadline = time.monotonic() + limit
-        while True:
-            if not node.is_running():
-                return True
-            woke = set()
-            for p, was in before.items():
-                now = activity(p)
-                if now is None:  # receiver gone: the node is going down
-                    break
-                if was is not None and now[0] > was[0] and now[1]:
-                    woke.add(p)
-            if woke:
-                covered |= woke
-                break
-            if time.monotonic() >= deadline:
-                raise WarmupError(f"{node.name}: no BIN receiver picked up the warm-up "
-                                  f"probe within {limit:g}s")
-            threading.Event().wait(0.005)
-    return False
+
+        def woke() -> set[int] | None:
+            now = {p: activity(p) for p in before}
+            if any(v is None for v in now.values()):  # a receiver gone: the node is going down
+                return None
+            done = {p for p, was in before.items()
+                    if was is not None and now[p][0] > was[0] and now[p][1]}  # type: ignore[index]
+            return done or None
+        return woke
+
+    return _cover(node, pids, settings, round_, "probe", "no BIN receiver picked up the warm-up probe",
+                  interval=0.005)
 
 
-def _probe_sentinel(node: Node, send: Callable[[bytes, tuple[str, int]], None],
-                    addr: tuple[str, int], pids: set[int], settings: Settings) -> bool:
+def _probe_sentinel(node: Node, send: Send, addr: tuple[str, int], pids: set[int],
+                    settings: Settings) -> bool:
     """Probe + sentinel until every receiver logged the sentinel; True if the node died."""
-    limit = settings.timeouts.warmup
-    covered: set[int] = set()
-    rounds = 0
-    while covered < pids:
-        rounds += 1
-        if rounds > 4 * len(pids) + 4:
-            raise WarmupError(f"{node.name}: sentinel never reached receivers "
-                              f"{sorted(pids - covered)}")
+    def round_(todo: set[int]) -> Callable[[], set[int] | None]:
         before = len(_SENTINEL_RE.findall(_current_logs(node)))
         send(probe_packet(settings.warmup.module), addr)
         send(sentinel_packet(), addr)
-        deadline = time.monotonic() + limit
-        while True:
+
+        def answered() -> set[int] | None:
             logs = _current_logs(node)
             if len(_SENTINEL_RE.findall(logs)) > before:
-                covered |= sentinel_pids(logs) & pids
-                break
-            if not node.is_running():
-                return True
-            if time.monotonic() >= deadline:
-                raise WarmupError(f"{node.name}: no sign of the BIN warm-up sentinel "
-                                  f"within {limit:g}s (does the node accept replicated "
-                                  "dialogs, with debug >= -1?)")
-            threading.Event().wait(0.01)
+                return sentinel_pids(logs) & pids
+            return None
+        return answered
+
+    return _cover(node, pids, settings, round_, "sentinel",
+                  "no sign of the BIN warm-up sentinel (does the node accept replicated "
+                  "dialogs, with debug >= -1?)", interval=0.01)
+
+
+def _cover(node: Node, pids: set[int], settings: Settings, round_: Round, what: str,
+           silent: str, interval: float) -> bool:
+    """Probe rounds until every receiver in ``pids`` answered one; True if the node died.
+
+    A round ends when some receiver answers (each packet reaches one receiver of the
+    shared socket) or the node dies; a round nobody answers is a WarmupError.
+    """
+    limit = settings.timeouts.warmup
+    covered: set[int] = set()
+    rounds = 0
+    while covered < pids:
+        rounds += 1
+        if rounds > 4 * len(pids) + 4:
+            raise WarmupError(f"{node.name}: {what} never reached receivers {sorted(pids - covered)}")
+        observe = round_(pids - covered)
+
+        def outcome() -> tuple[bool, set[int]] | None:
+            answered = observe()
+            if answered is not None:
+                return (False, answered)
+            return None if node.is_running() else (True, set())
+
+        try:
+            died, answered = wait_until(outcome, timeout=limit, interval=interval,
+                                        what=f"{node.name}'s BIN receivers to take the {what}")
+        except WaitTimeout:
+            raise WarmupError(f"{node.name}: {silent} within {limit:g}s") from None
+        if died:
+            return True
+        covered |= answered
     return False

@@ -41,6 +41,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE, engine_socket_problem  # noqa: E402
 from harness.node import NodeAddresses, NodeDied  # noqa: E402
+from harness.wait import wait_until  # noqa: E402
 
 __all__ = [
     "CONFIG_PATH",
@@ -678,7 +679,7 @@ class DockerNode(_Container):
         client = MIClient(self._addresses.mi_addr, timeout=self.mi_timeout,
                           alive=self.check_alive, name=self.name)
         try:
-            client.wait_ready(time.monotonic() + limit)
+            client.wait_ready(limit)
         except MITimeout:
             self.check_alive(force=True)
             raise NodeStartTimeout(
@@ -712,9 +713,8 @@ class DockerNode(_Container):
         if status not in ("running", "paused"):
             return
         c.kill(signal="SIGKILL")
-        deadline = time.monotonic() + self.stop_timeout
-        while self.state().get("Status") in ("running", "paused") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: self.state().get("Status") not in ("running", "paused"),
+                   timeout=self.stop_timeout, what=f"the container of {self.name} to exit")
 
     def freeze(self) -> None:
         """Freeze every process of the node (cgroup freezer via docker pause).

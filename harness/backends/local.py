@@ -43,9 +43,10 @@ from pathlib import Path
 from typing import Callable
 
 from harness.backends import _netns as netns
-from harness.mi import MIClient
+from harness.mi import MIClient, MITimeout
 from harness.node import NodeAddresses, NodeDied
 from harness.settings import Settings, SettingsError, find_opensips_binary, load_settings
+from harness.wait import WaitTimeout, wait_until
 
 NS_PREFIX = "hx"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
@@ -118,14 +119,14 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _wait_until(cond: Callable[[], bool], deadline: float, interval: float = 0.02) -> bool:
-    """Poll an observed condition until true or the monotonic deadline passes."""
-    while True:
-        if cond():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        threading.Event().wait(min(interval, max(0.0, deadline - time.monotonic())))
+def _until_empty(ns: str, timeout: float) -> bool:
+    """Wait until no process lives in namespace ``ns``; False if some still do."""
+    try:
+        wait_until(lambda: not netns.pids(ns), timeout=timeout, interval=0.02,
+                   what=f"the processes of namespace {ns} to exit")
+    except WaitTimeout:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class LocalBackend:
         for ns in reversed(self._namespaces):
             for pid in netns.pids(ns):
                 _signal(pid, signal.SIGKILL)
-            _wait_until(lambda ns=ns: not netns.pids(ns), time.monotonic() + 5)
+            _until_empty(ns, 5)
             netns.delete(ns)
         self._namespaces.clear()
         self._opened = False
@@ -343,8 +344,7 @@ class LocalNode:
         if self.is_running():
             return
         timeouts = self.settings.timeouts
-        if not _wait_until(lambda: not netns.pids(self.ns),
-                           time.monotonic() + timeouts.stop):
+        if not _until_empty(self.ns, timeouts.stop):
             raise LocalBackendError(f"{self.name}: processes of the previous run do not exit")
         self.starts += 1
         argv = ["ip", "netns", "exec", self.ns, self.backend.binary, "-F", "-E",
@@ -361,18 +361,22 @@ class LocalNode:
         self._expected = True
         threading.Thread(target=self._watch, args=(self._proc,), daemon=True,
                          name=f"watch-{self.name}").start()
-        deadline = time.monotonic() + timeouts.start
         want = self.settings.opensips.bin_children
         mi = self.mi()
-        while True:
-            procs = mi.wait_ready(deadline)
-            got = [p.pid for p in procs if p.type.startswith("BIN receiver")]
-            if len(got) >= want:
-                self.bin_receiver_pids = got
-                return
-            if time.monotonic() >= deadline:
-                raise LocalBackendError(f"{self.name}: MI lists {len(got)} BIN receivers, "
-                                        f"expected {want}")
+
+        def receivers() -> list[int]:
+            try:
+                procs = mi.ps(timeout=0.25)
+            except MITimeout:
+                return []
+            return [p.pid for p in procs if p.type.startswith("BIN receiver")]
+
+        try:
+            wait_until(lambda: len(receivers()) >= want, timeout=timeouts.start,
+                       what=f"{self.name}'s MI to list {want} BIN receiver(s)",
+                       alive=self.check_alive, evidence=self._log_tail)
+        except WaitTimeout as err:
+            raise LocalBackendError(str(err)) from None
 
     def stop(self) -> None:
         """SIGTERM and wait; SIGKILL whatever is left after timeouts.stop."""
@@ -501,6 +505,9 @@ class LocalNode:
                 except Exception:
                     pass
 
+    def _log_tail(self) -> str:
+        return "last log lines:\n" + "\n".join(self.current_logs().splitlines()[-_LOG_TAIL:])
+
     def _died_error(self) -> NodeDied:
         when, code = self._death or (time.time(), None)
         tail = "\n".join(self.current_logs().splitlines()[-_LOG_TAIL:])
@@ -517,12 +524,12 @@ class LocalNode:
             _signal(pid, signal.SIGKILL)
 
     def _reap_namespace(self) -> None:
-        deadline = time.monotonic() + self.settings.timeouts.stop
+        limit = self.settings.timeouts.stop
         if self._proc is not None:
-            self._exited.wait(max(0.0, deadline - time.monotonic()))
-        if not _wait_until(lambda: not netns.pids(self.ns), deadline):
+            self._exited.wait(limit)
+        if not _until_empty(self.ns, limit):
             self._kill_all()
-            _wait_until(lambda: not netns.pids(self.ns), time.monotonic() + 5)
+            _until_empty(self.ns, 5)
 
     def _teardown(self) -> None:
         self._expected = False

@@ -6,13 +6,14 @@ pybin peer received per dialog, so each test states its expectations in a few li
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import pytest
 
 from harness.peer import PeerPacket
+from harness.wait import WaitTimeout
+from harness.wait import wait_until as harness_wait
 from pybin.dialog import DialogCreated, DialogDeleted, DialogMessage, DialogUpdated, DlgFlag
 
 T = TypeVar("T")
@@ -26,15 +27,11 @@ TIMEOUT_TOLERANCE = 2
 
 
 def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll an observed condition until it is truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
+    """The harness's wait helper, failing the test (not erroring it) at the deadline."""
+    try:
+        return harness_wait(cond, timeout=timeout, what=what, interval=interval)
+    except WaitTimeout as err:
+        pytest.fail(str(err))
 
 
 def by_call(received: Iterable[PeerPacket]) -> dict[bytes, list[DialogMessage]]:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +21,7 @@ import pytest
 
 from harness.mi import MIClient
 from harness.sipp import SippSummary, SippUAC, SippUAS, sipp_version
+from harness.wait import WaitTimeout, wait_until
 
 UAS_IP, UAC_IP, PROXY_IP = "127.0.0.2", "127.0.0.1", "127.0.0.1"
 
@@ -104,7 +104,7 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
     try:
         mi = MIClient((PROXY_IP, mi_port))
         try:
-            mi.wait_ready(time.monotonic() + 15)
+            mi.wait_ready(15)
         except Exception:
             pytest.fail(f"OpenSIPS did not answer MI (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
         yield Proxy(f"{PROXY_IP}:{port}", mi, log)
@@ -129,12 +129,12 @@ def through(proxy: Proxy, tmp_path: Path, scenario: str, calls: int = 3) -> tupl
 
 
 def wait_stat(proxy: Proxy, name: str, value: int, timeout: float = 10) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        st = proxy.stats()
-        if st.get(name) == value or time.monotonic() > deadline:
-            return st
-        time.sleep(0.05)
+    """The proxy's statistics once ``name`` reached ``value`` (at the deadline: the last ones)."""
+    try:
+        return wait_until(lambda: (st := proxy.stats()).get(name) == value and st,
+                          timeout=timeout, what=f"{name} == {value}")
+    except WaitTimeout:
+        return proxy.stats()
 
 
 @pytest.mark.parametrize("scenario", ["basic", "reinvite", "callee_bye", "long_headers", "record_route"])
