@@ -9,9 +9,13 @@ how to run a command where their address lives.
 from __future__ import annotations
 
 import itertools
+import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
+from harness.cluster import Cluster
+from harness.node import Backend, ClientHost
 from harness.sipp import HOLDABLE, SCENARIOS, SippError, SippSummary, SippUAC, SippUAS
 
 CALLEE_PORT = 5080
@@ -19,33 +23,31 @@ CALLER_PORT = 5070
 _pairs = itertools.count()
 
 
+class RunnerOptions(TypedDict):
+    command_prefix: Sequence[str]
+    socket_factory: Callable[[int], socket.socket]
+
+
 class CallsError(SippError):
     """A scenario name the harness does not have, or a hold it cannot do."""
 
 
-def _runner_options(backend: Any, host: Any, workdir: Path) -> dict[str, Any]:
+def _runner_options(backend: Backend, host: ClientHost, workdir: Path) -> RunnerOptions:
     """How to run SIPp on ``host`` and reach its control sockets from here.
 
-    A host without a ``command_prefix`` runs SIPp in a fresh container (docker
-    backend), which sees only what is mounted: the workdir is named as the command's
-    working directory so it is mounted at its own path wherever it lives (pytest's
-    ``--basetemp`` need not be under the temp directory).
+    The workdir is named as the command's working directory: a host that runs SIPp
+    in a fresh container (docker backend) mounts it at its own path, wherever it
+    lives (pytest's ``--basetemp`` need not be under the temp directory).
     """
-    options: dict[str, Any] = {}
-    prefix = getattr(host, "command_prefix", None)
-    options["command_prefix"] = list(prefix) if prefix is not None else host.argv([], cwd=str(workdir))
-    make_socket = getattr(backend, "socket", None)
-    if make_socket is not None:
-        options["socket_factory"] = make_socket
-    return options
+    return {"command_prefix": host.argv([], cwd=str(workdir)), "socket_factory": backend.socket}
 
 
 class CallPair:
     """One SIPp callee + one SIPp caller running ``scenario`` through a cluster."""
 
-    def __init__(self, cluster: Any, scenario: str = "basic", *, calls: int = 1,
+    def __init__(self, cluster: Cluster, scenario: str = "basic", *, calls: int = 1,
                  rate: float = 10.0, hold: bool = False, workdir: str | Path,
-                 max_concurrent: int | None = None, **uac_options: Any) -> None:
+                 max_concurrent: int | None = None, **uac_options: object) -> None:
         if scenario not in SCENARIOS:
             raise CallsError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
         if hold and scenario not in HOLDABLE:
@@ -77,10 +79,9 @@ class CallPair:
     def wait(self, timeout: float) -> SippSummary:
         """Wait for the caller to finish every call; then stop the callee. The caller's summary."""
         try:
-            summary = self.uac.wait(timeout)
+            return self.uac.wait(timeout)
         finally:
-            self.callee = self.uas.stop()
-        return summary
+            self.uas.stop()
 
     def stop(self) -> None:
         for proc in (self.uac, self.uas):

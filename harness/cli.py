@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import choose_backend
+from harness.cluster import Cluster
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TESTS_DIR = PROJECT_ROOT / "tests"
@@ -85,7 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_cluster(cluster: Any) -> list[str]:
+def describe_cluster(cluster: Cluster) -> list[str]:
     """What a user needs to reach the cluster: VIP, each node's BIN and MI, how to get in."""
     lines = [f"  SIP (virtual IP)   udp:{cluster.vip}:{cluster.settings.ports.sip}  (on {cluster.vip_owner})"]
     for name, addr in cluster.addresses.items():
@@ -93,16 +94,9 @@ def describe_cluster(cluster: Any) -> list[str]:
         note = f", restarted {restarts}x by the recvfrom defect" if restarts else ""
         lines.append(f"  {name:<18} BIN {addr.ip}:{addr.bin_port}  MI udp:{addr.ip}:{addr.mi_port}"
                      f"  replicates to {', '.join(cluster.destinations(name)) or 'nobody'}{note}")
-    backend = cluster.backend
-    lines.append(f"  harness address    {backend.harness_ip}")
-    hub = getattr(backend, "hub_ns", None)
-    if hub:
-        lines.append(f"  the network lives in namespace {hub}: "
-                     f"ip netns exec {hub} pybin listen {backend.harness_ip}:PORT "
-                     f"(start with --replicate-to {backend.harness_ip}:PORT)")
-    network = getattr(getattr(backend, "network", None), "name", None)
-    if network:
-        lines.append(f"  docker network {network}")
+    lines.append(f"  harness address    {cluster.backend.harness_ip}")
+    lines += [f"  {node.describe()}" for node in cluster.nodes.values()]
+    lines += [f"  {line}" for line in cluster.backend.describe()]
     return lines
 
 

@@ -14,36 +14,19 @@ tears everything down; if starting fails, `__enter__` tears down before re-raisi
 from __future__ import annotations
 
 import socket
-import time
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from harness.mi import MIClient
-from harness.node import Node, NodeAddresses, NodeDied
+from harness.node import Backend, Node, NodeAddresses
 from harness.render import ROLES, render_config
 from harness.settings import Settings
 from harness.warmup import STATS, WarmupStats, warm_up
 
+if TYPE_CHECKING:  # set by the pytest plugin, which imports both
+    from harness.capture import Capture
+    from harness.peer import BinPeer
+
 Destination = str | tuple[str, int] | int
-
-
-class Backend(Protocol):
-    """What a Cluster needs from a backend (local namespaces, Docker...)."""
-
-    name: str
-    settings: Settings
-    #: the cluster's virtual IP (SIP listen address of every node)
-    vip: str
-    #: the harness's own address on the cluster network (pybin peers listen here)
-    harness_ip: str
-    #: module directory as the OpenSIPS processes see it
-    module_path: str
-
-    def open(self) -> None: ...
-    def close(self) -> None: ...
-    def node_addresses(self, name: str) -> NodeAddresses: ...
-    def create_node(self, name: str, config: str, addresses: NodeAddresses) -> Node: ...
-    def udp_socket(self, port: int = 0) -> socket.socket: ...
-    def refresh_neighbours(self, ip: str) -> None: ...
 
 
 class ClusterError(RuntimeError):
@@ -86,9 +69,9 @@ class Cluster:
         self.vip_owner: str | None = None
         self._probe_sock: socket.socket | None = None
         #: the pybin peer replicating with this cluster, when the plugin started one
-        self.peer: Any = None
-        #: the harness.capture.Capture of the cluster's network, when the plugin started one
-        self.capture: Any = None
+        self.peer: BinPeer | None = None
+        #: the capture of the cluster's network, when the plugin started one
+        self.capture: Capture | None = None
 
     @staticmethod
     def _names(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -189,15 +172,7 @@ class Cluster:
 
     def mi(self, name: str, timeout: float | None = None) -> MIClient:
         """MI client for node `name`; waiting on a dead node raises NodeDied."""
-        node = self.nodes[name]
-        own = getattr(node, "mi", None)
-        if callable(own) and timeout is None:
-            return own()
-        if timeout is not None and hasattr(node, "check_alive") and hasattr(node, "ns"):
-            return node.mi(timeout)  # type: ignore[attr-defined]
-        return MIClient(node.addresses().mi_addr, timeout=timeout or self.settings.timeouts.mi,
-                        sock_factory=self.backend.udp_socket,
-                        alive=lambda: self._check_node(name), name=name)
+        return self.nodes[name].mi(timeout)
 
     def udp_socket(self, port: int = 0) -> socket.socket:
         """A socket at harness_ip:port on the cluster network (for pybin peers, probes)."""
@@ -205,18 +180,8 @@ class Cluster:
 
     def check(self) -> None:
         """Raise NodeDied for the first node that died while expected to run."""
-        for name in self.nodes:
-            self._check_node(name)
-
-    def _check_node(self, name: str) -> None:
-        node = self.nodes[name]
-        own = getattr(node, "check_alive", None)
-        if callable(own):
-            own()
-        elif not node.is_running():
-            tail = "\n".join(node.logs().splitlines()[-15:])
-            raise NodeDied(f"node {name} is not running (noticed at "
-                           f"{time.strftime('%H:%M:%S')}); last log lines:\n{tail}")
+        for node in self.nodes.values():
+            node.check_alive()
 
     # -- failover --------------------------------------------------------------------
     def move_vip(self, to: str) -> None:

@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pybin.dialog import DialogMessage, decode_packet
 from pybin.endpoint import BinEndpoint, Counters
 from pybin.errors import PybinError
 from pybin.wire import Packet
+
+if TYPE_CHECKING:  # the cluster imports nothing from here; the plugin links the two
+    from harness.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class BinPeer:
         self._cond = threading.Condition()
         self._read = 0
         #: the cluster replicating to this peer, when the pytest plugin started both
-        self.cluster: Any = None
+        self.cluster: Cluster | None = None
 
     def __enter__(self) -> BinPeer:
         self.start()

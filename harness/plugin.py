@@ -21,15 +21,18 @@ import json
 import os
 import re
 import shutil
+import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.backends import BackendChoice, choose_backend
+from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
+from harness.calls import CallPair
 from harness.cluster import Cluster, Destination
+from harness.node import Backend
 from harness.peer import BinPeer
 from harness.settings import Settings, load_settings
 from harness.warmup import STATS
@@ -40,7 +43,7 @@ _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("opensips", "OpenSIPS 1.10 harness")
     group.addoption("--opensips-backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
-                    choices=("auto", "docker", "local"),
+                    choices=BACKEND_CHOICES,
                     help="how to run OpenSIPS for live tests (default: auto, or $HARNESS_BACKEND)")
     group.addoption("--harness-artifacts", default=os.environ.get("HARNESS_ARTIFACTS", "artifacts"),
                     help="where failed live tests leave pcap, ladder and logs (default: artifacts)")
@@ -114,7 +117,7 @@ def _slug(nodeid: str) -> str:
 class _LiveCluster:
     """What the opensips_cluster factory started for one test, torn down in reverse."""
 
-    def __init__(self, backend: Any, workdir: Path) -> None:
+    def __init__(self, backend: Backend, workdir: Path) -> None:
         self.backend = backend
         self.workdir = workdir
         self.cluster: Cluster | None = None
@@ -182,7 +185,8 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
                 pytest.fail(f"cannot capture the cluster's traffic: {err}")
         extra = list(extra_destinations)
         if peer:
-            live.peer = BinPeer((backend.harness_ip, 0), socket_factory=_socket_factory(backend)).start()
+            live.peer = BinPeer((backend.harness_ip, 0),
+                                socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
             extra.append(live.peer.address)
         live.cluster = Cluster(backend, roles, settings=effective, replicate=replicate,
                                extra_destinations=extra, warmup=warmup)
@@ -191,7 +195,7 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
             live.peer.cluster = live.cluster
         live.cluster.capture = live.capture
         live.cluster.start()
-        return live.cluster  # type: ignore[return-value]
+        return live.cluster
 
     yield start
 
@@ -215,16 +219,6 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
                 live.backend.close()
 
 
-def _socket_factory(backend: Any) -> Callable[[int], Any] | None:
-    """Sockets for the peer must live where the backend's harness address is."""
-    make = getattr(backend, "socket", None)
-    if make is None:
-        return None
-    import socket as socket_module
-
-    return lambda family: make(socket_module.SOCK_DGRAM)
-
-
 @pytest.fixture
 def bin_peer(opensips_cluster: Callable[..., Cluster]) -> Callable[..., BinPeer]:
     """Factory: a primary + backup cluster that also replicates to a pybin peer; the peer."""
@@ -237,20 +231,16 @@ def bin_peer(opensips_cluster: Callable[..., Cluster]) -> Callable[..., BinPeer]
     return start
 
 
-
-
 @pytest.fixture
-def sip_calls(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+def sip_calls(tmp_path: Path) -> Iterator[Callable[..., CallPair]]:
     """Factory: ``sip_calls(cluster, "basic", calls=5)`` starts a SIPp callee and caller.
 
     Returns a started ``harness.calls.CallPair``; ``.wait(timeout)`` gives the caller's
     parsed results. Everything still running is stopped when the test ends.
     """
-    from harness.calls import CallPair
-
     pairs: list[CallPair] = []
 
-    def start(cluster: Cluster, scenario: str = "basic", **options: Any) -> CallPair:
+    def start(cluster: Cluster, scenario: str = "basic", **options: object) -> CallPair:
         pair = CallPair(cluster, scenario, workdir=tmp_path / f"sipp{len(pairs)}", **options)
         pairs.append(pair)
         return pair.start()

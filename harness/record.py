@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,6 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import HarnessCliError
+from harness.calls import CallPair
+from harness.cluster import Cluster
+from harness.node import Backend, Release
+from harness.settings import Settings
 from harness.sipp import SCENARIOS, SippError, SippSummary
 from harness.wait import WaitTimeout, wait_until
 from pybin.dialog import Command
@@ -55,7 +57,8 @@ from pybin.wire import MARKER
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = PROJECT_ROOT / "tests" / "corpus" / "recorded"
 #: pinned so addresses (and Call-IDs, which name the caller's IP) repeat between
-#: recordings; outside both backends' automatic ranges (docker 10.160/11, local 10.100-249)
+#: recordings (the shared address plan numbers hosts alike on both backends); outside
+#: the automatic subnet pool (harness.backends.core.DEFAULT_POOL, 10.160.0.0/11)
 DEFAULT_SUBNET = "10.250.0.0/24"
 DEFAULT_CALLS = 2
 #: what a reader must not compare between two recordings of the same scenario
@@ -67,9 +70,6 @@ VARIES = {
     "checksum / hex": "follow from the fields above",
     "SIP Via branches": "SIPp and OpenSIPS generate them per transaction",
     "pcap timestamps": "wall clock of the recording",
-    "addresses": "fixed by --subnet, but the docker and local backends number hosts "
-                 "differently (docker: nodes .10/.11, clients .200/.201; local: nodes "
-                 ".11/.12, clients .201/.202)",
 }
 COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
 
@@ -145,7 +145,7 @@ class _Snapshot:
 class ScenarioRecorder:
     """One scenario: fresh cluster, capture, calls, wait for BIN, write the three files."""
 
-    def __init__(self, scenario: str, backend_factory: Callable[..., Any], settings: Any, *,
+    def __init__(self, scenario: str, backend_factory: Callable[[Settings], Backend], settings: Settings, *,
                  calls: int, timeout: float, backend_name: str) -> None:
         if scenario not in SCENARIOS:
             raise RecordError(f"unknown scenario {scenario!r}")
@@ -158,7 +158,6 @@ class ScenarioRecorder:
 
     def record(self, dest: Path) -> dict[str, Any]:
         from harness.capture import Capture
-        from harness.cluster import Cluster
 
         # under the temp dir: the docker backend mounts it into SIPp's containers
         work = Path(tempfile.mkdtemp(prefix=f"harness-record-{self.scenario}-"))
@@ -170,7 +169,7 @@ class ScenarioRecorder:
                 restarts = {n: c for n, c in cluster.restarts.items() if c}
                 note = f", warm-up restarts {restarts}" if restarts else ""
                 say(f"{self.scenario}: cluster up in {time.monotonic() - t0:.1f}s{note}")
-                version = opensips_version(backend, cluster.nodes["primary"])
+                release = cluster.nodes["primary"].release()
                 before = self._stats(cluster)
                 capture = Capture(backend.capture_host(), work / "raw.pcap")
                 capture.start()
@@ -193,7 +192,7 @@ class ScenarioRecorder:
             kept = [d for d in datagrams if _kind(d) in ("SIP", "BIN")]
             bins = [d for d in kept if _kind(d) == "BIN"]
             decoded = [packet_to_json(d.data) for d in bins]
-            meta = self._meta(version, summary, confirmed, kept, bins, decoded, before, after,
+            meta = self._meta(release, summary, confirmed, kept, bins, decoded, before, after,
                               backup_dialogs, addresses)
             self._write(dest, kept, decoded, meta)
             return meta
@@ -201,9 +200,7 @@ class ScenarioRecorder:
             shutil.rmtree(work, ignore_errors=True)
 
     # -- steps -------------------------------------------------------------------------
-    def _calls(self, cluster: Any, work: Path) -> tuple[SippSummary, Any]:
-        from harness.calls import CallPair
-
+    def _calls(self, cluster: Cluster, work: Path) -> tuple[SippSummary, CallPair]:
         say(f"{self.scenario}: {self.calls} call(s) through {cluster.vip} …")
         pair = CallPair(cluster, self.scenario, calls=self.calls, workdir=work / "sipp",
                         extra_args=["-cid_str", f"{self.scenario}-%u@%s"])
@@ -222,11 +219,11 @@ class ScenarioRecorder:
                               f"completed, {summary.failed} failed ({errors})")
         return summary, pair
 
-    def _stats(self, cluster: Any) -> _Snapshot:
+    def _stats(self, cluster: Cluster) -> _Snapshot:
         return _Snapshot(cluster.mi("primary").get_statistics("dialog:"),
                          cluster.mi("backup").get_statistics("dialog:"))
 
-    def _wait_for_bin(self, cluster: Any, pcap: Path, before: _Snapshot,
+    def _wait_for_bin(self, cluster: Cluster, pcap: Path, before: _Snapshot,
                       confirmed: int, timeout: float = 15.0) -> list[CapturedDatagram]:
         """Wait until the capture holds every BIN packet the primary says it sent."""
         seen: dict[str, int] = {}
@@ -250,7 +247,7 @@ class ScenarioRecorder:
                 f"the primary counts {seen['sent']} sent ({seen['deleted']} deleted for "
                 f"{confirmed} confirmed calls)") from None
 
-    def _meta(self, version: str, summary: SippSummary, confirmed: list[str],
+    def _meta(self, release: Release, summary: SippSummary, confirmed: list[str],
               kept: list[CapturedDatagram], bins: list[CapturedDatagram], decoded: list[dict[str, Any]],
               before: _Snapshot, after: _Snapshot, backup_dialogs: int,
               addresses: dict[str, str]) -> dict[str, Any]:
@@ -266,8 +263,8 @@ class ScenarioRecorder:
         return {
             "scenario": self.scenario,
             "description": SCENARIOS[self.scenario],
-            "opensips_version": _version_number(version),
-            "opensips_banner": version,
+            "opensips_version": release.version,
+            "opensips_banner": release.banner,
             "backend": self.backend_name,
             "recorded_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             "recorder": "harness record",
@@ -351,20 +348,3 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
             if k.endswith(("_sent", "_recv")) or k in ("active_dialogs", "processed_dialogs")}
 
 
-def _version_number(banner: str) -> str:
-    m = re.search(r"opensips (\d+\.\d+\.\d+)", banner)
-    return m.group(1) if m else "unknown"
-
-
-def opensips_version(backend: Any, node: Any) -> str:
-    """First line of ``opensips -V`` as the node runs it (container or local binary)."""
-    if hasattr(node, "exec"):
-        _, out = node.exec(["opensips", "-V"], check=False)
-    else:
-        binary = getattr(backend, "binary", "opensips")
-        proc = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10)
-        out = proc.stdout + proc.stderr
-    for line in out.splitlines():
-        if line.startswith("version:"):
-            return line.split(":", 1)[1].strip()
-    raise RecordError(f"cannot tell the OpenSIPS version from `opensips -V`: {out.strip()[:200]!r}")

@@ -855,8 +855,6 @@ class SippUAC(SippProcess):
             self.local_port + 1 if self.command_prefix else _free_port(local_ip, socket.SOCK_STREAM))
         #: Call-ID (SIPp's short id) -> when `release` sent its command
         self.released: dict[str, float] = {}
-        #: what SIPp wrote back on the twin socket (3pcc_abort notices for failed held calls)
-        self.twin_messages: list[str] = []
         self._twin: socket.socket | None = None
         self._twin_reader: threading.Thread | None = None
 
@@ -906,19 +904,14 @@ class SippUAC(SippProcess):
         raise SippError("SIPp exited")
 
     def _drain_twin(self) -> None:
+        """Read (and drop) what SIPp writes back on the twin socket, so it never blocks."""
         sock = self._twin
-        buf = b""
         while sock is not None:
             try:
-                data = sock.recv(65536)
+                if not sock.recv(65536):
+                    return
             except OSError:
                 return
-            if not data:
-                return
-            buf += data
-            while b"\x1b" in buf:
-                msg, buf = buf.split(b"\x1b", 1)
-                self.twin_messages.append(msg.decode(errors="replace"))
 
     def held(self) -> list[str]:
         """Short Call-IDs of calls that reached the hold point and were not released."""
@@ -961,7 +954,3 @@ class SippUAC(SippProcess):
             if self._twin_reader is not None:
                 self._twin_reader.join(2)
                 self._twin_reader = None
-
-    def stop(self, grace: float = 5.0) -> SippSummary:
-        """As `SippProcess.stop`; held calls are aborted by the ``Q`` step."""
-        return super().stop(grace)

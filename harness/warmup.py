@@ -71,7 +71,8 @@ class WarmupEvent:
 
     node: str
     at: float
-    log_tail: str
+    #: the death report (time, exit code, last log lines)
+    report: str
 
 
 @dataclass
@@ -100,15 +101,6 @@ class WarmupStats:
 STATS = WarmupStats()
 
 
-def _current_logs(node: Node) -> str:
-    fn = getattr(node, "current_logs", None)
-    if fn is not None:
-        return fn()
-    text = node.logs()
-    marker = text.rfind("=== harness: start #")
-    return text[marker:] if marker >= 0 else text
-
-
 def warm_up(node: Node, send: Send,
             receiver_pids: Callable[[], list[int]], settings: Settings,
             stats: WarmupStats = STATS) -> int:
@@ -123,22 +115,20 @@ def warm_up(node: Node, send: Send,
     """
     restarts = 0
     addr = node.addresses().bin_addr
-    activity = getattr(node, "bin_receiver_activity", None)
     while True:
         pids = set(receiver_pids())
-        if callable(activity) and all(activity(p) is not None for p in pids):
-            died = _probe_observed(node, send, addr, pids, activity, settings)
+        if all(node.bin_receiver_activity(p) is not None for p in pids):
+            died = _probe_observed(node, send, addr, pids, node.bin_receiver_activity, settings)
         else:
             died = _probe_sentinel(node, send, addr, pids, settings)
         if not died:
             stats.record(None)
             return restarts
-        logs = _current_logs(node)
-        tail = "\n".join(logs.splitlines()[-10:])
+        logs = node.current_logs()
+        report = node.death_report() or f"node {node.name} is not running"
         if not died_of_defect(logs):
-            raise NodeDied(f"node {node.name} died during the BIN warm-up probe, "
-                           f"not of the known recvfrom defect; last log lines:\n{tail}")
-        stats.record(WarmupEvent(node.name, time.time(), tail))
+            raise NodeDied(f"during the BIN warm-up probe, not of the known recvfrom defect: {report}")
+        stats.record(WarmupEvent(node.name, time.time(), report))
         # each receiver is its own coin flip (~60% death), so more receivers need
         # more fresh starts before all of them survive together
         if restarts >= settings.warmup.max_restarts * max(1, len(pids)):
@@ -182,12 +172,12 @@ def _probe_sentinel(node: Node, send: Send, addr: tuple[str, int], pids: set[int
                     settings: Settings) -> bool:
     """Probe + sentinel until every receiver logged the sentinel; True if the node died."""
     def round_(todo: set[int]) -> Callable[[], set[int] | None]:
-        before = len(_SENTINEL_RE.findall(_current_logs(node)))
+        before = len(_SENTINEL_RE.findall(node.current_logs()))
         send(probe_packet(settings.warmup.module), addr)
         send(sentinel_packet(), addr)
 
         def answered() -> set[int] | None:
-            logs = _current_logs(node)
+            logs = node.current_logs()
             if len(_SENTINEL_RE.findall(logs)) > before:
                 return sentinel_pids(logs) & pids
             return None

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from harness.node import Backend
+from harness.settings import Settings
 
 BACKENDS = ("docker", "local")
+#: what ``--backend`` / ``--opensips-backend`` accept, written once
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -21,13 +25,14 @@ class BackendChoice:
     name: str | None
     reason: str
 
-    def factory(self) -> Callable[..., Any]:
+    def factory(self) -> Callable[[Settings], Backend]:
+        """The backend's class: ``choice.factory()(settings)`` is one cluster's backend."""
         if self.name == "docker":
-            from harness.backends.docker import DockerBackend
+            from harness.backends.docker.backend import DockerBackend
 
             return DockerBackend
         if self.name == "local":
-            from harness.backends.local import LocalBackend
+            from harness.backends.local.backend import LocalBackend
 
             return LocalBackend
         raise RuntimeError(f"no OpenSIPS backend: {self.reason}")
@@ -35,21 +40,21 @@ class BackendChoice:
 
 def _docker_reason() -> str | None:
     try:
-        from harness.backends.docker import docker_backend_unavailable
+        from harness.backends.docker.engine import docker_backend_unavailable
     except ImportError as err:  # testcontainers not installed
         return f"docker backend: {err.name} is not installed (pip install -e '.[docker]')"
     return docker_backend_unavailable()
 
 
-def _local_reason(settings: Any) -> str | None:
-    from harness.backends.local import local_backend_unavailable
+def _local_reason(settings: Settings | None) -> str | None:
+    from harness.backends.local.backend import local_backend_unavailable
 
     return local_backend_unavailable(settings)
 
 
-def choose_backend(wanted: str = "auto", settings: Any = None) -> BackendChoice:
-    """Pick a backend; ``wanted`` is ``auto``, ``docker`` or ``local``."""
-    if wanted not in ("auto", *BACKENDS):
+def choose_backend(wanted: str = "auto", settings: Settings | None = None) -> BackendChoice:
+    """Pick a backend; ``wanted`` is one of BACKEND_CHOICES."""
+    if wanted not in BACKEND_CHOICES:
         return BackendChoice(None, f"unknown backend {wanted!r} (auto, docker or local)")
     reasons = []
     for name in BACKENDS if wanted == "auto" else (wanted,):

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import _netns as netns
-from harness.backends.local import LocalBackend, local_backend_unavailable
+from harness.backends.core import AddressPlan
+from harness.backends.local import netns
+from harness.backends.local.backend import LocalBackend, local_backend_unavailable
 from harness.cluster import Cluster
 from harness.mi import MITimeout
 from harness.node import NodeDied
@@ -54,6 +55,10 @@ def test_cluster_up_warm_and_torn_down(backend: LocalBackend) -> None:
             assert c.restarts[name] <= backend.settings.warmup.max_restarts
             assert logs.count("=== harness: start #") == c.restarts[name] + 1
             assert logs.count("bin_receive_loop: recvfrom: [22] Invalid argument") == c.restarts[name]
+        plan = AddressPlan(backend.plan.subnet)  # the shared plan: same addresses on docker
+        assert (c.addresses["primary"].ip, c.addresses["backup"].ip, c.vip, backend.harness_ip) == (
+            plan.node_ip(0), plan.node_ip(1), plan.vip, plan.gateway)
+        assert backend.client("caller").ip == plan.client_ip(0)
         addrs = netns.run(["ip", "-n", c.nodes["primary"].ns, "-4", "addr", "show", "eth0"])
         assert f"{c.vip}/" in addrs
         procs = c.mi("backup").ps()
@@ -67,7 +72,7 @@ def test_start_failure_tears_everything_down(backend: LocalBackend) -> None:
     # bad path goes there; a settings override would not reach the config
     backend.module_path = "/nonexistent"
     bad = backend.settings.with_overrides({"timeouts": {"start": 5}})
-    with pytest.raises(NodeDied, match="node primary died"):
+    with pytest.raises(NodeDied, match=r"node primary \(\S+\) died"):
         with Cluster(backend, settings=bad, close_backend=False):
             pass  # pragma: no cover
     assert not any(netns.pids(n.ns) for n in backend.nodes.values())
@@ -78,7 +83,7 @@ def test_crash_is_reported_as_node_died_not_timeout(backend: LocalBackend) -> No
         node = c.nodes["standalone"]
         os.kill(node._proc.pid, signal.SIGKILL)  # a crash the harness did not ask for
         wait_for(lambda: not node.is_running(), 5, "the watcher to see the death")
-        with pytest.raises(NodeDied, match=r"node standalone died at \d\d:\d\d:\d\d") as exc:
+        with pytest.raises(NodeDied, match=r"node standalone \(\S+\) died at \d\d:\d\d:\d\d\.\d{3} \(exit code -9\)") as exc:
             c.mi("standalone").get_statistics()
         assert "last log lines" in str(exc.value)
         with pytest.raises(NodeDied):

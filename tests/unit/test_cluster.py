@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from harness.cluster import Cluster, ClusterError
-from harness.node import NodeAddresses
+from harness.node import NodeAddresses, NodeDied, Release
 from harness.settings import load_settings
 
 
@@ -40,6 +40,28 @@ class FakeNode:
 
     def logs(self):
         return ""
+
+    def current_logs(self):
+        return ""
+
+    def check_alive(self):
+        if self.fail_start == "died":
+            raise NodeDied(f"node {self.name} (10.1.2.11) died at 12:00:00.000 (exit code 255)")
+
+    def death_report(self):
+        return None
+
+    def describe(self):
+        return f"{self.name}: fake at {self._addr.ip}"
+
+    def release(self):
+        return Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
+
+    def mi(self, timeout=None):
+        raise AssertionError("no MI in offline tests")
+
+    def bin_receiver_activity(self, pid):
+        return None
 
     def take_vip(self, vip):
         self.log.append(("take", self.name))
@@ -78,8 +100,23 @@ class FakeBackend:
     def udp_socket(self, port=0):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
+    def socket(self, kind=socket.SOCK_STREAM):
+        return socket.socket(socket.AF_INET, kind)
+
     def refresh_neighbours(self, ip):
         self.log.append(("refresh", ip))
+
+    def describe(self):
+        return ["fake network"]
+
+    def release(self):
+        return Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
+
+    def client(self, name):
+        raise AssertionError("no clients in offline tests")
+
+    def capture_host(self):
+        raise AssertionError("no capture in offline tests")
 
 
 def test_default_pair_replicates_both_ways_plus_extras():
@@ -124,3 +161,12 @@ def test_failover_without_backup_is_an_error():
         assert c.vip_owner == "standalone"
         with pytest.raises(ClusterError, match="no backup"):
             c.failover()
+
+
+def test_check_reports_the_node_that_died():
+    b = FakeBackend()
+    with Cluster(b, warmup=False) as c:
+        c.check()  # all alive: nothing raised
+        b.nodes["backup"].fail_start = "died"
+        with pytest.raises(NodeDied, match=r"node backup \(10\.1\.2\.11\) died"):
+            c.check()

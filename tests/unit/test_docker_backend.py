@@ -1,4 +1,5 @@
-"""Offline checks of the docker backend's naming, subnets and labels (no engine needed)."""
+"""Offline checks of the shared backend core and the docker backend's naming, labels and
+command lines (no engine needed)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-docker_backend = pytest.importorskip("harness.backends.docker")
+from harness.backends import core
+
+pytest.importorskip("docker")
+from harness.backends.docker import backend as docker_backend  # noqa: E402
+from harness.backends.docker import engine, host_tools  # noqa: E402
+from harness.backends.docker import node as docker_node  # noqa: E402
+from harness.backends.docker.network import DockerNetwork  # noqa: E402
 
 
 def test_worker_index_parses_xdist_names() -> None:
-    assert docker_backend.worker_index("gw0") == 0
-    assert docker_backend.worker_index("gw17") == 17
-    assert docker_backend.worker_index("") == 0
-    assert docker_backend.worker_index("master") == 0
-    odd = docker_backend.worker_index("someworker")
-    assert odd == docker_backend.worker_index("someworker")  # stable
+    assert core.worker_index("gw0") == 0
+    assert core.worker_index("gw17") == 17
+    assert core.worker_index("") == 0
+    assert core.worker_index("master") == 0
+    odd = core.worker_index("someworker")
+    assert odd == core.worker_index("someworker")  # stable
 
 
 def test_subnets_of_workers_and_clusters_never_collide() -> None:
     seen: set[ipaddress.IPv4Network] = set()
-    pool = ipaddress.IPv4Network(docker_backend.DEFAULT_POOL)
+    pool = ipaddress.IPv4Network(core.DEFAULT_POOL)
     for worker, seq in itertools.product(range(32), range(40)):
-        net = docker_backend.derive_subnet(worker, seq, "run1")
+        net = core.derive_subnet(worker, seq, "run1")
         assert net.prefixlen == 24
         assert net.subnet_of(pool)
         assert net not in seen, (worker, seq)
@@ -34,68 +41,73 @@ def test_subnets_of_workers_and_clusters_never_collide() -> None:
 
 
 def test_subnet_depends_on_run_id_and_is_stable() -> None:
-    a = docker_backend.derive_subnet(3, 0, "aaaa")
-    assert a == docker_backend.derive_subnet(3, 0, "aaaa")
-    others = {docker_backend.derive_subnet(3, 0, f"run{i}") for i in range(20)}
+    a = core.derive_subnet(3, 0, "aaaa")
+    assert a == core.derive_subnet(3, 0, "aaaa")
+    others = {core.derive_subnet(3, 0, f"run{i}") for i in range(20)}
     assert len(others) > 10  # different runs start at different offsets
 
 
 def test_subnet_wraps_inside_the_worker_block() -> None:
-    first = docker_backend.derive_subnet(5, 0, "r")
-    wrapped = docker_backend.derive_subnet(5, 256, "r")
+    first = core.derive_subnet(5, 0, "r")
+    wrapped = core.derive_subnet(5, 256, "r")
     assert first == wrapped
     assert str(first).startswith("10.165.")
 
 
 def test_subnet_stays_clear_of_host_and_default_bridge() -> None:
     for worker, seq in itertools.product(range(40), range(3)):
-        net = docker_backend.derive_subnet(worker, seq, "x")
+        net = core.derive_subnet(worker, seq, "x")
         assert not net.overlaps(ipaddress.IPv4Network("172.17.0.0/16"))
         assert not net.overlaps(ipaddress.IPv4Network("192.168.0.0/16"))
 
 
 def test_custom_pool_and_prefix() -> None:
-    net = docker_backend.derive_subnet(1, 2, "r", pool="10.50.0.0/16", prefix=26)
+    net = core.derive_subnet(1, 2, "r", pool="10.50.0.0/16", prefix=26)
     assert net.prefixlen == 26
     assert net.subnet_of(ipaddress.IPv4Network("10.50.0.0/16"))
     with pytest.raises(ValueError):
-        docker_backend.derive_subnet(0, 0, "r", pool="10.50.0.0/24", prefix=24)
+        core.derive_subnet(0, 0, "r", pool="10.50.0.0/24", prefix=24)
 
 
 def test_labels_name_run_kind_cluster_node() -> None:
-    labels = docker_backend.labels_for("node", "c1", "primary", run="abc")
+    labels = engine.labels_for("node", "c1", "primary", run="abc")
     assert labels == {
-        docker_backend.RUN_LABEL: "abc",
-        docker_backend.KIND_LABEL: "node",
-        docker_backend.CLUSTER_LABEL: "c1",
-        docker_backend.NODE_LABEL: "primary",
+        engine.RUN_LABEL: "abc",
+        engine.KIND_LABEL: "node",
+        engine.CLUSTER_LABEL: "c1",
+        engine.NODE_LABEL: "primary",
     }
     assert not any(k.startswith("org.testcontainers") for k in labels)  # reserved there
 
 
 def test_run_id_from_env_is_sanitised(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(docker_backend, "_RUN_ID", None)
+    monkeypatch.setattr(core, "_RUN_ID", None)
     monkeypatch.setenv("HARNESS_RUN_ID", "My_Run-42/xyz")
-    assert docker_backend.run_id() == "myrun42xyz"
-    monkeypatch.setattr(docker_backend, "_RUN_ID", None)
+    assert core.run_id() == "myrun42xyz"
+    monkeypatch.setattr(core, "_RUN_ID", None)
     monkeypatch.delenv("HARNESS_RUN_ID")
     monkeypatch.setenv("PYTEST_XDIST_TESTRUNUID", "0123456789abcdef0123")
-    assert docker_backend.run_id() == "0123456789ab"
-    monkeypatch.setattr(docker_backend, "_RUN_ID", None)
+    assert core.run_id() == "0123456789ab"
+    monkeypatch.setattr(core, "_RUN_ID", None)
 
 
-def test_network_address_layout() -> None:
-    net = docker_backend.DockerNetwork("c", subnet="10.99.7.0/24", run="r")
-    assert net.gateway == "10.99.7.1"
-    assert net.node_ip(0) == "10.99.7.10"
-    assert net.node_ip(1) == "10.99.7.11"
-    assert net.vip == "10.99.7.100"
-    assert net.tool_ip(0) == "10.99.7.200"
+def test_address_plan_layout() -> None:
+    plan = DockerNetwork("c", subnet="10.99.7.0/24", run="r").addresses()
+    assert plan == core.AddressPlan.of("10.99.7.0/24")
+    assert plan.gateway == "10.99.7.1"
+    assert plan.node_ip(0) == "10.99.7.10"
+    assert plan.node_ip(1) == "10.99.7.11"
+    assert plan.vip == "10.99.7.100"
+    assert plan.client_ip(0) == "10.99.7.200"
+    with pytest.raises(ValueError, match="node index 90 outside the plan"):
+        plan.node_ip(90)  # would be the VIP
+    with pytest.raises(ValueError, match="smaller than a /24"):
+        core.AddressPlan.of("10.99.7.0/25")
 
 
 def test_node_addresses_default_to_the_cluster_vip() -> None:
-    net = docker_backend.DockerNetwork("c", subnet="10.99.7.0/24", run="r")
-    node = docker_backend.DockerNode("primary", net, net.node_ip(0), "cfg", bin_port=5062, mi_port=8080)
+    net = DockerNetwork("c", subnet="10.99.7.0/24", run="r")
+    node = docker_node.DockerNode("primary", net, net.addresses().node_ip(0), "cfg", bin_port=5062, mi_port=8080)
     a = node.addresses()
     assert (a.ip, a.sip_ip, a.bin_addr, a.mi_addr) == (
         "10.99.7.10", "10.99.7.100", ("10.99.7.10", 5062), ("10.99.7.10", 8080))
@@ -103,17 +115,21 @@ def test_node_addresses_default_to_the_cluster_vip() -> None:
     node.check_alive()  # not started: nothing to report
 
 
-def test_config_may_be_a_function_of_the_addresses() -> None:
-    net = docker_backend.DockerNetwork("c", subnet="10.99.7.0/24", run="r")
-    node = docker_backend.DockerNode("b", net, net.node_ip(1), lambda a: f"bin_listen={a.ip}:{a.bin_port}")
-    assert node.config_text() == "bin_listen=10.99.7.11:5062"
+def test_death_report_reads_dockers_finish_time() -> None:
+    when = docker_node._finished_at("2024-11-26T11:43:03.123456789Z")
+    assert when == 1732621383.123456
+    assert docker_node._finished_at("0001-01-01T00:00:00Z") is None  # never finished
+    text = core.death_report("victim", "10.99.7.10", when, 137, "a\nb\n", " (OOM-killed)")
+    assert text == (f"node victim (10.99.7.10) died at {core.clock(when)} (exit code 137) (OOM-killed); "
+                    "last log lines:\na\nb")
+    assert core.clock(when).endswith(":03.123")
 
 
 def test_module_path_matches_the_image_install_prefix() -> None:
     script = ROOT / "containers" / "opensips-1.10" / "build-opensips.sh"
     assert "prefix=/usr/local" in script.read_text()
-    assert docker_backend.MODULE_PATH == "/usr/local/lib64/opensips/modules"
-    assert docker_backend.CONFIG_PATH.startswith("/usr/local/etc/opensips/")
+    assert docker_node.MODULE_PATH == "/usr/local/lib64/opensips/modules"
+    assert docker_node.CONFIG_PATH.startswith("/usr/local/etc/opensips/")
 
 
 def test_client_host_argv_runs_sipp_in_a_fresh_container(tmp_path: Path) -> None:
@@ -132,12 +148,12 @@ def test_client_host_argv_runs_sipp_in_a_fresh_container(tmp_path: Path) -> None
 
 
 def test_host_capture_runs_commands_as_they_are() -> None:
-    cap = docker_backend.HostCapture("host", "10.99.7.1", "osh0123456789")
+    cap = host_tools.HostCapture("host", "10.99.7.1", "osh0123456789")
     assert cap.argv(["tcpdump", "-i", cap.ifname]) == ["tcpdump", "-i", "osh0123456789"]
 
 
 def test_host_capture_without_root_runs_tcpdump_in_a_host_network_container(tmp_path: Path) -> None:
-    cap = docker_backend.HostCapture("host", "10.99.7.1", "osh0123456789", "img:1", "osh-net-capture0",
+    cap = host_tools.HostCapture("host", "10.99.7.1", "osh0123456789", "img:1", "osh-net-capture0",
                                      (("k", "v"),))
     out = tmp_path / "c" / "capture.pcap"
     argv = cap.argv(["tcpdump", "-i", cap.ifname, "-w", str(out), "udp"])
@@ -155,6 +171,6 @@ def test_host_capture_without_root_runs_tcpdump_in_a_host_network_container(tmp_
 @pytest.mark.parametrize("mode, root, expected", [("container", True, True), ("host", False, False),
                                                   ("auto", False, True)])
 def test_host_tools_placement(monkeypatch: pytest.MonkeyPatch, mode: str, root: bool, expected: bool) -> None:
-    monkeypatch.setenv(docker_backend.HOST_TOOLS_ENV, mode)
-    monkeypatch.setattr(docker_backend.os, "geteuid", lambda: 0 if root else 1000)
-    assert docker_backend.host_tools_in_container() is expected
+    monkeypatch.setenv(host_tools.HOST_TOOLS_ENV, mode)
+    monkeypatch.setattr(host_tools.os, "geteuid", lambda: 0 if root else 1000)
+    assert host_tools.host_tools_in_container() is expected

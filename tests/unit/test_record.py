@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import build_parser, main
-from harness.record import DEFAULT_SUBNET, _delta, _version_number, confirmed_calls
+from harness.node import Release, ReleaseUnknown, parse_release
+from harness.record import DEFAULT_SUBNET, _delta, confirmed_calls
 from harness.sipp import SCENARIOS, CallResult, SipMessage, SippSummary
 
 
@@ -44,6 +45,8 @@ def test_stats_delta_keeps_replication_counters_only() -> None:
     assert _delta(before, after) == {"active_dialogs": -1, "create_sent": 2, "update_recv": 0}
 
 
-def test_version_number_from_the_banner() -> None:
-    assert _version_number("opensips 1.10.5-notls (x86_64/linux)") == "1.10.5"
-    assert _version_number("something else") == "unknown"
+def test_release_from_the_binarys_banner() -> None:
+    out = "version: opensips 1.10.5-notls (x86_64/linux)\nflags: STATS: On, USE_IPV6\n"
+    assert parse_release(out) == Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
+    with pytest.raises(ReleaseUnknown, match="cannot tell the OpenSIPS release"):
+        parse_release("something else")

@@ -1,6 +1,6 @@
-"""Linux network-namespace plumbing for the local backend (needs root).
+"""Linux network-namespace plumbing for the local backend: iproute2 and in-namespace sockets.
 
-Kept apart from local.py so the OpenSIPS process logic reads without iproute2 noise.
+Kept apart so the topology and the process supervision read without iproute2 noise.
 Sockets are created *inside* a namespace by a short-lived thread that joined it with
 setns(2): the socket stays in that namespace, so the test process talks to nodes
 without any address or route appearing in the host's own namespace.
