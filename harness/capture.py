@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from harness.sip import sip_datagram
 from pybin.errors import PybinError
 from pybin.jsonio import packet_to_json
 from pybin.pcap import CapturedDatagram, read_udp
@@ -150,25 +151,15 @@ def classify(item: CapturedDatagram) -> LadderLine:
         dialog = obj.get("dialog") or {}
         return LadderLine(item.timestamp, item.src, item.dst, "BIN", summary_line(obj),
                           dialog.get("call_id"))
-    text = data.decode("utf-8", "replace")
-    first, _, rest = text.partition("\r\n")
-    first = first.split("\n")[0]
-    if first.startswith("SIP/2.0 ") or " SIP/2.0" in first:
-        call_id = None
-        cseq = ""
-        for line in rest.split("\r\n"):
-            name, _, value = line.partition(":")
-            lname = name.strip().lower()
-            if lname in ("call-id", "i"):
-                call_id = value.strip()
-            elif lname == "cseq":
-                cseq = value.strip()
-            if not line:
-                break
+    sip = sip_datagram(data, item.timestamp)
+    if sip is not None:
+        call_id = sip.call_id or None
         return LadderLine(item.timestamp, item.src, item.dst, "SIP",
-                          f"{first}  [CSeq {cseq}] [Call-ID {call_id}]", call_id)
+                          f"{sip.first_line}  [CSeq {sip.header('CSeq') or ''}] [Call-ID {call_id}]",
+                          call_id)
+    first = data.decode("utf-8", "replace").split("\n", 1)[0]
     if first.startswith(":") or re.match(r"\d{3} ", first):  # mi_datagram request / reply
-        return LadderLine(item.timestamp, item.src, item.dst, "MI", first.split("\n")[0][:80])
+        return LadderLine(item.timestamp, item.src, item.dst, "MI", first[:80])
     return LadderLine(item.timestamp, item.src, item.dst, "UDP", f"{len(data)} bytes")
 
 

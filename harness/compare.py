@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.mi import DialogEntry, DialogLeg
-from harness.sipp import CallResult, SipMessage
+from harness.sip import SipMessage
+from harness.sipp import CallResult
 from pybin.dialog import DialogCreated, DialogMessage, DialogUpdated
 from pybin.replica import DEFAULT_HASH_SIZE, ReplicaDialog, dlg_hash
 

@@ -66,7 +66,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.sipp import CallResult, SipMessage, SippError, SippSummary
+from harness.sip import SipMessage, sip_datagram
+from harness.sipp import CallResult, SippError, SippSummary
 from harness.wait import WaitTimeout, wait_until
 from pybin.dialog import Command
 from pybin.errors import PybinError
@@ -137,10 +138,9 @@ def split_capture(datagrams: Iterable[CapturedDatagram]) -> tuple[list[WireSip],
             bins.append(WireBin(d.timestamp, d.src, d.dst, int(m.command),
                                 m.call_id.decode("utf-8", "replace")))
             continue
-        text = d.data.decode("latin-1")
-        first = text.split("\n", 1)[0]
-        if first.startswith("SIP/2.0 ") or first.rstrip("\r").endswith(" SIP/2.0"):
-            sip.append(WireSip(d.timestamp, d.src, d.dst, SipMessage(d.timestamp, "wire", text)))
+        msg = sip_datagram(d.data, d.timestamp)
+        if msg is not None:
+            sip.append(WireSip(d.timestamp, d.src, d.dst, msg))
     return sip, bins
 
 

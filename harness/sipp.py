@@ -56,6 +56,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
+from harness.sip import SipMessage
 from harness.wait import WaitTimeout, wait_until
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -147,108 +148,6 @@ class Request(NamedTuple):
     cseq: int
     t: float
     retransmission: bool
-
-
-@dataclass(frozen=True)
-class SipMessage:
-    """One SIP message from SIPp's message log."""
-
-    t: float
-    direction: str  # "sent" | "received"
-    text: str
-
-    @property
-    def first_line(self) -> str:
-        return self.text.split("\n", 1)[0].rstrip("\r")
-
-    @property
-    def is_response(self) -> bool:
-        return self.first_line.startswith("SIP/2.0 ")
-
-    @property
-    def code(self) -> int | None:
-        if not self.is_response:
-            return None
-        parts = self.first_line.split(" ", 2)
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
-
-    @property
-    def method(self) -> str:
-        """The request's method; for a response, the method of its CSeq."""
-        if self.is_response:
-            return self.cseq[1]
-        return self.first_line.split(" ", 1)[0]
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        value = self.header("CSeq") or ""
-        parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            return (-1, "")
-        return (int(parts[0]), parts[1])
-
-    @property
-    def call_id(self) -> str:
-        return self.header("Call-ID") or ""
-
-    @property
-    def from_tag(self) -> str | None:
-        return _tag(self.header("From"))
-
-    @property
-    def to_tag(self) -> str | None:
-        return _tag(self.header("To"))
-
-    def header(self, name: str) -> str | None:
-        """First value of a header (compact forms understood), without folding."""
-        return _headers(self.text).get(_canonical(name), [None])[0]
-
-    def headers(self, name: str) -> list[str]:
-        """All values of a header, in order (one entry per header line)."""
-        return list(_headers(self.text).get(_canonical(name), []))
-
-
-_COMPACT = {"i": "call-id", "f": "from", "t": "to", "v": "via", "m": "contact", "l": "content-length",
-            "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding"}
-
-
-def _canonical(name: str) -> str:
-    n = name.strip().lower()
-    return _COMPACT.get(n, n)
-
-
-_HEADER_CACHE: dict[str, dict[str, list[str]]] = {}
-
-
-def _headers(text: str) -> dict[str, list[str]]:
-    cached = _HEADER_CACHE.get(text)
-    if cached is not None:
-        return cached
-    head = re.split(r"\r?\n\r?\n", text, maxsplit=1)[0]
-    result: dict[str, list[str]] = {}
-    last: str | None = None
-    for line in head.splitlines()[1:]:
-        if line[:1] in (" ", "\t") and last is not None:
-            result[last][-1] += " " + line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        last = _canonical(name)
-        result.setdefault(last, []).append(value.strip())
-    if len(_HEADER_CACHE) > 100_000:
-        _HEADER_CACHE.clear()
-    _HEADER_CACHE[text] = result
-    return result
-
-
-def _tag(value: str | None) -> str | None:
-    if not value:
-        return None
-    # the tag is a header parameter: after the closing '>' when the URI is bracketed
-    params = value.rsplit(">", 1)[1] if ">" in value else value
-    m = re.search(r";\s*tag=([^;\s,]+)", params)
-    return m.group(1) if m else None
 
 
 @dataclass

@@ -22,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from harness.sipp import SCENARIOS, SipMessage
+from harness.sip import SipMessage, sip_datagram
+from harness.sipp import SCENARIOS
 from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated, DlgState, decode_packet
 from pybin.jsonio import packet_from_json, packet_to_json
 from pybin.pcap import CapturedDatagram, read_datagrams, read_udp
 from pybin.replica import Applied, Replica
-from pybin.wire import MARKER, parse_header
+from pybin.wire import parse_header
 
 RECORDED = Path(__file__).parent / "recorded"
 FILES = ("capture.pcap", "expected.jsonl", "meta.json")
@@ -69,8 +70,8 @@ def load(name: str) -> Recording:
     lines = (folder / "expected.jsonl").read_text().splitlines()
     sip = []
     for item in read_udp(folder / "capture.pcap"):
-        if not item.data.startswith(MARKER):
-            sip.append((item, SipMessage(item.timestamp, "captured", item.data.decode("utf-8", "replace"))))
+        if (msg := sip_datagram(item.data, item.timestamp)) is not None:
+            sip.append((item, msg))
     return Recording(name, json.loads((folder / "meta.json").read_text()),
                      [json.loads(line) for line in lines], lines,
                      list(read_datagrams(folder / "capture.pcap")), sip)

@@ -24,7 +24,8 @@ from harness.compare import (
     uri_of,
 )
 from harness.mi import DialogEntry, DialogLeg
-from harness.sipp import SipMessage, build_calls
+from harness.sip import SipMessage
+from harness.sipp import build_calls
 from pybin.dialog import Command, DlgState, make
 from pybin.replica import Replica, dlg_hash
 

@@ -13,7 +13,8 @@ import pytest
 from harness.failover import (JSON_KEYS, FailoverResult, Gap, add_arguments, backup_commands,
                               judge_calls, percentile, recovery_times, replication_lags,
                               service_gap, split_capture)
-from harness.sipp import CallResult, SipMessage
+from harness.sip import SipMessage
+from harness.sipp import CallResult
 from pybin import dialog
 from pybin.pcap import CapturedDatagram, read_udp, write_pcap
 

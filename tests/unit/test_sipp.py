@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import sipp
+from harness.sip import SipMessage
 from harness.sipp import (
     HOLDABLE,
     SCENARIOS,
@@ -154,7 +155,7 @@ def test_small_parsers() -> None:
 
 
 def test_compact_headers_and_tags() -> None:
-    m = sipp.SipMessage(0.0, "received", "SIP/2.0 200 OK\r\ni: abc\r\nf: <sip:a@b>;tag=x1\r\n"
+    m = SipMessage(0.0, "received", "SIP/2.0 200 OK\r\ni: abc\r\nf: <sip:a@b>;tag=x1\r\n"
                         "t: \"A;tag=no\" <sip:c@d;tag=no>;tag=y2\r\nCSeq: 7 BYE\r\n\r\n")
     assert (m.call_id, m.from_tag, m.to_tag, m.cseq, m.code, m.method) == ("abc", "x1", "y2", (7, "BYE"), 200, "BYE")
 
