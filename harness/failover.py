@@ -15,39 +15,7 @@ numbers on it, on either backend:
 3. From SIPp's per-call logs and one tcpdump capture of the cluster network (SIP and
    BIN on the same clock) we judge and measure.
 
-What counts as *not lost*: a call is recovered when its re-INVITE (CSeq 2) and its BYE
-both got a 200 **and** the backup proved that its dialog module matched them to the
-replicated dialog — the capture shows the backup sending BIN ``updated`` (the
-re-INVITE moved the dialog's cseq) and ``deleted`` (the BYE ended it) for that Call-ID
-after the kill. A 200 alone proves nothing: ``loose_route`` would relay an in-dialog
-request to the callee (which answers 200) even for a dialog the backup never had.
-``lost`` is N minus the recovered calls; the reason for each is kept.
-
-What is measured (all times from one clock: the capture's, or SIPp's for recovery):
-
-- ``service_gap_ms``: the last SIP response the proxy address (VIP:SIP port) sent before
-  the split point → the first it sent after. The split is taken once ``kill()`` (or
-  ``freeze()``) returned and before the VIP moves: every answer before it is the
-  primary's, every one after the backup's, and the kill's own duration (~20 ms locally,
-  the primary answers until its processes are gone) cannot be mistaken for the gap. A prober sends an OPTIONS with
-  ``Max-Forwards: 0`` to the VIP every ``probe_interval`` seconds from the harness
-  address; whoever holds the VIP answers 483 at once without touching any dialog, so
-  the gap measures the takeover itself (kill → VIP moved → ARP → answering), not the
-  quiet time this scenario spends waiting for replication before the kill.
-  Resolution: one probe interval.
-- ``recovery_ms_p50/p95/p99``: per call, SIPp's first send of the post-failover
-  re-INVITE → the 200 OK it received for it (retransmissions included in the wait).
-  All calls are released at once, so this is the backup's latency under a burst of N.
-- ``replication_lag_ms_p50/p99``: per call, the capture time of the 200 OK to the
-  initial INVITE leaving the VIP towards the caller (the primary forwarding it) → the
-  capture time of the first BIN packet from the primary's BIN address to the backup's
-  carrying that Call-ID (``created``, or ``updated`` when 1.10.5's ``created`` lost its
-  race with the ACK). It is the time until the dialog is *on the wire* to the backup;
-  the backup's own processing is not included. It can be negative: the dialog module
-  may send ``created`` before tm writes the 200 OK out.
-
-Percentiles are nearest-rank (the smallest sample with at least q% of samples at or
-below it): with 200 samples p99 is the 198th smallest, an actually observed value.
+What counts as lost, and how each figure is measured: `harness.failover_figures`.
 """
 
 from __future__ import annotations
@@ -61,270 +29,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from harness.sip import SipMessage, sip_datagram
-from harness.sipp import CallResult, SippError, SippSummary
+from harness.calls import CallPair
+from harness.capture import Capture
+from harness.cluster import Cluster
+from harness.failover_figures import (JSON_KEYS, Addr, CallKey, Evidence, FailoverResult,
+                                      result_from)
+from harness.mi import MIClient
+from harness.sipp import SippError, SippSummary
 from harness.wait import WaitTimeout, wait_until
-from pybin.dialog import Command
-from pybin.errors import PybinError
-from pybin.pcap import CapturedDatagram, read_udp
-from pybin.wire import MARKER
+from pybin.pcap import read_udp
 
-Addr = tuple[str, int]
+__all__ = ["JSON_KEYS", "FailoverError", "FailoverResult", "FailoverRun", "Prober", "run_failover"]
+
 Progress = Callable[[str], None]
-
-JSON_KEYS = ("calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_p95",
-             "recovery_ms_p99", "replication_lag_ms_p50", "replication_lag_ms_p99", "backend")
 
 
 class FailoverError(RuntimeError):
     """The scenario could not be run (calls not set up, no backup...); not a loss."""
-
-
-# --------------------------------------------------------------------------- metrics (pure)
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (0 < q <= 100) of ``values``; None when there are none.
-
-    Nearest rank, not interpolation: a reported p99 is a latency some call really had.
-    """
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    if not 0 < q <= 100:
-        raise ValueError(f"percentile q must be in (0, 100], not {q}")
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-@dataclass(frozen=True)
-class WireSip:
-    """A SIP datagram seen on the cluster network."""
-
-    t: float
-    src: Addr
-    dst: Addr
-    msg: SipMessage
-
-
-@dataclass(frozen=True)
-class WireBin:
-    """A BIN dialog packet seen on the cluster network."""
-
-    t: float
-    src: Addr
-    dst: Addr
-    command: int
-    call_id: str
-
-
-def split_capture(datagrams: Iterable[CapturedDatagram]) -> tuple[list[WireSip], list[WireBin]]:
-    """SIP and BIN dialog datagrams of a capture, in capture order; the rest is ignored."""
-    from pybin.dialog import decode
-
-    sip: list[WireSip] = []
-    bins: list[WireBin] = []
-    for d in datagrams:
-        if d.data.startswith(MARKER):
-            try:
-                m = decode(d.data)
-            except PybinError:
-                continue  # not a dialog packet (warm-up probes) or damaged: not evidence
-            bins.append(WireBin(d.timestamp, d.src, d.dst, int(m.command),
-                                m.call_id.decode("utf-8", "replace")))
-            continue
-        msg = sip_datagram(d.data, d.timestamp)
-        if msg is not None:
-            sip.append(WireSip(d.timestamp, d.src, d.dst, msg))
-    return sip, bins
-
-
-@dataclass(frozen=True)
-class Gap:
-    """The proxy's last answer before the kill and its first after (capture times)."""
-
-    last_before: float
-    first_after: float
-
-    @property
-    def ms(self) -> float:
-        return (self.first_after - self.last_before) * 1000.0
-
-
-def service_gap(sip: Sequence[WireSip], proxy: Addr, kill_at: float) -> Gap | None:
-    """Gap between the proxy address's last SIP response before ``kill_at`` and its first after.
-
-    Every response sent from the VIP before the kill came from the primary (it held the
-    VIP) and every one after from the backup (the primary is dead or frozen), so time
-    alone tells them apart. None when either side has no response.
-    """
-    answers = [w.t for w in sip if w.src == proxy and w.msg.is_response]
-    before = [t for t in answers if t < kill_at]
-    after = [t for t in answers if t >= kill_at]
-    if not before or not after:
-        return None
-    return Gap(max(before), min(after))
-
-
-def replication_lags(sip: Sequence[WireSip], bins: Sequence[WireBin], proxy: Addr,
-                     primary_bin: Addr, backup_bin: Addr,
-                     until: float = math.inf) -> dict[str, float]:
-    """Call-ID → seconds from the primary forwarding the 200 OK to the initial INVITE to
-    the first BIN packet carrying that dialog from the primary to the backup.
-
-    Only events before ``until`` (the kill) count. Calls missing either event are absent.
-    """
-    ok_at: dict[str, float] = {}
-    for w in sip:
-        m = w.msg
-        if (w.t < until and w.src == proxy and m.code == 200 and m.method == "INVITE"
-                and m.call_id and m.call_id not in ok_at):
-            ok_at[m.call_id] = w.t  # the first 200 to an INVITE is the initial one's
-    sent_at: dict[str, float] = {}
-    for b in bins:
-        if (b.t < until and b.src == primary_bin and b.dst == backup_bin
-                and b.command in (Command.CREATED, Command.UPDATED) and b.call_id not in sent_at):
-            sent_at[b.call_id] = b.t
-    return {cid: sent_at[cid] - t for cid, t in ok_at.items() if cid in sent_at}
-
-
-def backup_commands(bins: Sequence[WireBin], backup_bin: Addr, after: float) -> dict[str, set[int]]:
-    """Call-ID → BIN commands the backup sent after ``after``: proof it matched the dialog.
-
-    A backup replicates only its own dialog events: ``updated`` means an in-dialog
-    request moved a dialog it holds, ``deleted`` that a BYE ended one.
-    """
-    out: dict[str, set[int]] = {}
-    for b in bins:
-        if b.t >= after and b.src == backup_bin:
-            out.setdefault(b.call_id, set()).add(b.command)
-    return out
-
-
-def recovery_times(calls: Iterable[CallResult], cseq: int = 2) -> dict[str, float]:
-    """Call-ID → seconds from the first send of the re-INVITE (``cseq``) to its 200 OK."""
-    out: dict[str, float] = {}
-    for c in calls:
-        sent = c.first_sent("INVITE", cseq)
-        final = c.final_response("INVITE", cseq)
-        if sent is not None and final is not None and final.code == 200:
-            out[c.call_id] = final.t - sent
-    return out
-
-
-def judge_calls(calls: Iterable[CallResult], matched: dict[str, set[int]],
-                reinvite_cseq: int = 2) -> dict[str, str]:
-    """Call-ID → why the call was lost; recovered calls are absent.
-
-    Recovered = 200 to the re-INVITE and to the BYE, and the backup replicated
-    ``updated`` and ``deleted`` for the call (it matched both requests to its dialog).
-    """
-    lost: dict[str, str] = {}
-    for c in calls:
-        reasons = []
-        reinvite = c.final_response("INVITE", reinvite_cseq)
-        bye = c.final_response("BYE")
-        if reinvite is None:
-            reasons.append("re-INVITE unanswered")
-        elif reinvite.code != 200:
-            reasons.append(f"re-INVITE got {reinvite.code}")
-        if bye is None:
-            reasons.append("BYE unanswered")
-        elif bye.code != 200:
-            reasons.append(f"BYE got {bye.code}")
-        seen = matched.get(c.call_id, set())
-        if Command.UPDATED not in seen:
-            reasons.append("backup sent no BIN updated (re-INVITE not matched to a dialog)")
-        if Command.DELETED not in seen:
-            reasons.append("backup sent no BIN deleted (BYE not matched to a dialog)")
-        if reasons:
-            lost[c.call_id] = "; ".join(reasons)
-    return lost
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000.0, 3)
-
-
-# --------------------------------------------------------------------------- result
-
-
-@dataclass
-class FailoverResult:
-    """Figures of one failover run; ``to_json()`` is the published form."""
-
-    calls: int
-    lost: int
-    service_gap_ms: float | None
-    recovery_ms_p50: float | None
-    recovery_ms_p95: float | None
-    recovery_ms_p99: float | None
-    replication_lag_ms_p50: float | None
-    replication_lag_ms_p99: float | None
-    backend: str
-    #: Call-ID -> why it counts as lost
-    lost_calls: dict[str, str] = field(default_factory=dict)
-    #: Call-ID -> seconds (the samples behind the percentiles)
-    recovery_s: dict[str, float] = field(default_factory=dict)
-    replication_lag_s: dict[str, float] = field(default_factory=dict)
-    #: the backup's dialog statistics before the kill and after the last call ended
-    backup_stats_before: dict[str, int] = field(default_factory=dict)
-    backup_stats_after: dict[str, int] = field(default_factory=dict)
-    #: dialogs still in the backup's dlg_list at the end (should be 0)
-    backup_dialogs_left: int = 0
-    #: dialogs the backup did not hold when the primary was killed
-    missing_on_backup: int = 0
-    #: per-call responses SIPp saw, for assertions: Call-ID -> (re-INVITE code, BYE code)
-    final_codes: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
-    #: first to last call's re-INVITE leaving SIPp: how much of a burst the backup got
-    #: (recovery times under a 10 ms burst and under a trickle differ tenfold)
-    release_spread_ms: float | None = None
-    mode: str = "kill"
-    gap: Gap | None = None
-    capture: Path | None = None
-    workdir: Path | None = None
-    capture_drops: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in JSON_KEYS}
-
-    def table(self) -> str:
-        """Human-readable summary."""
-        def f(v: float | None) -> str:
-            return "n/a" if v is None else f"{v:.3f} ms"
-
-        rows = [
-            ("backend", self.backend),
-            ("primary failure", "SIGKILL" if self.mode == "kill" else "SIGSTOP (frozen)"),
-            ("calls", str(self.calls)),
-            ("lost", str(self.lost)),
-            ("service gap", f(self.service_gap_ms)),
-            ("recovery p50 / p95 / p99", " / ".join(f(v) for v in (
-                self.recovery_ms_p50, self.recovery_ms_p95, self.recovery_ms_p99))),
-            ("replication lag p50 / p99", " / ".join(f(v) for v in (
-                self.replication_lag_ms_p50, self.replication_lag_ms_p99))),
-            ("re-INVITEs sent within", f(self.release_spread_ms)),
-            ("backup update_sent / delete_sent", f"+{self._delta('update_sent')} / "
-                                                 f"+{self._delta('delete_sent')}"),
-            ("backup dialogs left", str(self.backup_dialogs_left)),
-        ]
-        if self.workdir is not None:
-            rows.append(("artifacts", str(self.workdir)))
-        width = max(len(k) for k, _ in rows)
-        lines = [f"{k:<{width}}  {v}" for k, v in rows]
-        for cid, why in list(self.lost_calls.items())[:10]:
-            lines.append(f"  lost {cid}: {why}")
-        if len(self.lost_calls) > 10:
-            lines.append(f"  … and {len(self.lost_calls) - 10} more")
-        return "\n".join(lines)
-
-    def _delta(self, key: str) -> int:
-        return self.backup_stats_after.get(key, 0) - self.backup_stats_before.get(key, 0)
 
 
 # --------------------------------------------------------------------------- the prober
@@ -392,23 +116,21 @@ class Prober:
 # --------------------------------------------------------------------------- the scenario
 
 
-def _role(cluster: Any, role: str) -> str:
+def _role(cluster: Cluster, role: str) -> str:
     name = next((n for n, r in cluster.roles.items() if r == role), None)
     if name is None:
         raise FailoverError(f"the cluster has no {role} node (roles: {cluster.roles})")
     return name
 
 
-def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
-                 mode: str = "kill", probe_interval: float | None = 0.005,
-                 sync_timeout: float = 30.0, finish_timeout: float | None = None,
-                 drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
-                 progress: Progress | None = None) -> FailoverResult:
-    """Run the failover scenario on a started primary/backup ``cluster``; see the module doc.
+class FailoverRun:
+    """The scenario as named steps over a started primary/backup ``cluster``.
 
-    The scenario runs its own tcpdump on the cluster network (with a buffer big enough
-    for the burst; a fixture's capture may also run): the BIN proof of each recovered
-    call, the service gap and the replication lag all come from it.
+    `run()` calls them in order; each records what it observed, and the result is
+    computed from that evidence alone (`harness.failover_figures.result_from`). The
+    scenario runs its own tcpdump on the cluster network (a buffer big enough for the
+    burst; a fixture's capture may also run): the BIN proof of each recovered call,
+    the service gap and the replication lag all come from it.
 
     mode: ``kill`` (SIGKILL the primary) or ``freeze`` (SIGSTOP: alive but silent).
     rate: call setup rate (calls/s); every call is held, so all N are up at once.
@@ -417,146 +139,163 @@ def run_failover(cluster: Any, calls: int = 200, *, workdir: str | Path, rate: f
     probe_interval: seconds between OPTIONS probes around the kill; None: no prober
       (the gap then spans whatever SIP traffic there was).
     """
-    from harness.calls import CallPair
-    from harness.capture import Capture
 
-    if mode not in ("kill", "freeze"):
-        raise FailoverError(f"mode must be 'kill' or 'freeze', not {mode!r}")
-    if calls < 1:
-        raise FailoverError("calls must be at least 1")
-    say = progress or (lambda line: None)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    primary, backup = _role(cluster, "primary"), _role(cluster, "backup")
-    if cluster.vip_owner != primary:
-        raise FailoverError(f"the VIP is on {cluster.vip_owner}, not on the primary")
-    backend = cluster.backend
-    paddr, baddr = cluster.addresses[primary], cluster.addresses[backup]
-    proxy: Addr = cluster.sip_addr
-    bmi = cluster.mi(backup)
+    def __init__(self, cluster: Cluster, calls: int = 200, *, workdir: str | Path,
+                 rate: float = 200.0, mode: str = "kill", probe_interval: float | None = 0.005,
+                 sync_timeout: float = 30.0, finish_timeout: float | None = None,
+                 drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
+                 progress: Progress | None = None) -> None:
+        if mode not in ("kill", "freeze"):
+            raise FailoverError(f"mode must be 'kill' or 'freeze', not {mode!r}")
+        if calls < 1:
+            raise FailoverError("calls must be at least 1")
+        self.cluster, self.calls, self.rate, self.mode = cluster, calls, rate, mode
+        self.probe_interval, self.sync_timeout, self.drain_timeout = probe_interval, sync_timeout, drain_timeout
+        self.finish_timeout = finish_timeout if finish_timeout is not None else 60.0 + calls * 0.1
+        self.say: Progress = progress or (lambda line: None)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.primary, self.backup = _role(cluster, "primary"), _role(cluster, "backup")
+        if cluster.vip_owner != self.primary:
+            raise FailoverError(f"the VIP is on {cluster.vip_owner}, not on the primary")
+        self.proxy: Addr = cluster.sip_addr
+        self.backup_mi: MIClient = cluster.mi(self.backup)
+        # max_concurrent: SIPp's default cap on open calls is 3 x rate; held calls never
+        # close, so beyond 600 calls at 200/s it would stop placing new ones
+        self.pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True,
+                             max_concurrent=calls, workdir=self.workdir / "sipp")
+        # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
+        # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
+        self.capture = Capture(cluster.backend.capture_host(), self.workdir / "failover.pcap",
+                               snaplen=16384, buffer_kib=capture_buffer_kib)
+        self.prober: Prober | None = None
+        # evidence, filled in by the steps
+        self.keys: set[CallKey] = set()
+        self.kill_at = math.inf  # set once the primary is dead, before the VIP moves
+        self.missing_on_backup = 0
+        self.stats_before: dict[str, int] = {}
+        self.stats_after: dict[str, int] = {}
+        self.dialogs_left = 0
+        self.summary: SippSummary | None = None
 
-    # max_concurrent: SIPp's default cap on open calls is 3 x rate; held calls never
-    # close, so beyond 600 calls at 200/s it would stop placing new ones
-    pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True,
-                    max_concurrent=calls, workdir=workdir / "sipp")
-    # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
-    # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
-    cap = Capture(backend.capture_host(), workdir / "failover.pcap", snaplen=16384,
-                  buffer_kib=capture_buffer_kib)
-    cap.start()
-    prober: Prober | None = None
-    result = FailoverResult(calls, calls, None, None, None, None, None, None, backend.name,
-                            mode=mode, workdir=workdir)
-    summary: SippSummary | None = None
-    kill_at = math.inf  # set once the primary is dead, before the VIP moves
-    try:
-        say(f"setting up {calls} calls through {primary} at {rate:g}/s …")
-        pair.start()
-        setup_timeout = 30.0 + calls / rate * 2
+    def run(self) -> FailoverResult:
+        self.capture.start()
         try:
-            pair.uac.wait_held(calls, timeout=setup_timeout)
+            self.set_up_calls()
+            self.wait_for_replication()
+            self.fail_primary()
+            self.release_calls()
+            self.drain_backup()
+        finally:
+            self._stop_prober()
+            self.pair.stop()
+            self.capture.stop()
+        return result_from(self.evidence())
+
+    # -- the steps ---------------------------------------------------------------------
+    def set_up_calls(self) -> None:
+        """Place N calls through the primary and hold each after its ACK."""
+        self.say(f"setting up {self.calls} calls through {self.primary} at {self.rate:g}/s …")
+        self.pair.start()
+        setup_timeout = 30.0 + self.calls / self.rate * 2
+        try:
+            self.pair.uac.wait_held(self.calls, timeout=setup_timeout)
         except SippError as err:
-            held = len(pair.uac.events("HELD"))
-            raise FailoverError(f"only {held} of {calls} calls were set up through the primary "
+            held = len(self.pair.uac.events("HELD"))
+            raise FailoverError(f"only {held} of {self.calls} calls were set up through the primary "
                                 f"within {setup_timeout:.0f}s: {str(err).splitlines()[0]}") from None
-        keys = {(c.call_id, c.from_tag, c.to_tag) for c in pair.uac.result().calls}
+        self.keys = {(c.call_id, c.from_tag, c.to_tag) for c in self.pair.uac.result().calls}
 
-        say(f"{calls} calls held; waiting for {backup} to hold every dialog confirmed …")
+    def wait_for_replication(self) -> None:
+        """Wait until the backup holds every dialog confirmed; count the missing ones."""
+        self.say(f"{self.calls} calls held; waiting for {self.backup} to hold every dialog confirmed …")
 
-        def missing() -> set[tuple[str, str | None, str | None]]:
-            have = {d.key for d in bmi.dlg_list(context=False, page_size=50) if d.state == 4}
-            return keys - have
+        def missing() -> set[CallKey]:
+            have = {d.key for d in self.backup_mi.dlg_list(context=False, page_size=50) if d.state == 4}
+            return self.keys - have
 
         try:
-            wait_until(lambda: not missing(), timeout=sync_timeout, alive=cluster.check,
-                       what=f"{backup} to hold every dialog confirmed")
-            left: set[tuple[str, str | None, str | None]] = set()
+            wait_until(lambda: not missing(), timeout=self.sync_timeout, alive=self.cluster.check,
+                       what=f"{self.backup} to hold every dialog confirmed")
         except WaitTimeout:
-            left = missing()
-        result.missing_on_backup = len(left)
-        if left:
-            say(f"warning: {len(left)} dialogs not on {backup} after {sync_timeout:g}s; going on")
-        result.backup_stats_before = bmi.get_statistics()
+            self.missing_on_backup = len(missing())
+            self.say(f"warning: {self.missing_on_backup} dialogs not on {self.backup} after "
+                     f"{self.sync_timeout:g}s; going on")
+        self.stats_before = self.backup_mi.get_statistics()
 
-        if probe_interval is not None:
-            prober = Prober(backend.udp_socket(0), proxy, probe_interval).start()
+    def fail_primary(self) -> None:
+        """Start the prober, kill (or freeze) the primary, note the instant, move the VIP."""
+        if self.probe_interval is not None:
+            self.prober = Prober(self.cluster.backend.udp_socket(0), self.proxy, self.probe_interval).start()
+            prober = self.prober
             try:  # the primary answers probes
                 wait_until(lambda: prober.answers >= 3, timeout=5.0, interval=0.005,
                            what="the primary to answer three probes")
             except WaitTimeout:
                 pass  # the gap is then measured from whatever answers there were
-        say(f"{'killing' if mode == 'kill' else 'freezing'} {primary}, moving the VIP to {backup} …")
-        if mode == "kill":
-            cluster.nodes[primary].kill()  # returns once the processes are gone
+        self.say(f"{'killing' if self.mode == 'kill' else 'freezing'} {self.primary}, "
+                 f"moving the VIP to {self.backup} …")
+        node = self.cluster.nodes[self.primary]
+        if self.mode == "kill":
+            node.kill()  # returns once the processes are gone
         else:
-            cluster.nodes[primary].freeze()
+            node.freeze()
         # Not before the kill: the primary answers until its processes are gone (the
         # local backend's kill takes ~20 ms). Not after failover(): the backup answers
         # as soon as the VIP is on it. Between the two nobody can send from the VIP.
-        kill_at = time.time()
-        cluster.failover(backup)
-        pair.uac.release()
-        say(f"released {calls} calls: re-INVITE and BYE through {backup} …")
+        self.kill_at = time.time()
+        self.cluster.failover(self.backup)
+
+    def release_calls(self) -> None:
+        """Every held call sends its re-INVITE, then its BYE, through the VIP."""
+        self.pair.uac.release()
+        self.say(f"released {self.calls} calls: re-INVITE and BYE through {self.backup} …")
         try:
-            summary = pair.wait(finish_timeout if finish_timeout is not None else 60.0 + calls * 0.1)
+            self.summary = self.pair.wait(self.finish_timeout)
         except SippError as err:
-            say(f"warning: callers did not all finish: {str(err).splitlines()[0]}")
-            pair.stop()
-            summary = pair.uac.result()
-        if prober is not None:
-            prober.stop()
-            prober = None
+            self.say(f"warning: callers did not all finish: {str(err).splitlines()[0]}")
+            self.pair.stop()
+            self.summary = self.pair.uac.result()
+        self._stop_prober()
 
-        say(f"waiting for {backup}'s dlg_list to empty …")
-        result.backup_dialogs_left = _drain(bmi, drain_timeout)
-        result.backup_stats_after = bmi.get_statistics()
-    finally:
-        if prober is not None:
-            prober.stop()
-        pair.stop()
-        cap.stop()
+    def drain_backup(self) -> None:
+        """Wait until the backup's dlg_list is empty (ended dialogs linger until tm frees
+        their transactions); keep how many are left and its statistics."""
+        self.say(f"waiting for {self.backup}'s dlg_list to empty …")
+        listed = lambda: len(self.backup_mi.dlg_list(context=False, page_size=50))  # noqa: E731
+        try:
+            wait_until(lambda: listed() == 0, timeout=self.drain_timeout, interval=0.2,
+                       what=f"{self.backup}'s dlg_list to empty")
+        except WaitTimeout:
+            self.dialogs_left = listed()
+        self.stats_after = self.backup_mi.get_statistics()
 
-    assert summary is not None
-    by_id = {c.call_id: c for c in summary.calls}
-    result.final_codes = {
-        cid: (getattr(c.final_response("INVITE", 2), "code", None),
-              getattr(c.final_response("BYE"), "code", None))
-        for cid, c in by_id.items()}
-    result.capture = cap.path
-    result.capture_drops = cap.dropped
-    sip, bins = split_capture(read_udp(cap.path))
-    gap = service_gap(sip, proxy, kill_at)
-    lags = replication_lags(sip, bins, proxy, paddr.bin_addr, baddr.bin_addr, until=kill_at)
-    matched = backup_commands(bins, baddr.bin_addr, kill_at)
-    result.gap = gap
-    result.lost_calls = judge_calls(by_id.values(), matched)
-    for cid in {k[0] for k in keys} - set(by_id):
-        result.lost_calls[cid] = "no SIPp record of the call"
-    result.lost = len(result.lost_calls)
-    result.service_gap_ms = None if gap is None else round(gap.ms, 3)
-    result.recovery_s = recovery_times(by_id.values())
-    firsts = [t for c in by_id.values() if (t := c.first_sent("INVITE", 2)) is not None]
-    result.release_spread_ms = _ms(max(firsts) - min(firsts)) if firsts else None
-    rec = list(result.recovery_s.values())
-    result.recovery_ms_p50 = _ms(percentile(rec, 50))
-    result.recovery_ms_p95 = _ms(percentile(rec, 95))
-    result.recovery_ms_p99 = _ms(percentile(rec, 99))
-    result.replication_lag_s = {cid: lag for cid, lag in lags.items() if cid in by_id}
-    lag = list(result.replication_lag_s.values())
-    result.replication_lag_ms_p50 = _ms(percentile(lag, 50))
-    result.replication_lag_ms_p99 = _ms(percentile(lag, 99))
-    return result
+    # -- evidence ------------------------------------------------------------------------
+    def evidence(self) -> Evidence:
+        if self.summary is None:
+            raise FailoverError("the calls were never released: no evidence to judge")
+        addresses = self.cluster.addresses
+        return Evidence(
+            backend=self.cluster.backend.name, mode=self.mode, calls=self.calls, keys=self.keys,
+            summary=self.summary, datagrams=list(read_udp(self.capture.path)), kill_at=self.kill_at,
+            proxy=self.proxy, primary_bin=addresses[self.primary].bin_addr,
+            backup_bin=addresses[self.backup].bin_addr, missing_on_backup=self.missing_on_backup,
+            backup_stats_before=self.stats_before, backup_stats_after=self.stats_after,
+            backup_dialogs_left=self.dialogs_left, capture=self.capture.path,
+            capture_drops=self.capture.dropped, workdir=self.workdir)
+
+    def _stop_prober(self) -> None:
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
 
 
-def _drain(mi: Any, timeout: float) -> int:
-    """Wait until ``mi``'s dlg_list is empty (ended dialogs linger until tm frees their
-    transactions); the number still listed at the deadline."""
-    try:
-        wait_until(lambda: not mi.dlg_list(context=False, page_size=50), timeout=timeout,
-                   interval=0.2, what="the backup's dlg_list to empty")
-    except WaitTimeout:
-        return len(mi.dlg_list(context=False, page_size=50))
-    return 0
+def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
+                 mode: str = "kill", probe_interval: float | None = 0.005,
+                 progress: Progress | None = None) -> FailoverResult:
+    """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun)."""
+    return FailoverRun(cluster, calls, workdir=workdir, rate=rate, mode=mode,
+                       probe_interval=probe_interval, progress=progress).run()
 
 
 # --------------------------------------------------------------------------- command line

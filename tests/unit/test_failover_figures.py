@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.failover import (JSON_KEYS, FailoverResult, Gap, add_arguments, backup_commands,
-                              judge_calls, percentile, recovery_times, replication_lags,
-                              service_gap, split_capture)
+from harness.failover import add_arguments
+from harness.failover_figures import (JSON_KEYS, Evidence, FailoverResult, Gap, backup_commands,
+                                      judge_calls, percentile, recovery_times, replication_lags,
+                                      result_from, service_gap, split_capture)
+from harness.sipp import SippSummary
 from harness.sip import SipMessage
 from harness.sipp import CallResult
 from pybin import dialog
@@ -188,6 +190,31 @@ def test_a_200_without_the_backups_proof_is_a_lost_dialog(captured: tuple[list, 
     assert lost["call-2"] == ("backup sent no BIN updated (re-INVITE not matched to a dialog); "
                               "backup sent no BIN deleted (BYE not matched to a dialog)")
     assert lost["call-3"].startswith("re-INVITE got 481; BYE unanswered")
+
+
+def test_the_result_is_built_from_the_evidence_alone() -> None:
+    relayed = call("call-2",
+                   (10.060, "sent", sip("INVITE", "call-2", "2 INVITE")),
+                   (10.070, "received", sip(200, "call-2", "2 INVITE")),
+                   (10.100, "sent", sip("BYE", "call-2", "3 BYE")),
+                   (10.110, "received", sip(200, "call-2", "3 BYE")))
+    ev = Evidence(backend="local", mode="kill", calls=3,
+                  keys={("call-1", "a", "b"), ("call-2", "a", "b"), ("call-9", "a", "b")},
+                  summary=SippSummary("uac", "reinvite", 0, 2, 0, [recovered_call(), relayed]),
+                  datagrams=ladder(), kill_at=T0 + 10.0, proxy=VIP, primary_bin=PRIMARY_BIN,
+                  backup_bin=BACKUP_BIN, backup_stats_before={"update_sent": 0},
+                  backup_stats_after={"update_sent": 1})
+    r = result_from(ev)
+    assert (r.calls, r.lost, r.backend, r.mode) == (3, 2, "local", "kill")
+    assert r.lost_calls["call-9"] == "no SIPp record of the call"
+    assert r.lost_calls["call-2"].startswith("backup sent no BIN updated")
+    assert r.final_codes == {"call-1": (200, 200), "call-2": (200, 200)}
+    assert r.service_gap_ms == 50.0 and r.gap == Gap(T0 + 9.990, T0 + 10.040)
+    # every re-INVITE answered 200 has a recovery time, lost or not (nearest rank of 10, 530)
+    assert (r.recovery_ms_p50, r.recovery_ms_p95, r.recovery_ms_p99) == (10.0, 530.0, 530.0)
+    assert (r.replication_lag_ms_p50, r.replication_lag_ms_p99) == (0.2, 3.0)
+    assert r.release_spread_ms == 10.0
+    assert "backup update_sent / delete_sent  +1 / +0" in r.table().splitlines()
 
 
 # -- the published form ------------------------------------------------------------------
