@@ -1,12 +1,14 @@
-"""The ``harness`` command: images, a cluster to play with, and the conformance gate.
+"""The ``harness`` command: every subcommand's arguments and wiring, in one place.
 
     harness image base | build [--source DIR] [--base IMAGE]
-    harness up [--backend auto|docker|local] [--roles primary,backup]
+    harness up [--backend auto|docker|local] [--settings FILE] [--roles primary,backup]
     harness run [--backend ...] [--artifacts DIR] [-- PYTEST-ARGS...]
-    harness failover --calls N [--json]
-    harness record [--out DIR]
+    harness failover [--backend ...] [--settings FILE] --calls N [--json] [--freeze]
+    harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
 
-Failures are one line on stderr with a non-zero exit status.
+The work lives in the modules named per subcommand; this one only parses, picks the
+backend, and turns failures into one line on stderr with a non-zero exit status
+(2: bad arguments or no backend; 1: the command ran and failed).
 """
 
 from __future__ import annotations
@@ -14,47 +16,67 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
 import threading
 import time
-import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from harness.backends import choose_backend
+from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.cluster import Cluster
+from harness.failover import FailoverError, run_failover
+from harness.gate import GateError, run_gate
+from harness.images import main as images_main
+from harness.node import NodeDied
+from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
+                            record_corpus)
+from harness.settings import SETTINGS_ENV, Settings, SettingsError, load_settings
+from harness.sipp import SCENARIOS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TESTS_DIR = PROJECT_ROOT / "tests"
+#: failures whose message is written for a person: shown as they are
+EXPLAINED = (NodeDied, FailoverError, RecordError, GateError, SettingsError)
+
+Command = Callable[[argparse.Namespace], int]
 
 
-class HarnessCliError(Exception):
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
+class UsageError(Exception):
+    """Bad arguments, or nothing to run OpenSIPS with: exit status 2."""
 
 
 def say(line: str) -> None:
     print(line, flush=True)
 
 
-def _backend_choice(wanted: str, settings: Any) -> Any:
-    choice = choose_backend(wanted, settings)
+def progress(line: str) -> None:
+    print(f"harness: {line}", file=sys.stderr, flush=True)
+
+
+# -- shared options -----------------------------------------------------------------------
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--backend and --settings: how every cluster-starting subcommand runs OpenSIPS."""
+    parser.add_argument("--backend", default=default_backend(),
+                        choices=BACKEND_CHOICES, help="how to run OpenSIPS (default auto, or $HARNESS_BACKEND)")
+    parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+
+
+def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = None
+                ) -> tuple[BackendChoice, Settings]:
+    """The settings (file, then overrides) and the backend that can run them."""
+    settings = load_settings(args.settings).with_overrides(overrides)
+    choice = choose_backend(args.backend, settings)
     if choice.name is None:
-        raise HarnessCliError(choice.reason)
-    return choice
+        raise UsageError(choice.reason)
+    return choice, settings
 
 
-# -- up ------------------------------------------------------------------------------
+# -- up ----------------------------------------------------------------------------------
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.cluster import Cluster
-    from harness.settings import load_settings
-
-    settings = load_settings(args.settings)
-    choice = _backend_choice(args.backend, settings)
+    choice, settings = backend_for(args)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     say(f"backend: {choice.name}")
     backend = choice.factory()(settings)
@@ -100,130 +122,121 @@ def describe_cluster(cluster: Cluster) -> list[str]:
     return lines
 
 
-# -- run (the conformance gate) -------------------------------------------------------
+# -- run, image ---------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if not TESTS_DIR.is_dir():
-        raise HarnessCliError(f"no test suite at {TESTS_DIR}: run harness from a checkout of the project")
-    artifacts = Path(args.artifacts)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    junit = artifacts / "junit.xml"
-    (artifacts / "warmup.json").unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", str(TESTS_DIR), "-n", args.workers,
-               "--opensips-backend", args.backend, "--harness-artifacts", str(artifacts),
-               f"--junitxml={junit}", "-o", "junit_logging=all", *args.pytest_args]
-    say("$ " + " ".join(command))
-    started = time.monotonic()
-    code = subprocess.call(command, cwd=PROJECT_ROOT)
-    wall = time.monotonic() - started
-    if not junit.exists():
-        raise HarnessCliError(f"pytest wrote no JUnit report (exit {code})", code or 2)
-    table = summary_table(junit, wall, artifacts / "warmup.json")
-    (artifacts / "summary.md").write_text(table + "\n")
-    say("")
-    say(table)
-    return code
+    if args.settings:  # the suite's plugin reads it, in every xdist worker
+        os.environ[SETTINGS_ENV] = str(Path(args.settings).resolve())
+    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say)
 
-
-def summary_table(junit: Path, wall: float, warmup: Path | None = None) -> str:
-    """Markdown: totals per outcome, the recvfrom-defect tally, every test that did not pass."""
-    root = ET.parse(junit).getroot()
-    counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
-    rows = []
-    for case in root.iter("testcase"):
-        name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        outcome, why = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            el = case.find(tag)
-            if el is not None:
-                outcome = {"failure": "failed"}.get(tag, tag)
-                why = (el.get("message") or "").splitlines()[0][:160] if el.get("message") else ""
-                break
-        counts[outcome] += 1
-        if outcome != "passed":
-            rows.append(f"| {outcome} | `{name}` | {why.replace('|', '/')} |")
-    lines = [
-        "## OpenSIPS 1.10 BIN conformance",
-        "",
-        f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
-        f"{counts['skipped']} skipped in {wall:.0f}s",
-    ]
-    if warmup is not None and warmup.exists():
-        lines += ["", json.loads(warmup.read_text())["summary"]]
-    if rows:
-        lines += ["", "| outcome | test | reason |", "|---|---|---|", *rows]
-    return "\n".join(lines)
-
-
-# -- image, failover, record: thin wrappers ---------------------------------------------
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from harness.images import main as images_main
-
     return images_main(args.image_args)
 
 
+# -- failover -----------------------------------------------------------------------------
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    if args.calls < 1 or args.rate <= 0:
+        raise UsageError("--calls must be at least 1 and --rate positive")
+    choice, settings = backend_for(args)
+    keep = args.workdir is not None
+    # under the temp dir: the docker backend mounts it into SIPp containers
+    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
+    progress(f"failover: backend {choice.name}; starting primary + backup (BIN warm-up) …")
+    with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
+        result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
+                              mode="freeze" if args.freeze else "kill",
+                              progress=lambda line: progress(f"failover: {line}"))
+    keep = keep or bool(result.lost or result.capture_drops)
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.workdir = None
+    if result.capture_drops:
+        progress(f"failover: warning: tcpdump dropped {result.capture_drops} packets; figures may be off")
+    if keep:
+        progress(f"failover: artifacts kept in {workdir}")
+    say(json.dumps(result.to_json()) if args.json else result.table())
+    return 1 if result.lost else 0
+
+
+# -- record -------------------------------------------------------------------------------
+
+def cmd_record(args: argparse.Namespace) -> int:
+    if args.calls < 1:
+        raise UsageError("--calls must be at least 1")
+    choice, settings = backend_for(args, {"network": {"subnet": args.subnet}} if args.subnet else None)
+    scenarios = list(dict.fromkeys(args.scenario or SCENARIOS))
+    record_corpus(choice, settings, Path(args.out), scenarios, calls=args.calls, timeout=args.timeout)
+    return 0
+
+
+# -- the parser ---------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="harness", description="OpenSIPS 1.10 BIN harness: images, "
+                                     "a cluster to play with, failover figures, the corpus, the gate")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def backend_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
-                       choices=("auto", "docker", "local"), help="how to run OpenSIPS (default auto)")
+    def command(name: str, func: Command, help: str, **kw: bool) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, **kw)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("up", help="start a cluster, print its addresses, run until Ctrl-C")
-    backend_flag(p)
+    p = command("image", cmd_image, "build the images (image build / image base)", add_help=False)
+    p.add_argument("image_args", nargs=argparse.REMAINDER)
+
+    p = command("up", cmd_up, "start a cluster, print its addresses, run until Ctrl-C")
+    add_cluster_options(p)
     p.add_argument("--roles", default="primary,backup", help="comma-separated roles (default primary,backup)")
-    p.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
     p.add_argument("--replicate-to", action="append", default=[], metavar="IP:PORT",
                    help="one more replicate_dialogs_to destination (repeatable), e.g. a "
                         "`pybin listen` on the harness address")
-    p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("run", help="the conformance gate: run the suite, write JUnit and a summary")
-    backend_flag(p)
+    p = command("run", cmd_run, "the conformance gate: run the suite, write JUnit and a summary")
+    add_cluster_options(p)
     p.add_argument("--artifacts", default="artifacts", help="JUnit, summary and failure captures go here")
     p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers (default auto)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("image", help="build the images (image build / image base)", add_help=False)
-    p.add_argument("image_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_image)
+    p = command("failover", cmd_failover, "fail a primary over to its backup under N held calls; figures")
+    add_cluster_options(p)
+    p.add_argument("--calls", type=int, default=200, help="concurrent calls (default 200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--rate", type=float, default=200.0, help="call setup rate, calls/s (default 200)")
+    p.add_argument("--freeze", action="store_true",
+                   help="SIGSTOP the primary (a hung node) instead of SIGKILL")
+    p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
+                                     "removed unless calls were lost)")
 
-    _add_optional(sub, "failover", "harness.failover")
-    _add_optional(sub, "record", "harness.record")
+    p = command("record", cmd_record, "record every scenario through a live primary/backup pair")
+    add_cluster_options(p)
+    p.add_argument("--out", default=str(DEFAULT_OUT),
+                   help="corpus directory; one sub-directory per scenario (default tests/corpus/recorded)")
+    p.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
+                   help=f"record only this scenario (repeatable; default all: {', '.join(SCENARIOS)})")
+    p.add_argument("--calls", type=int, default=DEFAULT_CALLS,
+                   help=f"calls per scenario (default {DEFAULT_CALLS}; keep the corpus small)")
+    p.add_argument("--subnet", default=DEFAULT_SUBNET,
+                   help=f"cluster subnet, pinned for repeatable addresses (default {DEFAULT_SUBNET})")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per scenario's calls (default 60)")
     return parser
-
-
-def _add_optional(sub: Any, name: str, module: str) -> None:
-    """Subcommands whose module defines ``add_arguments(parser)`` and ``run(args) -> int``."""
-    try:
-        mod = __import__(module, fromlist=["run"])
-    except ImportError:
-        return
-    p = sub.add_parser(name, help=(mod.__doc__ or "").splitlines()[0])
-    mod.add_arguments(p)
-    p.set_defaults(func=mod.run)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "pytest_args", None) and args.pytest_args[:1] == ["--"]:
-        args.pytest_args = args.pytest_args[1:]
     try:
         return int(args.func(args))
-    except HarnessCliError as err:
+    except UsageError as err:
         print(f"harness: {err}", file=sys.stderr)
-        return err.code
+        return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # one line, not a traceback; the class says where to look
-        from harness.node import NodeDied
-
-        if isinstance(err, NodeDied):
-            print(f"harness: {err}", file=sys.stderr)
-            return 1
+    except EXPLAINED as err:
+        print(f"harness: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # not a traceback: the class says where to look
         print(f"harness: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
 

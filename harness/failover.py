@@ -1,6 +1,7 @@
-"""Failover figures for a primary/backup pair: no dialog lost, and how long it took.
+"""The failover scenario: N held calls through the primary, the primary killed, the backup carries them.
 
     harness failover --calls 200 [--json] [--backend auto|docker|local] [--freeze]
+    (arguments: harness/cli.py)
 
 Why: the reason to replicate dialogs over BIN is that a backup carries the calls of a
 primary that died. This scenario proves it with N concurrent confirmed calls and puts
@@ -20,13 +21,8 @@ What counts as lost, and how each figure is measured: `harness.failover_figures`
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import socket
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -296,66 +292,3 @@ def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rat
     """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun)."""
     return FailoverRun(cluster, calls, workdir=workdir, rate=rate, mode=mode,
                        probe_interval=probe_interval, progress=progress).run()
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--calls", type=int, default=200, help="concurrent calls (default 200)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
-                        choices=("auto", "docker", "local"), help="how to run OpenSIPS (default auto)")
-    parser.add_argument("--rate", type=float, default=200.0, help="call setup rate, calls/s (default 200)")
-    parser.add_argument("--freeze", action="store_true",
-                        help="SIGSTOP the primary (a hung node) instead of SIGKILL")
-    parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
-    parser.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
-                                          "removed unless calls were lost)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``harness failover``: start a primary/backup cluster, fail it over, report."""
-    import shutil
-
-    from harness.backends import choose_backend
-    from harness.cluster import Cluster
-    from harness.settings import load_settings
-
-    def progress(line: str) -> None:
-        print(f"failover: {line}", file=sys.stderr, flush=True)
-
-    if args.calls < 1 or args.rate <= 0:
-        print("harness failover: --calls must be at least 1 and --rate positive", file=sys.stderr)
-        return 2
-    settings = load_settings(args.settings)
-    choice = choose_backend(args.backend, settings)
-    if choice.name is None:
-        print(f"harness failover: {choice.reason}", file=sys.stderr)
-        return 2
-    keep = args.workdir is not None
-    # under the temp dir: the docker backend mounts it into SIPp containers
-    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
-    progress(f"backend {choice.name}; starting primary + backup (BIN warm-up) …")
-    backend = choice.factory()(settings)
-    try:
-        with Cluster(backend, ("primary", "backup"), settings=settings) as cluster:
-            result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
-                                  mode="freeze" if args.freeze else "kill", progress=progress)
-    except FailoverError as err:
-        print(f"harness failover: {err}", file=sys.stderr)
-        return 2
-    if result.lost or result.capture_drops:
-        keep = True
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-        result.workdir = None
-    if result.capture_drops:
-        progress(f"warning: tcpdump dropped {result.capture_drops} packets; figures may be off")
-    if keep:
-        progress(f"artifacts kept in {workdir}")
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(result.table())
-    return 1 if result.lost else 0

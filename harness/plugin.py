@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend
+from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
 from harness.calls import CallPair
 from harness.cluster import Cluster, Destination
@@ -42,7 +42,7 @@ _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("opensips", "OpenSIPS 1.10 harness")
-    group.addoption("--opensips-backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
+    group.addoption("--opensips-backend", default=default_backend(),
                     choices=BACKEND_CHOICES,
                     help="how to run OpenSIPS for live tests (default: auto, or $HARNESS_BACKEND)")
     group.addoption("--harness-artifacts", default=os.environ.get("HARNESS_ARTIFACTS", "artifacts"),

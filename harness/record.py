@@ -1,7 +1,7 @@
 """Record the corpus: every harness scenario through a live primary/backup pair, captured.
 
     harness record [--backend auto|docker|local] [--out DIR] [--scenario NAME ...]
-                   [--calls N] [--subnet CIDR]
+                   [--calls N] [--subnet CIDR]      (arguments: harness/cli.py)
 
 Why: offline tests (tests/corpus/test_recorded_corpus.py) must check pybin against
 real OpenSIPS bytes from *every* scenario on machines that have no OpenSIPS at all
@@ -29,9 +29,7 @@ observed, not slept for. Failures are one line; the partial scenario is not writ
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -41,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.cli import HarnessCliError
+from harness.backends import BackendChoice
 from harness.calls import CallPair
 from harness.cluster import Cluster
 from harness.node import Backend, Release
@@ -74,57 +72,29 @@ VARIES = {
 COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
 
 
-class RecordError(HarnessCliError):
-    """A scenario could not be recorded (one line, shown as ``harness: ...``, exit 1)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 1)
+class RecordError(RuntimeError):
+    """A scenario could not be recorded (one line)."""
 
 
 def say(line: str) -> None:
     print(line, flush=True)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default=os.environ.get("HARNESS_BACKEND", "auto"),
-                        choices=("auto", "docker", "local"), help="how to run OpenSIPS (default auto)")
-    parser.add_argument("--out", default=str(DEFAULT_OUT),
-                        help="corpus directory; one sub-directory per scenario (default tests/corpus/recorded)")
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), metavar="NAME",
-                        help=f"record only this scenario (repeatable; default all: {', '.join(SCENARIOS)})")
-    parser.add_argument("--calls", type=int, default=DEFAULT_CALLS,
-                        help=f"calls per scenario (default {DEFAULT_CALLS}; keep the corpus small)")
-    parser.add_argument("--subnet", default=DEFAULT_SUBNET,
-                        help=f"cluster subnet, pinned for repeatable addresses (default {DEFAULT_SUBNET})")
-    parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per scenario's calls (default 60)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from harness.backends import choose_backend
-    from harness.settings import load_settings
-
-    if args.calls < 1:
+def record_corpus(choice: BackendChoice, settings: Settings, out: Path, scenarios: list[str], *,
+                  calls: int, timeout: float) -> None:
+    """Record ``scenarios`` one after another into ``out/<scenario>/``."""
+    if calls < 1:
         raise RecordError("--calls must be at least 1")
-    settings = load_settings(args.settings)
-    if args.subnet:
-        settings = settings.with_overrides({"network": {"subnet": args.subnet}})
-    choice = choose_backend(args.backend, settings)
-    if choice.name is None:
-        raise RecordError(choice.reason)
-    out = Path(args.out)
-    scenarios = list(dict.fromkeys(args.scenario or SCENARIOS))
     say(f"recording {len(scenarios)} scenario(s) with the {choice.name} backend into {out}")
     started = time.monotonic()
     for scenario in scenarios:
-        recorder = ScenarioRecorder(scenario, choice.factory(), settings, calls=args.calls,
-                                    timeout=args.timeout, backend_name=choice.name)
+        recorder = ScenarioRecorder(scenario, choice.factory(), settings, calls=calls,
+                                    timeout=timeout, backend_name=str(choice.name))
         meta = recorder.record(out / scenario)
         say(f"{scenario}: {meta['calls_completed']}/{meta['calls']} calls, "
             f"{meta['packets']['bin']} BIN + {meta['packets']['sip']} SIP datagrams, "
             f"commands {_sequence_text(meta['commands_per_call'])}")
     say(f"done in {time.monotonic() - started:.0f}s")
-    return 0
 
 
 def _sequence_text(per_call: dict[str, list[str]]) -> str:

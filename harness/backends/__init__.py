@@ -7,6 +7,7 @@ every reason, so a skipped live test says exactly what was missing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,12 @@ from harness.settings import Settings
 BACKENDS = ("docker", "local")
 #: what ``--backend`` / ``--opensips-backend`` accept, written once
 BACKEND_CHOICES = ("auto", *BACKENDS)
+BACKEND_ENV = "HARNESS_BACKEND"
+
+
+def default_backend() -> str:
+    """The backend asked for when no option says: $HARNESS_BACKEND, else auto."""
+    return os.environ.get(BACKEND_ENV, "auto")
 
 
 @dataclass(frozen=True)

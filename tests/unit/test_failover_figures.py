@@ -4,13 +4,11 @@ real pcap (SIP text and pybin-encoded BIN) and from the real 1.10.5 capture."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from harness.failover import add_arguments
 from harness.failover_figures import (JSON_KEYS, Evidence, FailoverResult, Gap, backup_commands,
                                       judge_calls, percentile, recovery_times, replication_lags,
                                       result_from, service_gap, split_capture)
@@ -231,11 +229,11 @@ def test_to_json_has_exactly_the_published_keys() -> None:
 
 
 def test_cli_arguments() -> None:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--calls", "20", "--json", "--backend", "local", "--freeze"])
+    from harness.cli import build_parser
+
+    args = build_parser().parse_args(["failover", "--calls", "20", "--json", "--backend", "local", "--freeze"])
     assert (args.calls, args.json, args.backend, args.freeze, args.rate) == (20, True, "local", True, 200.0)
-    assert parser.parse_args([]).calls == 200
+    assert build_parser().parse_args(["failover"]).calls == 200
 
 
 def test_harness_cli_has_the_failover_subcommand() -> None:

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from harness.cli import build_parser, main, summary_table
+from harness.backends import BACKEND_CHOICES
+from harness.cli import build_parser, cmd_failover, cmd_image, cmd_record, cmd_run, cmd_up, main
+from harness.gate import summary_table
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3">
@@ -48,3 +50,20 @@ def test_unknown_subcommand_exits_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["fly"])
     assert info.value.code == 2
+
+
+def test_every_subcommand_is_wired_with_the_shared_options():
+    parser = build_parser()
+    wired = {name: parser.parse_args([name, *extra]).func for name, extra in [
+        ("up", []), ("run", []), ("failover", []), ("record", []), ("image", ["build"])]}
+    assert wired == {"up": cmd_up, "run": cmd_run, "failover": cmd_failover,
+                     "record": cmd_record, "image": cmd_image}
+    for name in ("up", "run", "failover", "record"):
+        args = parser.parse_args([name, "--backend", "local", "--settings", "s.yaml"])
+        assert (args.backend, args.settings) == ("local", "s.yaml")
+    assert BACKEND_CHOICES == ("auto", "docker", "local")
+
+
+def test_failover_with_bad_numbers_is_one_line_exit_2(capsys):
+    assert main(["failover", "--calls", "0"]) == 2
+    assert capsys.readouterr().err == "harness: --calls must be at least 1 and --rate positive\n"

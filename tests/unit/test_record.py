@@ -21,7 +21,7 @@ def test_record_is_a_harness_subcommand_with_every_scenario() -> None:
 
 
 def test_bad_arguments_fail_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["record", "--calls", "0"]) == 1
+    assert main(["record", "--calls", "0"]) == 2  # a usage error, like argparse's own
     err = capsys.readouterr().err
     assert err == "harness: --calls must be at least 1\n"
 
