@@ -112,19 +112,20 @@ class _Snapshot:
     backup: dict[str, int]
 
 
+@dataclass
 class ScenarioRecorder:
     """One scenario: fresh cluster, capture, calls, wait for BIN, write the three files."""
 
-    def __init__(self, scenario: str, backend_factory: Callable[[Settings], Backend], settings: Settings, *,
-                 calls: int, timeout: float, backend_name: str) -> None:
-        if scenario not in SCENARIOS:
-            raise RecordError(f"unknown scenario {scenario!r}")
-        self.scenario = scenario
-        self.backend_factory = backend_factory
-        self.settings = settings
-        self.calls = calls
-        self.timeout = timeout
-        self.backend_name = backend_name
+    scenario: str
+    backend_factory: Callable[[Settings], Backend]
+    settings: Settings
+    calls: int
+    timeout: float
+    backend_name: str
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise RecordError(f"unknown scenario {self.scenario!r}")
 
     def record(self, dest: Path) -> dict[str, Any]:
         from harness.capture import Capture

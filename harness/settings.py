@@ -33,6 +33,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class OpenSIPSSettings:
+    """Which binary runs, with what arguments and how many BIN receivers."""
+
     binary: str | None = None
     module_path: str | None = None
     log_level: int = 3
@@ -43,6 +45,8 @@ class OpenSIPSSettings:
 
 @dataclass(frozen=True)
 class PortSettings:
+    """The ports every node listens on (its own address for BIN and MI, the VIP for SIP)."""
+
     sip: int = 5060
     bin: int = 5062
     mi: int = 8080
@@ -50,6 +54,8 @@ class PortSettings:
 
 @dataclass(frozen=True)
 class DialogSettings:
+    """What the config template puts in every dialog, so tests can expect it on the wire."""
+
     timeout: int = 7200
     default_timeout: int = 43200
     acct: str = "a|b#c\\d"
@@ -62,12 +68,16 @@ class DialogSettings:
 
 @dataclass(frozen=True)
 class ReplicationSettings:
+    """Whether nodes accept replicated dialogs, and where else they send them."""
+
     accept: bool = True
     extra_destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class TimeoutSettings:
+    """Deadlines, in seconds, for the harness's waits on a node."""
+
     start: float = 15.0
     stop: float = 10.0
     mi: float = 2.0
@@ -76,6 +86,8 @@ class TimeoutSettings:
 
 @dataclass(frozen=True)
 class WarmupSettings:
+    """The probe against the 1.10.5 recvfrom defect (harness.warmup)."""
+
     enabled: bool = True
     module: str = "harness-warmup"
     max_restarts: int = 20
@@ -83,6 +95,8 @@ class WarmupSettings:
 
 @dataclass(frozen=True)
 class NetworkSettings:
+    """A pinned cluster subnet (None: derived per run and xdist worker)."""
+
     subnet: str | None = None
 
 

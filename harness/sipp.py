@@ -186,21 +186,18 @@ class CallResult:
     @property
     def requests(self) -> list[Request]:
         """Requests sent, in order, each marked when it repeats an earlier datagram."""
-        seen: set[str] = set()
-        out = []
-        for m in self.messages:
-            if m.direction == "sent" and not m.is_response:
-                out.append(Request(m.method, m.cseq[0], m.t, m.text in seen))
-                seen.add(m.text)
-        return out
+        return self._requests("sent")
 
     @property
     def received_requests(self) -> list[Request]:
         """Requests received (a UAS's view), retransmissions marked."""
+        return self._requests("received")
+
+    def _requests(self, direction: str) -> list[Request]:
         seen: set[str] = set()
         out = []
         for m in self.messages:
-            if m.direction == "received" and not m.is_response:
+            if m.direction == direction and not m.is_response:
                 out.append(Request(m.method, m.cseq[0], m.t, m.text in seen))
                 seen.add(m.text)
         return out
@@ -417,6 +414,16 @@ def _read(path: Path) -> str:
         return ""
 
 
+class _RunFile:
+    """One of a SIPp run's files as the test process sees it: ``<workdir>/<name><suffix>``."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def __get__(self, run: SippProcess, owner: type | None = None) -> Path:
+        return run.file(self.suffix)
+
+
 class SippProcess:
     """One SIPp process (UAC or UAS) with its files in ``workdir``.
 
@@ -492,21 +499,10 @@ class SippProcess:
     def file(self, suffix: str) -> Path:
         return self.workdir / f"{self.name}{suffix}"
 
-    @property
-    def message_log(self) -> Path:
-        return self.file("_messages.log")
-
-    @property
-    def event_log(self) -> Path:
-        return self.file("_events.log")
-
-    @property
-    def error_log(self) -> Path:
-        return self.file("_errors.log")
-
-    @property
-    def stat_csv(self) -> Path:
-        return self.file("_stat.csv")
+    message_log = _RunFile("_messages.log")
+    event_log = _RunFile("_events.log")
+    error_log = _RunFile("_errors.log")
+    stat_csv = _RunFile("_stat.csv")
 
     def _remote(self, suffix: str) -> str:
         return f"{self.remote_workdir.rstrip('/')}/{self.name}{suffix}"
