@@ -16,7 +16,7 @@ from typing import TypedDict
 
 from harness.cluster import Cluster
 from harness.node import Backend, ClientHost
-from harness.sipp import HOLDABLE, SCENARIOS, SippError, SippSummary, SippUAC, SippUAS
+from harness.sipp import HOLD_MARKER, HOLDABLE, SCENARIOS, SippError, SippSummary, SippUAC, SippUAS
 
 CALLEE_PORT = 5080
 CALLER_PORT = 5070
@@ -42,16 +42,38 @@ def _runner_options(backend: Backend, host: ClientHost, workdir: Path) -> Runner
     return {"command_prefix": host.argv([], cwd=str(workdir)), "socket_factory": backend.socket}
 
 
-class CallPair:
-    """One SIPp callee + one SIPp caller running ``scenario`` through a cluster."""
+def scenario_files(scenario: str | Path, hold: bool) -> tuple[str | Path, str | Path]:
+    """(caller, callee) scenarios: a kept scenario's name for both, or your own pair.
 
-    def __init__(self, cluster: Cluster, scenario: str = "basic", *, calls: int = 1,
+    Your own pair is a path prefix: ``Path("dir/info")`` means ``dir/info_uac.xml`` and
+    ``dir/info_uas.xml``, written like the kept ones (see harness/scenarios).
+    """
+    if isinstance(scenario, Path):
+        uac, uas = (scenario.with_name(f"{scenario.name}_{role}.xml") for role in ("uac", "uas"))
+        missing = [str(f) for f in (uac, uas) if not f.is_file()]
+        if missing:
+            raise CallsError(f"scenario {scenario}: no {' and no '.join(missing)}")
+        if hold and HOLD_MARKER not in uac.read_text(encoding="latin-1"):
+            raise CallsError(f"scenario {scenario} cannot be held: {uac} has no {HOLD_MARKER} marker")
+        return uac, uas
+    if scenario not in SCENARIOS:
+        raise CallsError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
+    if hold and scenario not in HOLDABLE:
+        raise CallsError(f"scenario {scenario!r} cannot be held (holdable: {', '.join(sorted(HOLDABLE))})")
+    return scenario, scenario
+
+
+class CallPair:
+    """One SIPp callee + one SIPp caller running ``scenario`` through a cluster.
+
+    ``scenario`` is a kept scenario's name or your own pair (see `scenario_files`).
+    """
+
+    def __init__(self, cluster: Cluster, scenario: str | Path = "basic", *, calls: int = 1,
                  rate: float = 10.0, hold: bool = False, workdir: str | Path,
                  max_concurrent: int | None = None, **uac_options: object) -> None:
-        if scenario not in SCENARIOS:
-            raise CallsError(f"unknown scenario {scenario!r} (one of {', '.join(SCENARIOS)})")
-        if hold and scenario not in HOLDABLE:
-            raise CallsError(f"scenario {scenario!r} cannot be held (holdable: {', '.join(sorted(HOLDABLE))})")
+        uac_scenario, uas_scenario = scenario_files(scenario, hold)
+        label = scenario.name if isinstance(scenario, Path) else scenario
         backend = cluster.backend
         index = next(_pairs)
         self.caller_host = backend.client(f"caller{index}" if index else "caller")
@@ -59,12 +81,12 @@ class CallPair:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         vip, sip_port = cluster.sip_addr
-        self.uas = SippUAS(scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
-                           name=f"{scenario}-uas", **_runner_options(backend, self.callee_host, self.workdir))
-        self.uac = SippUAC(scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
+        self.uas = SippUAS(uas_scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
+                           name=f"{label}-uas", **_runner_options(backend, self.callee_host, self.workdir))
+        self.uac = SippUAC(uac_scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
                            CALLER_PORT, workdir=self.workdir, calls=calls, rate=rate, hold=hold,
                            max_concurrent=max_concurrent, outbound_proxy=f"{vip}:{sip_port}",
-                           name=f"{scenario}-uac", **_runner_options(backend, self.caller_host, self.workdir),
+                           name=f"{label}-uac", **_runner_options(backend, self.caller_host, self.workdir),
                            **uac_options)
 
     def start(self, timeout: float = 20.0) -> CallPair:
