@@ -18,7 +18,7 @@ from harness.backends.docker.engine import (DockerBackendError, docker_backend_u
                                             labels_for, remove_by_name, slug)
 from harness.backends.docker.host_tools import HostCapture, host_tools_in_container
 from harness.backends.docker.network import DockerNetwork
-from harness.backends.docker.node import MODULE_PATH, DockerNode
+from harness.backends.docker.node import MODULE_PATH, DockerNode, image_release
 from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE
 from harness.node import NodeAddresses, Release
 from harness.settings import Settings, load_settings
@@ -91,8 +91,6 @@ class DockerBackend(PlannedBackend):
                 f"{self.network.bridge}, image {self.image}"]
 
     def release(self) -> Release:
-        from harness.backends.docker.node import image_release
-
         return image_release(self.image)
 
     # lifecycle ------------------------------------------------------------------
