@@ -67,6 +67,7 @@ def test_node_lifecycle_mi_logs_stop_restart(backend: DockerBackend) -> None:
     assert isinstance(node, Node)
     node.start()
     assert node.is_running()
+    assert node.release() == backend.release() and backend.release().version == "1.10.5"
     procs = node.mi().ps()
     assert any(p.type.startswith("BIN receiver") for p in procs)
     assert "opensips" in node.logs().lower() or node.logs() != ""

@@ -59,6 +59,9 @@ def test_cluster_up_warm_and_torn_down(backend: LocalBackend) -> None:
         assert (c.addresses["primary"].ip, c.addresses["backup"].ip, c.vip, backend.harness_ip) == (
             plan.node_ip(0), plan.node_ip(1), plan.vip, plan.gateway)
         assert backend.client("caller").ip == plan.client_ip(0)
+        # the release the binary itself reports, the same through node and backend
+        assert c.nodes["primary"].release() == backend.release()
+        assert backend.release().version == "1.10.5"
         addrs = netns.run(["ip", "-n", c.nodes["primary"].ns, "-4", "addr", "show", "eth0"])
         assert f"{c.vip}/" in addrs
         procs = c.mi("backup").ps()
