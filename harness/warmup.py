@@ -108,8 +108,8 @@ def warm_up(node: Node, send: Send,
 
     send(packet, addr) sends from the cluster network; receiver_pids() asks the node
     (MI `ps`) for its BIN receivers. Survival is observed through the node's
-    `bin_receiver_activity(pid)` when it has one (local backend: /proc, probe only),
-    else through the sentinel's log line (any backend; needs a node that accepts
+    `bin_receiver_activity(pid)` where the backend can see its receivers (local
+    backend: /proc, probe only), else through the sentinel's log line (any backend; needs a node that accepts
     replicated dialogs, since only then the dialog module listens on BIN).
     Returns the number of restarts.
     """
