@@ -1,4 +1,4 @@
-"""The failover scenario: N held calls through the primary, the primary killed, the backup carries them.
+"""The failover scenario: N held calls, the primary killed, the backup carries every one.
 
     harness failover --calls 200 [--json] [--backend auto|docker|local] [--freeze]
     (arguments: harness/cli.py)
