@@ -90,3 +90,12 @@ def test_every_import_points_down() -> None:
 def test_pybin_imports_nothing_from_harness() -> None:
     assert {module_name(p): imports(p, "harness") for p in (ROOT / "pybin").rglob("*.py")
             if imports(p, "harness")} == {}
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """tests/ has no __init__.py files, so two test modules with one basename stop a full
+    run with "import file mismatch" — which a run of tests/unit alone never shows."""
+    seen: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
