@@ -78,9 +78,13 @@ class ReplicationSettings:
 class TimeoutSettings:
     """Deadlines, in seconds, for the harness's waits on a node."""
 
+    #: process start until MI answers
     start: float = 15.0
+    #: SIGTERM until exit (then SIGKILL)
     stop: float = 10.0
+    #: one MI request
     mi: float = 2.0
+    #: one warm-up probe until survival or death is observed
     warmup: float = 5.0
 
 
