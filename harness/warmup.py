@@ -117,6 +117,8 @@ def warm_up(node: Node, send: Send,
     addr = node.addresses().bin_addr
     while True:
         pids = set(receiver_pids())
+        if not pids:  # probing nobody would pass without proving anything
+            raise WarmupError(f"{node.name}: MI lists no BIN receiver to probe")
         if all(node.bin_receiver_activity(p) is not None for p in pids):
             died = _probe_observed(node, send, addr, pids, node.bin_receiver_activity, settings)
         else:

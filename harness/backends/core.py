@@ -15,11 +15,14 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
+from harness.mi import MIClient, MITimeout
 from harness.node import NodeAddresses
 from harness.settings import PortSettings, Settings
+from harness.wait import wait_until
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 #: cluster subnets: one block per xdist worker, one /24 per cluster
@@ -201,6 +204,27 @@ def cluster_subnet(configured: str | None, seq: int) -> ipaddress.IPv4Network:
     if configured:
         return ipaddress.IPv4Network(configured)
     return derive_subnet(worker_index(), seq, run_id())
+
+
+def wait_until_serving(mi: MIClient, want: int, timeout: float, *, name: str,
+                       alive: Callable[[], None], evidence: Callable[[], str]) -> list[int]:
+    """Wait until MI lists ``want`` BIN receivers; their pids (WaitTimeout if not in time).
+
+    Ready is not "MI answers": 1.10 forks the mi_datagram process before the BIN
+    receivers, so a warm-up asking `ps` at once could find no receiver to probe and
+    pass without sending anything (seen on Docker under load: the backup then died of
+    the recvfrom defect on the first replicated dialog).
+    """
+    def receivers() -> list[int] | None:
+        try:
+            procs = mi.ps(timeout=0.25)
+        except MITimeout:
+            return None
+        pids = [p.pid for p in procs if p.type.startswith("BIN receiver")]
+        return pids if len(pids) >= want else None
+
+    return wait_until(receivers, timeout=timeout, interval=0.02, alive=alive, evidence=evidence,
+                      what=f"{name}'s MI to list {want} BIN receiver(s)")
 
 
 def clock(when: float) -> str:

@@ -3,8 +3,11 @@
 import struct
 import zlib
 
-from harness.warmup import (SENTINEL_CMD, bin_packet, died_of_defect, probe_packet,
-                            sentinel_packet, sentinel_pids)
+import pytest
+
+from harness.settings import load_settings
+from harness.warmup import (SENTINEL_CMD, WarmupError, WarmupStats, bin_packet, died_of_defect,
+                            probe_packet, sentinel_packet, sentinel_pids, warm_up)
 
 # excerpt of a real 1.10.5 node's stderr, killed by its first BIN packet
 DIED = """\
@@ -44,3 +47,19 @@ def test_defect_signature():
     assert not died_of_defect("INFO:core:handle_sigs: terminating due to SIGCHLD\n")
     assert sentinel_pids(SURVIVED) == {31933}
     assert sentinel_pids(DIED) == set()
+
+
+def test_a_node_without_listed_receivers_is_not_passed_unprobed():
+    """MI answering before the BIN receivers are forked must not read as 'survived'."""
+    class Node:
+        name = "backup"
+
+        def addresses(self):
+            from harness.node import NodeAddresses
+            return NodeAddresses("backup", "10.1.2.11", 5062, 8080, "10.1.2.100", 5060)
+
+    sent = []
+    with pytest.raises(WarmupError, match="backup: MI lists no BIN receiver to probe"):
+        warm_up(Node(), lambda packet, addr: sent.append(addr), lambda: [],
+                load_settings(use_env=False), WarmupStats())
+    assert sent == []

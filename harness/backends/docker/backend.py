@@ -124,6 +124,7 @@ class DockerBackend(PlannedBackend):
             bin_port=addresses.bin_port, mi_port=addresses.mi_port,
             extra_args=s.opensips.extra_args, start_timeout=s.timeouts.start,
             stop_timeout=s.timeouts.stop, mi_timeout=s.timeouts.mi,
+            bin_children=s.opensips.bin_children,
         )
         self.nodes[name] = node
         return node

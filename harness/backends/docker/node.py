@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from harness.backends.core import LOG_TAIL, death_report
+from harness.backends.core import LOG_TAIL, death_report, wait_until_serving
 from harness.backends.docker.engine import (DockerBackendError, client, labels_for, quietly,
                                             register, slug, unregister)
 from harness.backends.docker.network import DockerNetwork
 from harness.images import OPENSIPS_IMAGE
-from harness.mi import MIClient, MITimeout
+from harness.mi import MIClient
 from harness.node import NodeAddresses, NodeDied, Release, parse_release
-from harness.wait import wait_until
+from harness.wait import WaitTimeout, wait_until
 
 #: where the image installs modules and the config (``make install`` defaults)
 MODULE_PATH = "/usr/local/lib64/opensips/modules"
@@ -70,7 +70,7 @@ class DockerNode:
                  image: str = OPENSIPS_IMAGE, sip_ip: str | None = None, sip_port: int = 5060,
                  bin_port: int = 5062, mi_port: int = 8080, extra_args: Sequence[str] = (),
                  start_timeout: float = 15.0, stop_timeout: float = 10.0,
-                 mi_timeout: float = 2.0) -> None:
+                 mi_timeout: float = 2.0, bin_children: int = 1) -> None:
         self.name = name
         self.network = network
         self.ip = ip
@@ -82,6 +82,8 @@ class DockerNode:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.mi_timeout = mi_timeout
+        #: BIN receivers the config starts (opensips.bin_children): ready means all listed
+        self.bin_children = bin_children
         #: True after stop()/kill(): an exit is then expected, not a death
         self._expect_down = True
         self._last_check = 0.0
@@ -129,16 +131,17 @@ class DockerNode:
         self.wait_ready()
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Ask MI until it answers; NodeDied if the container exits meanwhile."""
+        """Wait until MI lists every BIN receiver; NodeDied if the container exits meanwhile."""
         limit = self.start_timeout if timeout is None else timeout
         try:
-            self.mi().wait_ready(limit)
-        except MITimeout:
+            wait_until_serving(self.mi(), self.bin_children, limit, name=self.name,
+                               alive=self.check_alive, evidence=self._log_tail)
+        except WaitTimeout as err:
             self.check_alive(force=True)
-            raise NodeStartTimeout(
-                f"node {self.name} ({self.ip}) runs but MI on {self.ip}:{self._addresses.mi_port} "
-                f"did not answer within {limit:g}s; last log lines:\n"
-                + "\n".join(self.current_logs().splitlines()[-LOG_TAIL:])) from None
+            raise NodeStartTimeout(f"node {self.name} ({self.ip}) runs but {err}") from None
+
+    def _log_tail(self) -> str:
+        return "last log lines:\n" + "\n".join(self.current_logs().splitlines()[-LOG_TAIL:])
 
     def mi(self, timeout: float | None = None) -> MIClient:
         """An MI client for this node that reports its death instead of timing out."""

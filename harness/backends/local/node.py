@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends.core import LOG_TAIL, death_report
+from harness.backends.core import LOG_TAIL, death_report, wait_until_serving
 from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
-from harness.mi import MIClient, MITimeout
+from harness.mi import MIClient
 from harness.node import NodeAddresses, NodeDied, Release, parse_release
 from harness.settings import Settings
-from harness.wait import WaitTimeout, wait_until
+from harness.wait import WaitTimeout
 
 #: recvfrom(2) syscall numbers, as /proc/<pid>/syscall shows them while blocked
 _RECVFROM_NR = {"x86_64": 45, "aarch64": 207}
@@ -101,20 +101,9 @@ class LocalNode:
         self._expected = True
         threading.Thread(target=self._watch, args=(self._proc,), daemon=True,
                          name=f"watch-{self.name}").start()
-        want = self.settings.opensips.bin_children
-        mi = self.mi()
-
-        def receivers() -> list[int]:
-            try:
-                procs = mi.ps(timeout=0.25)
-            except MITimeout:
-                return []
-            return [p.pid for p in procs if p.type.startswith("BIN receiver")]
-
         try:
-            wait_until(lambda: len(receivers()) >= want, timeout=timeouts.start,
-                       what=f"{self.name}'s MI to list {want} BIN receiver(s)",
-                       alive=self.check_alive, evidence=self._log_tail)
+            wait_until_serving(self.mi(), self.settings.opensips.bin_children, timeouts.start,
+                               name=self.name, alive=self.check_alive, evidence=self._log_tail)
         except WaitTimeout as err:
             raise LocalBackendError(str(err)) from None
 
