@@ -20,6 +20,7 @@ from harness.sip import sip_datagram
 from pybin.errors import PybinError
 from pybin.jsonio import packet_to_json
 from pybin.pcap import CapturedDatagram, read_udp
+from pybin.textio import summary_line
 from pybin.wire import MARKER
 
 
@@ -146,8 +147,6 @@ def classify(item: CapturedDatagram) -> LadderLine:
             obj = packet_to_json(data)
         except PybinError as err:
             return LadderLine(item.timestamp, item.src, item.dst, "BIN", f"undecodable: {err}")
-        from pybin.cli import summary_line
-
         dialog = obj.get("dialog") or {}
         return LadderLine(item.timestamp, item.src, item.dst, "BIN", summary_line(obj),
                           dialog.get("call_id"))
