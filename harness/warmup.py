@@ -31,11 +31,17 @@ from pybin.wire import PacketBuilder
 DEFECT_SIGNATURE = "bin_receive_loop: recvfrom: [22] Invalid argument"
 SIGCHLD_SIGNATURE = "terminating due to SIGCHLD"
 SENTINEL_CMD = 424242
+#: log lines kept when a receiver died but the node has not exited (no death report yet)
+LOG_LINES = 20
 #: sends a datagram from the cluster network: send(packet, (ip, port))
 Send = Callable[[bytes, tuple[str, int]], None]
 _SENTINEL_RE = re.compile(
     r"\[(\d+)\] ERROR:dialog:receive_binary_packet: "
     rf"Invalid dialog binary packet command: {SENTINEL_CMD}\b")
+
+
+class _ReceiverGone(Exception):
+    """A probed BIN receiver died: the node is going down, whether or not it has exited."""
 
 
 class WarmupError(RuntimeError):
@@ -109,8 +115,9 @@ def warm_up(node: Node, send: Send,
     send(packet, addr) sends from the cluster network; receiver_pids() asks the node
     (MI `ps`) for its BIN receivers. Survival is observed through the node's
     `bin_receiver_activity(pid)` where the backend can see its receivers (local
-    backend: /proc, probe only), else through the sentinel's log line (any backend; needs a node that accepts
-    replicated dialogs, since only then the dialog module listens on BIN).
+    backend: /proc, probe only), else through the sentinel's log line (any backend;
+    needs a node that accepts replicated dialogs, since only then the dialog module
+    listens on BIN). A node whose receiver died is killed for good before its restart.
     Returns the number of restarts.
     """
     restarts = 0
@@ -126,8 +133,17 @@ def warm_up(node: Node, send: Send,
         if not died:
             stats.record(None)
             return restarts
+        # the main process may still be shutting down (or hang doing so): its log
+        # shows how the node went, then it goes for good
+        try:
+            wait_until(lambda: died_of_defect(node.current_logs()) or not node.is_running(),
+                       timeout=settings.timeouts.warmup, what=f"{node.name} to show how it died")
+        except WaitTimeout:
+            pass
         logs = node.current_logs()
-        report = node.death_report() or f"node {node.name} is not running"
+        report = node.death_report() or (f"node {node.name}: a BIN receiver died; last log lines:\n"
+                                         + "\n".join(logs.splitlines()[-LOG_LINES:]))
+        node.kill()
         if not died_of_defect(logs):
             raise NodeDied(f"during the BIN warm-up probe, not of the known recvfrom defect: {report}")
         stats.record(WarmupEvent(node.name, time.time(), report))
@@ -159,8 +175,8 @@ def _probe_observed(node: Node, send: Send, addr: tuple[str, int], pids: set[int
 
         def woke() -> set[int] | None:
             now = {p: activity(p) for p in before}
-            if any(v is None for v in now.values()):  # a receiver gone: the node is going down
-                return None
+            if any(v is None for v in now.values()):
+                raise _ReceiverGone  # the node is going down (or hangs trying to)
             done = {p for p, was in before.items()
                     if was is not None and now[p][0] > was[0] and now[p][1]}  # type: ignore[index]
             return done or None
@@ -174,7 +190,8 @@ def _probe_sentinel(node: Node, send: Send, addr: tuple[str, int], pids: set[int
                     settings: Settings) -> bool:
     """Probe + sentinel until every receiver logged the sentinel; True if the node died."""
     def round_(todo: set[int]) -> Callable[[], set[int] | None]:
-        before = len(_SENTINEL_RE.findall(node.current_logs()))
+        logs = node.current_logs()
+        before, deaths = len(_SENTINEL_RE.findall(logs)), logs.count(DEFECT_SIGNATURE)
         send(probe_packet(settings.warmup.module), addr)
         send(sentinel_packet(), addr)
 
@@ -182,6 +199,8 @@ def _probe_sentinel(node: Node, send: Send, addr: tuple[str, int], pids: set[int
             logs = node.current_logs()
             if len(_SENTINEL_RE.findall(logs)) > before:
                 return sentinel_pids(logs) & pids
+            if logs.count(DEFECT_SIGNATURE) > deaths:
+                raise _ReceiverGone
             return None
         return answered
 
@@ -195,7 +214,9 @@ def _cover(node: Node, pids: set[int], settings: Settings, round_: Round, what: 
     """Probe rounds until every receiver in ``pids`` answered one; True if the node died.
 
     A round ends when some receiver answers (each packet reaches one receiver of the
-    shared socket) or the node dies; a round nobody answers is a WarmupError.
+    shared socket), a receiver dies, or the node exits; a round nobody answers is a
+    WarmupError. A dead receiver is enough: 1.10.5's main process sometimes hangs for
+    seconds in its SIGCHLD shutdown, and waiting for it read as "nobody answered".
     """
     limit = settings.timeouts.warmup
     covered: set[int] = set()
@@ -215,6 +236,8 @@ def _cover(node: Node, pids: set[int], settings: Settings, round_: Round, what: 
         try:
             died, answered = wait_until(outcome, timeout=limit, interval=interval,
                                         what=f"{node.name}'s BIN receivers to take the {what}")
+        except _ReceiverGone:
+            return True
         except WaitTimeout:
             raise WarmupError(f"{node.name}: {silent} within {limit:g}s") from None
         if died:

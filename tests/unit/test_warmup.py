@@ -63,3 +63,53 @@ def test_a_node_without_listed_receivers_is_not_passed_unprobed():
         warm_up(Node(), lambda packet, addr: sent.append(addr), lambda: [],
                 load_settings(use_env=False), WarmupStats())
     assert sent == []
+
+
+class HungNode:
+    """A node whose first receiver dies of the defect on the probe while its main process
+    hangs in shutdown (still 'running'); its second start survives the probe."""
+
+    name = "backup"
+
+    def __init__(self):
+        self.start_no, self.sent, self.killed = 1, False, 0
+
+    def addresses(self):
+        from harness.node import NodeAddresses
+        return NodeAddresses("backup", "10.1.2.11", 5062, 8080, "10.1.2.100", 5060)
+
+    def pids(self):
+        return [31921] if self.start_no == 1 else [31950]
+
+    def bin_receiver_activity(self, pid):
+        if not self.sent:
+            return (10, True)
+        return None if self.start_no == 1 else (11, True)
+
+    def is_running(self):
+        return True  # the main process never exits by itself here
+
+    def current_logs(self):
+        return DIED if self.start_no == 1 and self.sent else ""
+
+    def death_report(self):
+        return None
+
+    def kill(self):
+        self.killed += 1
+
+    def start(self):
+        self.start_no, self.sent = self.start_no + 1, False
+
+
+def test_a_receiver_killed_by_the_defect_restarts_the_node_even_if_main_hangs():
+    node, stats = HungNode(), WarmupStats()
+
+    def send(packet, addr):
+        assert addr == ("10.1.2.11", 5062)
+        node.sent = True
+
+    assert warm_up(node, send, node.pids, load_settings(use_env=False), stats) == 1
+    assert (node.killed, node.start_no, stats.probed, stats.died) == (1, 2, 2, 1)
+    assert stats.events[0].report.startswith("node backup: a BIN receiver died; last log lines:\n")
+    assert "terminating due to SIGCHLD" in stats.events[0].report
