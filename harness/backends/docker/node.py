@@ -163,7 +163,11 @@ class DockerNode:
         c = self.container
         if c is None or self.state().get("Status") not in _UP:
             return
-        c.kill(signal="SIGKILL")
+        try:
+            c.kill(signal="SIGKILL")
+        except Exception as exc:  # it exited between the look and the kill: what we wanted
+            if "is not running" not in str(exc):
+                raise
         wait_until(lambda: self.state().get("Status") not in _UP,
                    timeout=self.stop_timeout, what=f"the container of {self.name} to exit")
 
