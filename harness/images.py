@@ -62,6 +62,18 @@ def engine_socket_problem() -> str | None:
     return None
 
 
+def engine_socket_reason(problem: str) -> str:
+    """One line for an engine socket that would not connect, naming what to do.
+
+    A permission problem (socket there, user not in the docker group) and an engine
+    that is not running (refused, or no socket at all) need different fixes.
+    """
+    if "permission denied" in problem.lower():
+        return (f"docker engine socket not permitted ({problem}): "
+                "add this user to the docker group or set DOCKER_HOST")
+    return f"docker engine not reachable ({problem}): start dockerd or set DOCKER_HOST"
+
+
 def _client() -> Any:
     """A Docker SDK client that answered ping, else a one-line ImageError."""
     try:
@@ -69,7 +81,7 @@ def _client() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise ImageError("python package 'docker' missing: pip install docker") from exc
     if problem := engine_socket_problem():
-        raise ImageError(f"docker engine not reachable ({problem}): start dockerd or set DOCKER_HOST")
+        raise ImageError(engine_socket_reason(problem))
     client = None
     try:
         client = docker.from_env(timeout=600)
@@ -77,13 +89,11 @@ def _client() -> Any:
     except Exception as exc:
         if client is not None:
             client.close()
-        raise ImageError(
-            f"docker engine not reachable ({_short(exc)}): start dockerd or set DOCKER_HOST"
-        ) from exc
+        raise ImageError(engine_socket_reason(first_line(exc))) from exc
     return client
 
 
-def _short(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """First line of an exception, for one-line error messages."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -144,7 +154,7 @@ def _stream(cmd: Sequence[str], progress: Progress, what: str) -> None:
             list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         )
     except OSError as exc:
-        raise ImageError(f"{what}: cannot run {cmd[0]}: {_short(exc)}") from exc
+        raise ImageError(f"{what}: cannot run {cmd[0]}: {first_line(exc)}") from exc
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
@@ -203,7 +213,7 @@ def _make_base_image(client: Any, name: str, mirror: str | None, progress: Progr
             )
             image = client.images.get(f"{repo}:{tag}")
         except Exception as exc:
-            raise ImageError(f"docker import failed: {_short(exc)}") from exc
+            raise ImageError(f"docker import failed: {first_line(exc)}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     progress(f"base image {repo}:{tag} ready ({image.short_id})")
@@ -305,7 +315,7 @@ def _docker_build(
     except ImageError:
         raise
     except Exception as exc:
-        raise ImageError(f"building {tag} failed: {_short(exc)}") from exc
+        raise ImageError(f"building {tag} failed: {first_line(exc)}") from exc
     try:
         return str(client.images.get(tag).id)
     except Exception as exc:

@@ -3,8 +3,9 @@
 Fixtures (each small and overridable in your own conftest.py):
 
 - ``harness_settings`` — the YAML settings (``harness/defaults.yaml`` + ``$HARNESS_SETTINGS``).
-- ``opensips_backend`` — which backend runs OpenSIPS (``--opensips-backend``); skips
-  the test with the exact reason when none can.
+- ``opensips_backend`` — which backend runs OpenSIPS (``--opensips-backend``); with
+  ``auto`` skips the test with the exact reason when none can, with a backend named
+  explicitly fails (error) with that backend's reason.
 - ``opensips_cluster`` — factory: ``opensips_cluster(("primary", "backup"), peer=True)``
   starts a cluster on its own network, captures its traffic, and tears it down after
   the test. On failure the capture, a decoded SIP/BIN ladder and every node's log are
@@ -104,8 +105,17 @@ def harness_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def opensips_backend(request: pytest.FixtureRequest, harness_settings: Settings) -> BackendChoice:
-    choice = choose_backend(request.config.getoption("--opensips-backend"), harness_settings)
+    """The backend for live tests.
+
+    ``auto`` skips with the reason when nothing can run OpenSIPS. A backend asked for
+    by name fails instead: a gate told to test on Docker must not go green by skipping
+    every live test because the engine or the image is missing.
+    """
+    wanted = request.config.getoption("--opensips-backend")
+    choice = choose_backend(wanted, harness_settings)
     if choice.name is None:
+        if wanted != "auto":
+            pytest.fail(f"--opensips-backend {wanted} cannot run: {choice.reason}", pytrace=False)
         pytest.skip(choice.reason)
     return choice
 

@@ -17,7 +17,8 @@ from typing import Any
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 from harness.backends.core import run_id  # noqa: E402
-from harness.images import OPENSIPS_IMAGE, engine_socket_problem  # noqa: E402
+from harness.images import (OPENSIPS_IMAGE, engine_socket_problem,  # noqa: E402
+                            engine_socket_reason, first_line)
 
 LABEL_PREFIX = "org.opensips-bin-harness"
 RUN_LABEL = f"{LABEL_PREFIX}.run"
@@ -46,24 +47,30 @@ def client() -> Any:
 
 
 def docker_backend_unavailable(image: str = OPENSIPS_IMAGE) -> str | None:
-    """Why the docker backend cannot run here (a skip reason), or None when it can."""
+    """Why the docker backend cannot run here (one line), or None when it can.
+
+    Each cause reads differently (engine refused, socket not permitted, image not
+    built, image lookup failed), so an explicit ``--opensips-backend docker`` that
+    fails says which one to fix.
+    """
     try:
-        import docker  # noqa: F401
+        import docker
         import testcontainers.core.container  # noqa: F401
     except ImportError as exc:
         return f"docker backend needs python packages 'docker' and 'testcontainers' ({exc.name} missing)"
     if problem := engine_socket_problem():
-        return f"docker engine not reachable ({problem}): start dockerd or set DOCKER_HOST"
+        return engine_socket_reason(problem)
     try:
         engine = client()
         engine.ping()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"docker engine not reachable ({first}): start dockerd or set DOCKER_HOST"
+        return engine_socket_reason(first_line(exc))
     try:
         engine.images.get(image)
-    except Exception:
+    except docker.errors.ImageNotFound:
         return f"docker image {image} not built: run `harness image build`"
+    except Exception as exc:
+        return f"docker engine could not look up image {image} ({first_line(exc)})"
     return None
 
 
