@@ -174,3 +174,74 @@ def test_host_tools_placement(monkeypatch: pytest.MonkeyPatch, mode: str, root: 
     monkeypatch.setenv(host_tools.HOST_TOOLS_ENV, mode)
     monkeypatch.setattr(host_tools.os, "geteuid", lambda: 0 if root else 1000)
     assert host_tools.host_tools_in_container() is expected
+
+
+# -- why the backend cannot run: each cause reads differently (issue 10, point 2) -------
+
+
+class _Images:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get(self, name: str) -> object:
+        if self.error is not None:
+            raise self.error
+        return object()
+
+
+class _Engine:
+    """Stands in for docker.from_env(): ping answers, images.get raises what it is told."""
+
+    def __init__(self, image_error: Exception | None = None, ping_error: Exception | None = None) -> None:
+        self.images = _Images(image_error)
+        self.ping_error = ping_error
+
+    def ping(self) -> bool:
+        if self.ping_error is not None:
+            raise self.ping_error
+        return True
+
+
+def _reason(monkeypatch: pytest.MonkeyPatch, socket_problem: str | None, fake: _Engine) -> str | None:
+    monkeypatch.setattr(engine, "engine_socket_problem", lambda: socket_problem)
+    monkeypatch.setattr(engine, "client", lambda: fake)
+    return engine.docker_backend_unavailable("img:1")
+
+
+def test_unavailable_reasons_name_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, every images.get error (engine 500, a registry mix-up) read "not built"
+    and a socket the user may not open read "start dockerd"."""
+    from docker.errors import APIError, ImageNotFound
+
+    sock = "/var/run/docker.sock"
+    reasons = [
+        _reason(monkeypatch, f"{sock}: Connection refused", _Engine()),
+        _reason(monkeypatch, f"{sock}: Permission denied", _Engine()),
+        _reason(monkeypatch, None, _Engine(image_error=ImageNotFound("No such image: img:1"))),
+        _reason(monkeypatch, None, _Engine(image_error=APIError("500 Server Error: storage driver broken"))),
+        _reason(monkeypatch, None, _Engine(ping_error=OSError("EOF from the engine"))),
+        _reason(monkeypatch, None, _Engine()),
+    ]
+    assert reasons == [
+        f"docker engine not reachable ({sock}: Connection refused): start dockerd or set DOCKER_HOST",
+        f"docker engine socket not permitted ({sock}: Permission denied): "
+        "add this user to the docker group or set DOCKER_HOST",
+        "docker image img:1 not built: run `harness image build`",
+        "docker engine could not look up image img:1 (500 Server Error: storage driver broken)",
+        "docker engine not reachable (EOF from the engine): start dockerd or set DOCKER_HOST",
+        None,
+    ]
+    assert all("\n" not in r for r in reasons if r)
+
+
+def test_a_refusing_engine_socket_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A real unix socket nobody accepts on: the reason says refused, not "image not built"."""
+    import socket
+
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as bound:
+        bound.bind(str(path))  # bound, never listening: connect() is refused
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+        reason = engine.docker_backend_unavailable("img:1")
+    assert reason == f"docker engine not reachable ({path}: Connection refused): start dockerd or set DOCKER_HOST"
+
