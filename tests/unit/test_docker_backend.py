@@ -245,3 +245,75 @@ def test_a_refusing_engine_socket_is_named(monkeypatch: pytest.MonkeyPatch, tmp_
         reason = engine.docker_backend_unavailable("img:1")
     assert reason == f"docker engine not reachable ({path}: Connection refused): start dockerd or set DOCKER_HOST"
 
+
+# -- warm-up on docker judges a death by the latest start's log (issue 10, point 3) -------
+
+
+class _Container:
+    """A container whose log, like docker's, keeps the output of every start."""
+
+    def __init__(self) -> None:
+        self.status, self.log = "running", b"start 1\n"
+
+    def reload(self) -> None:
+        pass
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        return {"State": {"Status": self.status, "ExitCode": 255, "FinishedAt": "now"}}
+
+    def logs(self, stdout: bool = True, stderr: bool = True) -> bytes:
+        return self.log
+
+    def start(self) -> None:
+        self.status = "running"
+        self.log += b"start 2\n"
+
+
+class _Wrapped:
+    def __init__(self, container: _Container) -> None:
+        self.container = container
+
+    def get_wrapped_container(self) -> _Container:
+        return self.container
+
+
+DEFECT_DEATH = (b"Nov 26 11:43:03 [42] ERROR:core:bin_receive_loop: recvfrom: [22] Invalid argument\n"
+                b"Nov 26 11:43:03 [40] INFO:core:handle_sigs: child process 42 exited normally, status=255\n"
+                b"Nov 26 11:43:03 [40] INFO:core:handle_sigs: terminating due to SIGCHLD\n")
+OTHER_CRASH = (b"Nov 26 11:43:05 [40] INFO:core:handle_sigs: child process 42 exited by a signal 11\n"
+               b"Nov 26 11:43:05 [40] INFO:core:handle_sigs: terminating due to SIGCHLD\n")
+
+
+def test_warmup_reports_a_crash_after_an_earlier_defect_death(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first start dies of the known defect (restart: fine); the second dies of
+    something else. Reading docker's whole log, the second death carried the first's
+    signature and was restarted too; judged by its own start it is a NodeDied."""
+    from harness.node import NodeDied
+    from harness.settings import load_settings
+    from harness.warmup import WarmupStats, warm_up
+
+    net = DockerNetwork("c", subnet="10.99.7.0/24", run="r")
+    node = docker_node.DockerNode("backup", net, net.addresses().node_ip(1), "cfg")
+    container = _Container()
+    node._tc = _Wrapped(container)
+    node._expect_down = False
+    monkeypatch.setattr(node, "wait_ready", lambda timeout=None: None)
+    fates = iter([DEFECT_DEATH, OTHER_CRASH])
+
+    def send(packet: bytes, addr: tuple[str, int]) -> None:
+        if container.status == "running" and packet.startswith(b"P4CK") and b"harness" in packet:
+            death = next(fates, None)
+            if death is None:  # later starts survive: the sentinel is answered
+                container.log += (b"Nov 26 11:43:07 [42] ERROR:dialog:receive_binary_packet: "
+                                  b"Invalid dialog binary packet command: 424242\n")
+            else:
+                container.log += death
+                container.status = "exited"
+
+    stats = WarmupStats()
+    with pytest.raises(NodeDied, match="not of the known recvfrom defect") as info:
+        warm_up(node, send, lambda: [42], load_settings(use_env=False), stats)
+    assert "exited by a signal 11" in str(info.value)
+    assert (stats.probed, stats.died) == (1, 1)
+    assert node.current_logs() == "start 2\n" + OTHER_CRASH.decode()
