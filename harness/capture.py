@@ -82,6 +82,17 @@ class Capture:
             self.stop()
             raise CaptureError("tcpdump did not start listening within "
                                f"{timeout:.0f}s: {' '.join(self._stderr[-3:]) or 'no output'}")
+        # The reader also sets the event when tcpdump's stderr closes, i.e. it exited
+        # (no such interface, no permission, not installed in the helper image): that
+        # is not a capture, and a test would otherwise fail later as a bare timeout.
+        if not any("listening on" in line for line in self._stderr):
+            try:
+                code = self._proc.wait(timeout) if self._proc is not None else None
+            except subprocess.TimeoutExpired:
+                code = None
+            self.stop()
+            raise CaptureError(f"tcpdump exited (status {code}) without listening: "
+                               f"{' '.join(self._stderr[-3:]) or 'no output'}")
 
     def _read_stderr(self) -> None:
         assert self._proc is not None and self._proc.stderr is not None
