@@ -13,7 +13,8 @@ Fixtures (each small and overridable in your own conftest.py):
 - ``bin_peer`` — the pybin peer of the most recent cluster started with ``peer=True``.
 - ``sip_calls`` — factory running a SIPp scenario through a cluster.
 
-Markers: ``live`` (needs OpenSIPS) and ``failover``.
+Markers: ``live`` (needs OpenSIPS), ``failover``, and ``node_deaths_expected`` (teardown
+otherwise fails a test after which a node of its clusters is found dead).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, def
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
 from harness.calls import CallPair
 from harness.cluster import Cluster, Destination
-from harness.node import Backend
+from harness.node import Backend, NodeDied
 from harness.peer import BinPeer
 from harness.settings import Settings, load_settings
 from harness.warmup import STATS
@@ -56,6 +57,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "live: needs a real OpenSIPS 1.10 (skipped with the reason otherwise)")
     config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
+    config.addinivalue_line("markers", "node_deaths_expected: the test judges node deaths itself, "
+                            "so teardown does not fail on a node that died")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -210,6 +213,9 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
     yield start
 
     failed = _failed(request.node)
+    died = [] if request.node.get_closest_marker("node_deaths_expected") else _deaths(started)
+    if died and not failed:
+        failed = True  # save the evidence of the crash too
     artifacts = Path(request.config.getoption("--harness-artifacts"))
     for index, live in enumerate(reversed(started)):
         try:
@@ -227,6 +233,25 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
                 live.cluster.close()
             else:
                 live.backend.close()
+    if died and not _failed(request.node):
+        pytest.fail(f"a node died during the test: {died[0]}", pytrace=False)
+
+
+def _deaths(started: Sequence[_LiveCluster]) -> list[str]:
+    """Nodes that died while expected to run, checked once the test body is done.
+
+    A test that never queries a node (e.g. one that only watches the pybin peer)
+    would otherwise pass while the backup crashed on the packets it was sent.
+    """
+    died = []
+    for live in started:
+        if live.cluster is None or not live.cluster.nodes:
+            continue
+        try:
+            live.cluster.check()
+        except NodeDied as err:
+            died.append(str(err))
+    return died
 
 
 @pytest.fixture
