@@ -75,3 +75,111 @@ def test_an_unknown_backend_is_refused_by_the_option(pytester: pytest.Pytester) 
     result = pytester.runpytest("--opensips-backend", "vagrant")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*invalid choice: 'vagrant'*"])
+
+
+FAKE_BACKEND_CONFTEST = """
+import socket
+
+import pytest
+
+from harness.node import NodeAddresses, NodeDied
+from harness.settings import load_settings
+
+
+class FakeNode:
+    def __init__(self, name, addresses):
+        self.name, self._addr = name, addresses
+        self.running = self.expected = False
+
+    def start(self):
+        self.running = self.expected = True
+
+    def kill(self):
+        self.running = self.expected = False
+
+    stop = kill
+
+    def check_alive(self):
+        if self.expected and not self.running:
+            raise NodeDied(f"node {self.name} died at 12:00:00 (exit code 139); last log lines:")
+
+    def is_running(self):
+        return self.running
+
+    def addresses(self):
+        return self._addr
+
+    def logs(self):
+        return ""
+
+    def take_vip(self, vip): ...
+    def release_vip(self, vip): ...
+
+
+class FakeBackend:
+    name, vip, harness_ip, module_path = "fake", "10.1.2.100", "10.1.2.1", "/m"
+
+    def __init__(self, settings):
+        self.settings, self._n = settings, 10
+
+    def open(self): ...
+    def close(self): ...
+    def refresh_neighbours(self, ip): ...
+
+    def node_addresses(self, name):
+        self._n += 1
+        return NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
+
+    def create_node(self, name, config, addresses):
+        return FakeNode(name, addresses)
+
+    def udp_socket(self, port=0):
+        return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+class FakeChoice:
+    name, reason = "fake", "fake backend"
+
+    def factory(self):
+        return FakeBackend
+
+
+@pytest.fixture(scope="session")
+def opensips_backend():
+    return FakeChoice()
+"""
+
+
+def test_teardown_fails_a_test_after_which_a_node_is_dead(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Issue 10, point 5: a test that never queries the backup passed although the
+    backup had crashed (fault: the backup dies during the body, unobserved)."""
+    pytester.makeconftest(FAKE_BACKEND_CONFTEST)
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def _cluster(opensips_cluster):
+            return opensips_cluster(capture=False, warmup=False)
+
+        def test_backup_crashes_unobserved(opensips_cluster):
+            _cluster(opensips_cluster).nodes["backup"].running = False
+
+        @pytest.mark.node_deaths_expected
+        def test_deaths_are_this_tests_subject(opensips_cluster):
+            _cluster(opensips_cluster).nodes["backup"].running = False
+
+        def test_primary_killed_on_purpose(opensips_cluster):
+            _cluster(opensips_cluster).nodes["primary"].kill()
+
+        def test_everyone_alive(opensips_cluster):
+            _cluster(opensips_cluster)
+        """
+    )
+    result = pytester.runpytest("--strict-markers", "--harness-artifacts", str(tmp_path / "artifacts"))
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_backup_crashes_unobserved*",
+        "a node died during the test: node backup died at 12:00:00 (exit code 139); last log lines:"])
+    # the crash leaves its evidence like any failure
+    assert (tmp_path / "artifacts" / "failures" / "test_teardown_fails_a_test_after_which_a_node_is_dead.py_"
+            "test_backup_crashes_unobserved" / "cluster0" / "backup.log").exists()
