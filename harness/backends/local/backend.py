@@ -32,6 +32,11 @@ def local_backend_unavailable(settings: Settings | None = None) -> str | None:
         return "local backend needs root (it creates network namespaces and a bridge)"
     if shutil.which("ip") is None:
         return "local backend needs iproute2's `ip` on PATH"
+    # it runs tcpdump (every live cluster is captured) and SIPp on the host
+    missing = [tool for tool in ("tcpdump", "sipp") if shutil.which(tool) is None]
+    if missing:
+        return (f"local backend runs {' and '.join(missing)} on the host: not on PATH "
+                "(Debian: tcpdump, sip-tester)")
     settings = settings or load_settings()
     try:
         settings.module_path_for(find_opensips_binary(settings.opensips.binary))
