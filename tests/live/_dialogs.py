@@ -34,6 +34,16 @@ def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float
         pytest.fail(str(err))
 
 
+def backend_can_run(config: pytest.Config, name: str, reason: str | None) -> None:
+    """For test modules written against one backend: skip when it cannot run here,
+    but fail when the run asked for that backend by name (as the plugin does)."""
+    if reason is None:
+        return
+    if config.getoption("--opensips-backend") == name:
+        pytest.fail(f"--opensips-backend {name} cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def by_call(received: Iterable[PeerPacket]) -> dict[bytes, list[DialogMessage]]:
     """Decoded dialog messages per Call-ID, in arrival order."""
     out: dict[bytes, list[DialogMessage]] = {}

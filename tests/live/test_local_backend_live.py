@@ -9,7 +9,6 @@ call's re-INVITE and BYE as in-dialog requests of the replicated dialog.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -24,15 +23,17 @@ from harness.compare import MI_TIMEOUT_SLACK
 from harness.mi import MITimeout
 from harness.node import NodeDied
 
+from _dialogs import backend_can_run
 from _dialogs import wait_until as wait_for
 
 DATA = Path(__file__).parent / "data"
-_reason = local_backend_unavailable()
-pytestmark = [pytest.mark.live,
-              pytest.mark.skipif(_reason is not None, reason=_reason or "")]
-needs_sip_tools = pytest.mark.skipif(
-    not (shutil.which("sipp") and shutil.which("tcpdump")),
-    reason="needs sipp (Debian sip-tester) and tcpdump on PATH")
+_reason = local_backend_unavailable()  # includes sipp and tcpdump on the host
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(autouse=True)
+def _local_backend_runs(request: pytest.FixtureRequest) -> None:
+    backend_can_run(request.config, "local", _reason)
 
 
 @pytest.fixture
@@ -171,7 +172,6 @@ class Tcpdump:
             self.proc.wait(10)
 
 
-@needs_sip_tools
 def test_call_replicates_and_backup_answers_after_failover(backend: LocalBackend) -> None:
     from pybin.dialog import decode
     from pybin.pcap import read_datagrams
