@@ -303,20 +303,27 @@ def command_states(messages: Iterable[DialogMessage]) -> list[tuple[int, int | N
 
 
 def sequence_ok(sequence: Sequence[tuple[int, int | None]],
-                middle: Sequence[tuple[int, int | None]] = ((2, 4),)) -> bool:
+                middle: Sequence[tuple[int, int | None]] = ((2, 4),), *,
+                created_required: bool = True) -> bool:
     """A confirmed call's packets as one destination received them.
 
     ``created(3)``, then exactly ``middle`` (first the ACK's ``updated(4)``), then
     ``deleted``. On 1.10.5 the 200 OK and the ACK are handled by different SIP
     worker processes, each sending to every destination in turn, so ``created`` may
     also arrive right after the ACK's ``updated`` (observed: one destination got
-    created, updated while another got updated, created), or be missing. A created
-    serialised after the ACK's state change carries state 4 (observed), so created
-    is (1, 3) or (1, 4).
+    created, updated while another got updated, created). A created serialised after
+    the ACK's state change carries state 4 (observed), so created is (1, 3) or (1, 4).
+
+    ``created_required=False`` also accepts a call without created: tm runs the
+    dialog's RESPONSE_OUT callback after sending the 200 OK, and it replicates created
+    only while the state is still 3, so when another worker handles the ACK first no
+    created is sent at all (1.10.5 dlg_handlers.c/t_reply.c; measured: 2 of 360 calls,
+    tests/README.md). A caller that allows it must bound how many calls lack one: a
+    primary that never replicates created also produces such sequences.
     """
     tail = [*middle, (3, None)]
     seq = list(sequence)
-    if seq == tail:
+    if not created_required and seq == tail:
         return True
     for at in (0, 1):
         if len(seq) == len(tail) + 1 and seq[at] in ((1, 3), (1, 4)):
