@@ -21,9 +21,17 @@ T = TypeVar("T")
 #: what the template's create_dialog("B") leaves in dlg->flags once on the wire
 #: (ISINIT: the dialog was created here; BYEONTIMEOUT: the "B" flag)
 WIRE_FLAGS = int(DlgFlag.ISINIT | DlgFlag.BYEONTIMEOUT)
-#: seconds allowed between start_ts + configured lifetime and the packet's timeout:
-#: 1.10 arms the timer a tick after it stamps start_ts
-TIMEOUT_TOLERANCE = 2
+#: seconds allowed between start_ts + configured lifetime and the packet's timeout.
+#: 1.10 writes timeout as time(0) + expiry tick - current tick: two clocks read at
+#: different instants, so it may be a second either side. Measured with
+#: tests/live/measure_timers.py, 6 runs x 180 packets (local and docker, 2 runs at once
+#: on 2 cores): timeout - start_ts - lifetime was -1 (37), 0 (982) or +1 (64), never more.
+TIMEOUT_TOLERANCE = 1
+#: calls of one test allowed to lack a created packet (harness.compare.sequence_ok,
+#: created_required=False: 1.10.5 skips created when the ACK is handled before tm's
+#: RESPONSE_OUT callback). Measured: 2 of 360 calls (measure_timers.py, above); a
+#: primary that never replicates created loses it for every call, and fails.
+LOST_CREATED_ALLOWED = 1
 
 
 def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:

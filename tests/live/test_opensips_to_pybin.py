@@ -17,7 +17,8 @@ from harness.compare import (command_states, diff_message_entry, diff_message_si
                              sip_dialog)
 from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated
 
-from _dialogs import all_have, by_call, is_confirmed_update, is_deleted, script_diffs, vip_socket
+from _dialogs import (LOST_CREATED_ALLOWED, all_have, by_call, is_confirmed_update, is_deleted,
+                      script_diffs, vip_socket)
 
 pytestmark = pytest.mark.live
 
@@ -25,6 +26,13 @@ CALLS = 3
 #: packets between created(3) and deleted per scenario: the ACK's updated(4), and for
 #: reinvite one more updated(4) carrying the re-INVITE's CSeq 2 (its ACK sends none)
 MIDDLE = {"reinvite": ((2, 4), (2, 4))}
+
+
+def _without_created(grouped: dict[bytes, list[Any]]) -> None:
+    """Fail when more calls lack created than 1.10.5's own race explains."""
+    missing = sorted(cid for cid, msgs in grouped.items() if not any(isinstance(m, DialogCreated) for m in msgs))
+    assert len(missing) <= LOST_CREATED_ALLOWED, (
+        f"{len(missing)} of {len(grouped)} calls replicated no created: {missing}")
 
 
 def _from_user(uri: str) -> str:
@@ -35,7 +43,7 @@ def _check_packets(cluster: Any, call: Any, msgs: list[Any], scenario: str) -> N
     """Every packet of one call against the SIP dialog and the template's values."""
     sip = sip_dialog(call, cluster.vip)
     seq = command_states(msgs)
-    assert sequence_ok(seq, MIDDLE.get(scenario, ((2, 4),))), (call.call_id, seq)
+    assert sequence_ok(seq, MIDDLE.get(scenario, ((2, 4),)), created_required=False), (call.call_id, seq)
     invite_t = call.messages[0].t
     ok_t = next(m.t for m in call.messages if m.code == 200 and m.cseq == (1, "INVITE"))
     full = [m for m in msgs if isinstance(m, (DialogCreated, DialogUpdated))]
@@ -79,6 +87,7 @@ def test_held_calls_replicate_the_sip_dialog_and_dlg_list(
     peer.wait_for(all_have(calls, is_deleted), 15, "deleted for every call")
     grouped = by_call(peer.received)
     assert set(grouped) == set(calls)  # nothing for any other dialog
+    _without_created(grouped)
     for cid, call in calls.items():
         _check_packets(cluster, call, grouped[cid], scenario)
     stats = cluster.mi("primary").get_statistics()
@@ -102,6 +111,7 @@ def test_callee_bye_replicates_and_ends_the_dialog(
     entries = {d.key: d for d in cluster.mi("primary").dlg_list()}
     grouped = by_call(peer.received)
     assert set(grouped) == set(calls)
+    _without_created(grouped)
     for cid, call in calls.items():
         msgs = grouped[cid]
         _check_packets(cluster, call, msgs, "callee_bye")

@@ -38,10 +38,12 @@ SENTINEL_LINE = "Invalid dialog binary packet command: 424242"
 #: travel in one UDP/IPv4 datagram at all
 MAX_UDP4 = 65535 - 20 - 8
 BURST = 3000
-#: MI prints a dialog's timeout as time(0) + expiry tick - current tick; while the
-#: node is busy its tick count lags the wall clock, so the printed value creeps up
-#: (seen: +2 s across this test on the Docker backend). The dialog is the same.
-TIMER_DRIFT = 5
+#: MI prints a dialog's timeout as time(0) + expiry tick - current tick: two clocks,
+#: and a busy node's ticks lag the wall clock, so the printed value moves while the
+#: dialog stays the same. Measured: over a 3000-datagram burst, -1, 0 or +1 s in 6 runs
+#: of tests/live/measure_timers.py (local and docker); +2 s once in a full -n auto run on
+#: Docker (commit ffa2475). Each run records what it saw (JUnit backup_timer_drift_s).
+TIMER_DRIFT = 2
 BATCH = 250
 
 
@@ -182,7 +184,8 @@ def test_pybin_endpoint_drops_each_with_its_reason() -> None:
 
 @pytest.mark.live
 def test_opensips_node_survives_hostile_datagrams(
-        opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
+        opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any],
+        request: pytest.FixtureRequest) -> None:
     cluster = opensips_cluster()
     pair = sip_calls(cluster, "basic", calls=1, hold=True)
     pair.uac.wait_held(timeout=30)
@@ -221,13 +224,11 @@ def test_opensips_node_survives_hostile_datagrams(
         cases = {c.name: c for c in catalogue(vip_socket(cluster))}
         per_kind = BURST // len(BURST_KINDS)
         burst = [cases[k].data for k in BURST_KINDS] * per_kind
-        started = time.monotonic()
         # in rounds of BATCH, each closed by the sentinel: a datagram dropped by a full
         # socket buffer would be UDP loss, not the node's doing, so the test never
         # lets the buffer fill
         for i in range(0, len(burst), BATCH):
             processed(burst[i:i + BATCH])
-        assert time.monotonic() - started < 60
         logs = node.logs()
         for k in BURST_KINDS:  # every one of them reached the receiver and was judged
             if cases[k].log:
@@ -235,6 +236,8 @@ def test_opensips_node_survives_hostile_datagrams(
         cluster.check()
         assert mi.get_statistics() == before  # none of these kinds moves a statistic
         (after,) = mi.dlg_list()
+        # the tolerance's evidence, per run (see TIMER_DRIFT)
+        request.node.user_properties.append(("backup_timer_drift_s", after.timeout - held[0].timeout))
         diffs = diff_entries(after, held[0], ignore=(), timeout_slack=TIMER_DRIFT)
         assert not diffs, diffs
         assert cluster.mi("primary").dlg_list()[0].key == held[0].key

@@ -164,8 +164,15 @@ def test_state_sequences() -> None:
     upd = make(Command.UPDATED, state=DlgState.CONFIRMED)
     seq = command_states([created(), upd, deleted])
     assert seq == [(1, 3), (2, 4), (3, None)]
-    assert sequence_ok(seq) and sequence_ok(seq[1:])
-    assert sequence_ok([(2, 4), (2, 4), (3, None)], middle=[(2, 4), (2, 4)])
+    assert sequence_ok(seq)
+    # fault: a primary that never replicates created (issue 10, point 8) — before,
+    # both of these were accepted
+    assert not sequence_ok(seq[1:])
+    assert not sequence_ok([(2, 4), (2, 4), (3, None)], middle=[(2, 4), (2, 4)])
+    # 1.10.5's own lost-created race is accepted only when asked for (the caller then
+    # bounds how many calls lack created)
+    assert sequence_ok(seq[1:], created_required=False)
+    assert not sequence_ok([(2, 4), (2, 4), (3, None)], created_required=False)
     assert not sequence_ok([(1, 3), (3, None)])
     assert not sequence_ok([(1, 3), (2, 4), (2, 4), (3, None)])
     assert sequence_ok([(2, 4), (1, 3), (3, None)])  # created overtaken by the ACK's updated
