@@ -13,8 +13,10 @@ record it with ``harness record --scenario NAME``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from _independent import dialog_bytes
 from harness.sip import SipMessage, sip_datagram
 from harness.sipp import SCENARIOS
 from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated, DlgState, decode_packet
@@ -84,6 +87,94 @@ def _uri(header: str | None) -> str:
     return m.group(1) if m else header.split(";")[0].strip()
 
 
+COMMANDS = {1: "created", 2: "updated", 3: "deleted"}
+#: dlg->flags the template's create_dialog("B") leaves on the wire, from 1.10.5's
+#: dlg_hash.h: DLG_FLAG_BYEONTIMEOUT (1<<3) | DLG_FLAG_ISINIT (1<<4)
+WIRE_FLAGS = (1 << 3) | (1 << 4)
+
+
+def raw_command(data: bytes) -> tuple[str, int]:
+    """Module name and command read with struct alone (docs/PROTOCOL.md "Packet")."""
+    (name_len,) = struct.unpack_from("<i", data, 8)
+    (command,) = struct.unpack_from("<i", data, 12 + name_len)
+    return data[12:12 + name_len].decode(), command
+
+
+def raw_call_id(data: bytes) -> str:
+    """The first dialog field (Call-ID), read with struct alone."""
+    (name_len,) = struct.unpack_from("<i", data, 8)
+    at = 12 + name_len + 4
+    (length,) = struct.unpack_from("<i", data, at)
+    return data[at + 4:at + 4 + length].decode()
+
+
+def raw_state(data: bytes) -> int:
+    """Field 8 (state) of a created/updated: after five strings, h_id and start_ts."""
+    (name_len,) = struct.unpack_from("<i", data, 8)
+    at = 12 + name_len + 4
+    for _ in range(5):
+        (length,) = struct.unpack_from("<i", data, at)
+        at += 4 + length
+    (state,) = struct.unpack_from("<i", data, at + 8)
+    return int(state)
+
+
+def sip_confirmed_calls(rec: Recording) -> list[str]:
+    """Calls whose initial INVITE got a 200 OK out of the proxy (the VIP), from SIP alone."""
+    return sorted({m.call_id for d, m in rec.sip if m.code == 200 and m.cseq == (1, "INVITE")
+                   and f"{d.src[0]}:{d.src[1]}" == rec.vip})
+
+
+def sip_expected_commands(rec: Recording, call_id: str) -> list[str]:
+    """What 1.10.5 replicates for a confirmed call, from its SIP messages at the proxy
+    (docs/PROTOCOL.md "When a 1.10.5 primary sends"): created for the 200 OK, updated for
+    the ACK and for each re-INVITE's 200 OK, deleted for the BYE."""
+    to_proxy = [m for d, m in rec.sip if m.call_id == call_id and not m.is_response
+                and f"{d.dst[0]}:{d.dst[1]}" == rec.vip]
+    reinvites = {m.cseq[0] for m in to_proxy if m.method == "INVITE" and m.cseq[0] > 1}
+    return ["created", "updated", *["updated"] * len(reinvites), "deleted"]
+
+
+def check_commands(rec: Recording) -> None:
+    """Commands per call read from the raw bytes = meta's = what the SIP implies.
+
+    meta.json's commands_per_call was written by `harness record` from pybin's decode,
+    so comparing it with expected.jsonl (also pybin's) compared pybin with pybin.
+    """
+    raw: dict[str, list[str]] = {}
+    for d in rec.bin:
+        module, command = raw_command(d.data)
+        assert module == "dialog", module
+        raw.setdefault(raw_call_id(d.data), []).append(COMMANDS[command])
+    assert raw == rec.meta["commands_per_call"]
+    if raw:  # every call of a scenario replicates the same sequence
+        assert all(seq == rec.meta["commands_sequence"] for seq in raw.values()), raw
+    states: dict[str, list[int]] = {}
+    for d in rec.bin:
+        if raw_command(d.data)[1] != 3:
+            states.setdefault(raw_call_id(d.data), []).append(raw_state(d.data))
+    assert states == {k: v for k, v in rec.meta["states_per_call"].items() if v}
+    confirmed = sip_confirmed_calls(rec)
+    assert confirmed == sorted(rec.meta["confirmed_call_ids"])
+    assert sorted(raw) == confirmed  # nothing for a call that never reached 200 OK
+    for call_id in confirmed:
+        assert sorted(raw[call_id]) == sorted(sip_expected_commands(rec, call_id)), call_id
+        assert raw[call_id][-1] == "deleted", call_id
+
+
+def check_replicated(rec: Recording) -> None:
+    """A confirmed scenario's recording holds every call, confirmed and replicated.
+
+    Without this, the per-call loops below pass on a recording with no calls or no BIN
+    packets at all.
+    """
+    confirmed = sip_confirmed_calls(rec)
+    assert len(confirmed) == rec.meta["calls"] >= 1, (confirmed, rec.meta["calls"])
+    assert confirmed == sorted(rec.meta["confirmed_call_ids"])
+    replicated = {raw_call_id(d.data) for d in rec.bin}
+    assert replicated == set(confirmed), (sorted(replicated), confirmed)
+
+
 # -- the corpus covers every scenario ---------------------------------------------------
 
 def test_every_scenario_has_a_recording() -> None:
@@ -102,11 +193,7 @@ def test_meta_describes_the_recording(name: str) -> None:
     assert meta["backend"] in ("docker", "local")
     assert meta["calls_completed"] == meta["calls"] >= 1
     assert meta["packets"] == {"bin": len(rec.bin), "sip": len(rec.sip)}
-    per_call: dict[str, list[str]] = {}
-    for obj in rec.expected:
-        per_call.setdefault(obj["dialog"]["call_id"], []).append(
-            {1: "created", 2: "updated", 3: "deleted"}[obj["command"]])
-    assert per_call == meta["commands_per_call"]
+    check_commands(rec)
     # every BIN packet went from the primary to the backup, nowhere else
     primary, backup = meta["addresses"]["primary"], meta["addresses"]["backup"]
     assert {(f"{d.src[0]}:{d.src[1]}", f"{d.dst[0]}:{d.dst[1]}") for d in rec.bin} <= {(primary, backup)}
@@ -138,8 +225,28 @@ def test_every_packet_reencodes_byte_exact(name: str) -> None:
 # -- each packet matches the SIP dialog it came from -----------------------------------------
 
 @pytest.mark.parametrize("name", CONFIRMED)
+def test_confirmed_scenarios_replicated_every_call(name: str) -> None:
+    check_replicated(load(name))
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_packet_is_rebuilt_by_an_independent_encoder(name: str) -> None:
+    """pybin's decoded fields, laid out again by tests/_independent.py (struct + zlib,
+    no pybin code), give the recorded bytes: pybin decoded them into the right fields,
+    not merely into something its own encoder turns back into the same bytes."""
+    for item in load(name).bin:
+        msg = decode_packet(parse_header(item.data))
+        assert dialog_bytes(int(msg.command), msg) == item.data
+
+
+@pytest.mark.parametrize("name", CONFIRMED)
 def test_dialog_fields_match_the_sip_dialog(name: str) -> None:
-    rec = load(name)
+    check_fields(load(name))
+
+
+def check_fields(rec: Recording) -> None:
+    """Every replicated field against the SIP messages and the template, call by call."""
+    check_replicated(rec)
     settings = rec.meta["dialog_settings"]
     sock = f"udp:{rec.vip}"
     for call_id in rec.meta["confirmed_call_ids"]:
@@ -154,7 +261,15 @@ def test_dialog_fields_match_the_sip_dialog(name: str) -> None:
         assert created.state == DlgState.CONFIRMED_NA and confirmed.state == DlgState.CONFIRMED
         for msg in packets:
             assert (msg.from_tag, msg.to_tag) == (invite.from_tag.encode(), ok.to_tag.encode())  # type: ignore[union-attr]
+        reinvite_cseqs = sorted({m.cseq[0] for _, m in rec.sip_requests("INVITE")
+                                 if m.call_id == call_id and m.cseq[0] > 1})
+        # the callee leg's cseq: the INVITE's, then each re-INVITE's as it is replicated
+        assert [m.callee_cseq for m in packets[:-1]] == [b"1", b"1", *(str(c).encode() for c in reinvite_cseqs)]
         for msg in packets[:-1]:
+            assert msg.caller_cseq == b"0"  # the caller leg's: 1.10 starts it at 0; no request from the callee
+            assert (msg.callee_from_uri, msg.callee_to_uri) == (b"", b"")  # no From/To mangling
+            assert msg.flags == WIRE_FLAGS
+            assert (msg.caller_last_gen_cseq, msg.callee_last_gen_cseq) == (0, 0)  # nothing generated locally
             assert msg.from_uri.decode() == _uri(invite.header("From"))
             assert msg.to_uri.decode() == _uri(invite.header("To"))
             assert msg.caller_sock.decode() == msg.callee_sock.decode() == sock
@@ -211,6 +326,7 @@ def test_reinvite_updates_the_cseq() -> None:
 
 def test_long_headers_call_id_survives_intact() -> None:
     rec = load("long_headers")
+    check_replicated(rec)  # else the loop below passes on a recording without calls
     for call_id in rec.meta["confirmed_call_ids"]:
         assert len(call_id) > 1000 and call_id.startswith("cid0000.cid0001.")
         invite = next(m for _, m in rec.sip_requests("INVITE") if m.call_id == call_id)
@@ -222,6 +338,7 @@ def test_long_headers_call_id_survives_intact() -> None:
 
 def test_record_route_callee_route_set_has_the_two_extra_hops() -> None:
     rec = load("record_route")
+    check_replicated(rec)  # else the loop below passes on a recording without calls
     callee = rec.meta["addresses"]["callee"]
     hops = f"<sip:hop1@{callee};lr>,<sip:hop2@{callee};lr>"
     for call_id in rec.meta["confirmed_call_ids"]:
@@ -267,3 +384,59 @@ def test_replica_holds_each_confirmed_dialog_until_its_delete(name: str) -> None
         if isinstance(msg, DialogDeleted):
             assert replica.get(msg.call_id, msg.from_tag, msg.to_tag) is None
     assert seen == set(rec.meta["confirmed_call_ids"])
+
+
+# -- fault injection: each check above fails on the recording it exists to reject -------
+# (issue 10, point 7: the checks used to compare pybin with pybin, skip flags / cseqs /
+# callee URIs / last_gen_cseq, and pass on a recording without calls or BIN packets)
+
+
+def _with_packet(rec: Recording, index: int, **fields: Any) -> Recording:
+    """``rec`` with BIN packet ``index`` re-encoded with ``fields`` changed."""
+    item = rec.bin[index]
+    msg = decode_packet(parse_header(item.data))
+    data = msg._replace(**fields).encode()  # type: ignore[union-attr]
+    return dataclasses.replace(rec, bin=[*rec.bin[:index], dataclasses.replace(item, data=data),
+                                         *rec.bin[index + 1:]])
+
+
+@pytest.mark.parametrize("name", ["long_headers", "record_route"])
+def test_fault_a_recording_without_bin_packets_fails(name: str) -> None:
+    rec = load(name)
+    empty = dataclasses.replace(rec, bin=[], expected=[], expected_lines=[])
+    with pytest.raises(AssertionError, match="set()"):
+        check_replicated(empty)
+    with pytest.raises(AssertionError):
+        check_fields(empty)
+
+
+def test_fault_a_recording_without_calls_fails() -> None:
+    rec = load("long_headers")
+    meta = {**rec.meta, "confirmed_call_ids": [], "commands_per_call": {}}
+    nothing = dataclasses.replace(rec, bin=[], sip=[], expected=[], meta=meta)
+    with pytest.raises(AssertionError, match=r"\(\[\], 2\)"):
+        check_replicated(nothing)
+
+
+def test_fault_meta_from_a_pybin_that_mislabels_commands_fails() -> None:
+    """A recorder whose pybin read created as updated and back writes a self-consistent
+    expected.jsonl and meta.json; only the raw bytes and the SIP give it away."""
+    rec = load("basic")
+    swap = {"created": "updated", "updated": "created", "deleted": "deleted"}
+    meta = {**rec.meta, "commands_per_call": {k: [swap[c] for c in v]
+                                              for k, v in rec.meta["commands_per_call"].items()}}
+    with pytest.raises(AssertionError):
+        check_commands(dataclasses.replace(rec, meta=meta))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("flags", WIRE_FLAGS | 1), ("caller_cseq", b"1"), ("callee_cseq", b"2"),
+    ("callee_from_uri", b"sip:mangled@x"), ("callee_to_uri", b"sip:mangled@x"),
+    ("caller_last_gen_cseq", 5), ("callee_last_gen_cseq", 5), ("h_id", 12345),
+])
+def test_fault_a_field_off_the_sip_dialog_fails(field: str, value: Any) -> None:
+    rec = load("reinvite")
+    index = next(i for i, d in enumerate(rec.bin) if raw_command(d.data)[1] == 2)
+    check_fields(rec)  # the recording itself passes
+    with pytest.raises(AssertionError):
+        check_fields(_with_packet(rec, index, **{field: value}))
