@@ -106,6 +106,13 @@ class FakeNode:
     def is_running(self):
         return self.running
 
+    def mi(self):
+        return self
+
+    def ps(self):
+        self.check_alive()
+        return []
+
     def addresses(self):
         return self._addr
 
