@@ -29,7 +29,7 @@ from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, def
 from harness.cluster import Cluster
 from harness.failover import FailoverError, run_failover
 from harness.gate import GateError, run_gate
-from harness.images import main as images_main
+from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
 from harness.node import NodeDied
 from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
                             record_corpus)
@@ -37,7 +37,7 @@ from harness.settings import SETTINGS_ENV, Settings, SettingsError, load_setting
 from harness.sipp import SCENARIOS
 
 #: failures whose message is written for a person: shown as they are
-EXPLAINED = (NodeDied, FailoverError, RecordError, GateError, SettingsError)
+EXPLAINED = (NodeDied, FailoverError, RecordError, GateError, SettingsError, ImageError)
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -131,8 +131,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say)
 
 
-def cmd_image(args: argparse.Namespace) -> int:
-    return images_main(args.image_args)
+def cmd_image_build(args: argparse.Namespace) -> int:
+    which = (args.only,) if args.only else ("opensips", "sipp")
+    for tag in build_images(args.source, args.base, say, which=which, no_cache=args.no_cache):
+        say(f"built {tag}")
+    return 0
+
+
+def cmd_image_base(args: argparse.Namespace) -> int:
+    make_base_image(args.name, args.mirror, say, suite=args.suite)
+    return 0
 
 
 # -- failover -----------------------------------------------------------------------------
@@ -184,8 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = command("image", cmd_image, "build the images (image build / image base)", add_help=False)
-    p.add_argument("image_args", nargs=argparse.REMAINDER)
+    image = sub.add_parser("image", help="build the images (image build / image base)")
+    images = image.add_subparsers(dest="image_command", required=True)
+    p = images.add_parser("build", help="build the OpenSIPS 1.10.5 and SIPp images")
+    p.set_defaults(func=cmd_image_build)
+    p.add_argument("--source", metavar="DIR", help="OpenSIPS 1.10.5 source tree instead of download")
+    p.add_argument("--base", metavar="IMAGE", help=f"base image (default {DEFAULT_BASE})")
+    p.add_argument("--only", choices=("opensips", "sipp"), help="build one image only")
+    p.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    p = images.add_parser("base", help="make a Debian base image with debootstrap + docker import")
+    p.set_defaults(func=cmd_image_base)
+    p.add_argument("--name", default=DEFAULT_BASE, help=f"image name (default {DEFAULT_BASE})")
+    p.add_argument("--mirror", help="Debian mirror URL (default: the host's apt mirror)")
+    p.add_argument("--suite", default="bookworm")
 
     p = command("up", cmd_up, "start a cluster, print its addresses, run until Ctrl-C")
     add_cluster_options(p)

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from harness.backends import BACKEND_CHOICES
-from harness.cli import build_parser, cmd_failover, cmd_image, cmd_record, cmd_run, cmd_up, main
+from harness.cli import (build_parser, cmd_failover, cmd_image_base, cmd_image_build,
+                         cmd_record, cmd_run, cmd_up, main)
 from harness.gate import summary_table
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
@@ -54,10 +55,10 @@ def test_unknown_subcommand_exits_2(capsys):
 
 def test_every_subcommand_is_wired_with_the_shared_options():
     parser = build_parser()
-    wired = {name: parser.parse_args([name, *extra]).func for name, extra in [
-        ("up", []), ("run", []), ("failover", []), ("record", []), ("image", ["build"])]}
-    assert wired == {"up": cmd_up, "run": cmd_run, "failover": cmd_failover,
-                     "record": cmd_record, "image": cmd_image}
+    wired = {" ".join(argv): parser.parse_args(argv).func for argv in [
+        ["up"], ["run"], ["failover"], ["record"], ["image", "build"], ["image", "base"]]}
+    assert wired == {"up": cmd_up, "run": cmd_run, "failover": cmd_failover, "record": cmd_record,
+                     "image build": cmd_image_build, "image base": cmd_image_base}
     for name in ("up", "run", "failover", "record"):
         args = parser.parse_args([name, "--backend", "local", "--settings", "s.yaml"])
         assert (args.backend, args.settings) == ("local", "s.yaml")

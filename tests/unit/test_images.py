@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import images
+from harness import cli, images
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENSIPS = ROOT / "containers" / "opensips-1.10"
@@ -123,23 +123,23 @@ def test_not_a_source_tree(tmp_path: Path) -> None:
     assert "not a directory" in (images.looks_like_opensips_source(tmp_path / "nope") or "")
 
 
-def test_main_reports_one_line_when_engine_is_unreachable(
+def test_image_build_reports_one_line_when_engine_is_unreachable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pytest.importorskip("docker")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
-    assert images.main(["build"]) == 1
+    assert cli.main(["image", "build"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: docker engine not reachable")
+    assert len(err) == 1 and err[0].startswith("harness: docker engine not reachable")
     assert "Traceback" not in err[0]
 
 
-def test_main_rejects_a_bad_source_dir(
+def test_image_build_rejects_a_bad_source_dir(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     called = []
     monkeypatch.setattr(images, "_client", lambda: called.append(1))
-    assert images.main(["build", "--source", str(tmp_path)]) == 1
+    assert cli.main(["image", "build", "--source", str(tmp_path)]) == 1
     assert "does not look like an OpenSIPS source tree" in capsys.readouterr().err
     assert not called  # checked before asking the engine
 
