@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.resources import package_path
+
 Progress = Callable[[str], Any]
 
 #: what the images are called; the docker backend runs these
@@ -30,7 +32,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: label put on everything this module builds, so images can be recognised
 IMAGE_LABEL = "org.opensips-bin-harness.image"
 
-CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+CONTAINERS_DIR = package_path("containers")
 
 # Build outputs that OpenSIPS's own .gitignore excludes anyway: not worth copying into
 # the build context (the Dockerfile's verification ignores and then deletes them).

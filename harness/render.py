@@ -1,4 +1,4 @@
-"""Render OpenSIPS 1.10 configs from opensips-cfg/ templates.
+"""Render OpenSIPS 1.10 configs from the harness/opensips-cfg/ templates.
 
 One function, `render_config`, used by every backend so a primary started in a
 network namespace and one started in a container run the same script:
@@ -14,15 +14,15 @@ is the cluster's virtual IP). Ports come from `node`, everything else from setti
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Iterable
 
 import jinja2
 
 from harness.node import NodeAddresses
+from harness.resources import package_path
 from harness.settings import Settings, SettingsError
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "opensips-cfg"
+TEMPLATE_DIR = package_path("opensips-cfg")
 TEMPLATE_NAME = "opensips.cfg.j2"
 ROLES = ("primary", "backup", "standalone")
 

@@ -10,8 +10,8 @@ import pytest
 from harness import cli, images
 
 ROOT = Path(__file__).resolve().parents[2]
-OPENSIPS = ROOT / "containers" / "opensips-1.10"
-SIPP = ROOT / "containers" / "sipp"
+OPENSIPS = ROOT / "harness" / "containers" / "opensips-1.10"
+SIPP = ROOT / "harness" / "containers" / "sipp"
 
 #: git tree and commit of upstream tag 1.10.5 (`git rev-parse 1.10.5^{tree}`)
 TAG_TREE = "72f51f009d8c2b5809bc83c6e88cbd216a70b582"
