@@ -1,7 +1,7 @@
 """The conformance gate: the whole suite under pytest, a JUnit report and a summary.
 
-``harness run`` is what a CI job calls: it runs the project's tests against real
-OpenSIPS with ``pytest -n auto``, writes ``junit.xml`` and ``summary.md`` into the
+``harness run`` is what a CI job calls: it runs the project's tests (in a checkout) or
+the shipped conformance checks (installed) against real OpenSIPS with ``pytest -n auto``, writes ``junit.xml`` and ``summary.md`` into the
 artifacts directory and passes pytest's exit status on.
 """
 
@@ -15,8 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TESTS_DIR = PROJECT_ROOT / "tests"
+from harness.resources import suite_paths
 
 
 class GateError(RuntimeError):
@@ -26,17 +25,19 @@ class GateError(RuntimeError):
 def run_gate(backend: str, artifacts: Path, workers: str, pytest_args: Sequence[str],
              say: Callable[[str], None]) -> int:
     """Run the suite; write junit.xml and summary.md; return pytest's exit status."""
-    if not TESTS_DIR.is_dir():
-        raise GateError(f"no test suite at {TESTS_DIR}: run harness from a checkout of the project")
+    paths, checkout = suite_paths()
+    artifacts = artifacts.resolve()  # pytest does not always run from the checkout
     artifacts.mkdir(parents=True, exist_ok=True)
     junit = artifacts / "junit.xml"
     (artifacts / "warmup.json").unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", str(TESTS_DIR), "-n", workers,
+    # installed (no checkout): nothing may be written into site-packages
+    no_cache = [] if checkout else ["-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", *map(str, paths), *no_cache, "-n", workers,
                "--opensips-backend", backend, "--harness-artifacts", str(artifacts),
                f"--junitxml={junit}", "-o", "junit_logging=all", *pytest_args]
     say("$ " + " ".join(command))
     started = time.monotonic()
-    code = subprocess.call(command, cwd=PROJECT_ROOT)
+    code = subprocess.call(command, cwd=checkout)
     wall = time.monotonic() - started
     if not junit.exists():
         raise GateError(f"pytest wrote no JUnit report (exit {code})")

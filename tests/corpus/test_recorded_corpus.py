@@ -231,7 +231,7 @@ def test_confirmed_scenarios_replicated_every_call(name: str) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_every_packet_is_rebuilt_by_an_independent_encoder(name: str) -> None:
-    """pybin's decoded fields, laid out again by tests/_independent.py (struct + zlib,
+    """pybin's decoded fields, laid out again by harness/conformance/_independent.py (struct + zlib,
     no pybin code), give the recorded bytes: pybin decoded them into the right fields,
     not merely into something its own encoder turns back into the same bytes."""
     for item in load(name).bin:

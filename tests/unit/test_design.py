@@ -13,6 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN = ROOT / "docs" / "DESIGN.md"
+CONFORMANCE = ROOT / "harness" / "conformance"
 
 
 def module_name(path: Path) -> str:
@@ -43,6 +44,11 @@ def imports(path: Path, prefix: str) -> set[str]:
     return found - {module_name(path)}
 
 
+def harness_modules() -> list[Path]:
+    """harness/'s modules; the conformance checks shipped in it are tests, not layers."""
+    return [p for p in (ROOT / "harness").rglob("*.py") if CONFORMANCE not in p.parents]
+
+
 def has_code(path: Path) -> bool:
     body = ast.parse(path.read_text()).body
     return any(not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)) for n in body)
@@ -68,7 +74,7 @@ def drawing() -> dict[str, tuple[int, int, int]]:
 
 def test_every_harness_module_is_drawn_and_nothing_else() -> None:
     drawn = drawing()
-    modules = {module_name(p) for p in (ROOT / "harness").rglob("*.py") if has_code(p)}
+    modules = {module_name(p) for p in harness_modules() if has_code(p)}
     assert modules - drawn.keys() == set(), "modules missing from DESIGN.md"
     assert drawn.keys() - modules == set(), "DESIGN.md draws modules that do not exist"
 
@@ -76,7 +82,7 @@ def test_every_harness_module_is_drawn_and_nothing_else() -> None:
 def test_every_import_points_down() -> None:
     drawn = drawing()
     upward = []
-    for path in sorted((ROOT / "harness").rglob("*.py")):
+    for path in sorted(harness_modules()):
         me = module_name(path)
         for dep in imports(path, "harness"):
             if dep not in drawn or me not in drawn:
@@ -93,9 +99,10 @@ def test_pybin_imports_nothing_from_harness() -> None:
 
 
 def test_test_modules_have_unique_basenames() -> None:
-    """tests/ has no __init__.py files, so two test modules with one basename stop a full
-    run with "import file mismatch" — which a run of tests/unit alone never shows."""
+    """tests/ and harness/conformance/ have no __init__.py files, so two test modules with
+    one basename stop a full run with "import file mismatch" — which a run of tests/unit
+    alone never shows."""
     seen: dict[str, list[str]] = {}
-    for path in (ROOT / "tests").rglob("test_*.py"):
+    for path in [*(ROOT / "tests").rglob("test_*.py"), *CONFORMANCE.rglob("test_*.py")]:
         seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
     assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

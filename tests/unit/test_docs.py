@@ -12,7 +12,7 @@ def test_readme_live_example_is_the_test_file_verbatim():
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```python\n(import pytest\n\n@pytest\.mark\.live\n.*?)```", readme, re.S)
     assert block is not None, "README lost its live-test example"
-    test_file = (ROOT / "tests/live/test_readme_example.py").read_text()
+    test_file = (ROOT / "harness/conformance/test_readme_example.py").read_text()
 
     def squeeze(text: str) -> str:  # PEP 8's two blank lines vs. one in prose
         return re.sub(r"\n{3,}", "\n\n", text)

@@ -41,7 +41,7 @@ BURST = 3000
 #: MI prints a dialog's timeout as time(0) + expiry tick - current tick: two clocks,
 #: and a busy node's ticks lag the wall clock, so the printed value moves while the
 #: dialog stays the same. Measured: over a 3000-datagram burst, -1 (3 runs), 0 (3) or +1 (1)
-#: in 7 runs of tests/live/measure_timers.py (local and docker); +2 s once in a full -n auto run on
+#: in 7 runs of harness/conformance/measure_timers.py (local and docker); +2 s once in a full -n auto run on
 #: Docker (commit ffa2475). Each run records what it saw (JUnit backup_timer_drift_s).
 TIMER_DRIFT = 2
 BATCH = 250

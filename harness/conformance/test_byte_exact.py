@@ -8,7 +8,7 @@ once to the backup, whatever its size.
 
 Three checks per packet, the last two independent of pybin's encoder:
 - pybin decode → pybin encode gives the same bytes (the codec agrees with itself);
-- tests/_independent.py, a second encoder written from docs/PROTOCOL.md with struct
+- harness/conformance/_independent.py, a second encoder written from docs/PROTOCOL.md with struct
   and zlib, rebuilds the same bytes from pybin's decoded fields (a codec that swapped
   two fields both ways would pass the first check, not this one);
 - the decoded fields equal the dialog the SIP messages define (harness.compare):

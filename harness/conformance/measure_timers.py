@@ -2,11 +2,11 @@
 tolerances come from: 1.10.5's packet and MI timeouts, and how often `created` goes
 missing, on the chosen backend.
 
-    pytest -s tests/live/measure_timers.py --opensips-backend local   # or docker
+    pytest -s harness/conformance/measure_timers.py --opensips-backend local   # or docker
 
 Prints one JSON line per run (``MEASURED {...}``):
 - ``packet_timeout_minus_lifetime``: histogram of timeout - start_ts - dialog.timeout
-  over every created/updated packet the pybin peer received (tests/live/_dialogs.py
+  over every created/updated packet the pybin peer received (harness/conformance/_dialogs.py
   TIMEOUT_TOLERANCE);
 - ``mi_primary_minus_packet``: the primary's dlg_list timeout minus the last packet's
   (harness.compare.MI_TIMEOUT_SLACK);

@@ -24,7 +24,7 @@ WIRE_FLAGS = int(DlgFlag.ISINIT | DlgFlag.BYEONTIMEOUT)
 #: seconds allowed between start_ts + configured lifetime and the packet's timeout.
 #: 1.10 writes timeout as time(0) + expiry tick - current tick: two clocks read at
 #: different instants, so it may be a second either side. Measured with
-#: tests/live/measure_timers.py, 7 runs x 60 held calls (4 local, 3 docker, two runs at
+#: harness/conformance/measure_timers.py, 7 runs x 60 held calls (4 local, 3 docker, two runs at
 #: once on 2 cores): timeout - start_ts - lifetime was -1 (38), 0 (1154) or +1 (64) of
 #: 1256 packets, never more.
 TIMEOUT_TOLERANCE = 1
