@@ -2,13 +2,14 @@
 
     harness image base | build [--source DIR] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--roles primary,backup]
-    harness run [--backend ...] [--artifacts DIR] [-- PYTEST-ARGS...]
+    harness run [--backend ...] [--artifacts DIR] [--allow-offline] [-- PYTEST-ARGS...]
     harness failover [--backend ...] [--settings FILE] --calls N [--json] [--freeze]
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
 
 The work lives in the modules named per subcommand; this one only parses, picks the
 backend, and turns failures into one line on stderr with a non-zero exit status
-(2: bad arguments or no backend; 1: the command ran and failed).
+(2: bad arguments or no backend; 1: the command ran and failed; `run` also 6: the
+suite passed but no live test ran or one was skipped, see harness.gate).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.cluster import Cluster
 from harness.failover import FailoverError, run_failover
-from harness.gate import GateError, run_gate
+from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
 from harness.node import NodeDied
 from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
@@ -128,7 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.settings:  # the suite's plugin reads it, in every xdist worker
         os.environ[SETTINGS_ENV] = str(Path(args.settings).resolve())
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say)
+    return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say,
+                    allow_offline=args.allow_offline)
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -217,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_options(p)
     p.add_argument("--artifacts", default="artifacts", help="JUnit, summary and failure captures go here")
     p.add_argument("-n", "--workers", default="auto", help="pytest-xdist workers (default auto)")
+    p.add_argument("--allow-offline", action="store_true",
+                   help=f"exit 0 even when no live test ran or some were skipped "
+                        f"(otherwise exit {EXIT_NOT_LIVE} with the reason)")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
 
     p = command("failover", cmd_failover, "fail a primary over to its backup under N held calls; figures")

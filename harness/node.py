@@ -61,15 +61,19 @@ class Release:
     version: str
     #: the whole ``version:`` line, e.g. "opensips 1.10.5-notls (x86_64/linux)"
     banner: str
+    #: where the binary is: the image name (docker) or the binary's path (local)
+    artifact: str = ""
+    #: the image id (docker); "" where the path is the identity (local)
+    artifact_id: str = ""
 
 
-def parse_release(text: str) -> Release:
-    """The release in ``opensips -V`` output; ReleaseUnknown when it names none."""
+def parse_release(text: str, artifact: str = "", artifact_id: str = "") -> Release:
+    """The release in ``opensips -V`` output (of ``artifact``); ReleaseUnknown when it names none."""
     for line in text.splitlines():
         if line.startswith("version:"):
             banner = line.split(":", 1)[1].strip()
             if m := re.search(r"opensips (\d+\.\d+\.\d+)", banner):
-                return Release(m.group(1), banner)
+                return Release(m.group(1), banner, artifact, artifact_id)
     raise ReleaseUnknown(f"cannot tell the OpenSIPS release from `opensips -V`: {text.strip()[:200]!r}")
 
 

@@ -34,6 +34,7 @@ from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, def
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
 from harness.calls import CallPair
 from harness.cluster import Cluster, Destination
+from harness.gate import PLUGIN_NAME, GatePlugin, observe
 from harness.node import Backend, NodeDied
 from harness.peer import BinPeer
 from harness.settings import Settings, load_settings
@@ -52,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--failover-calls", type=int,
                     default=int(os.environ.get("HARNESS_FAILOVER_CALLS", "200")),
                     help="concurrent calls in failover tests (default: 200)")
+    group.addoption("--harness-observed", metavar="FILE",
+                    help="write what the live tests really ran against here (JSON; `harness run` reads it)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
     config.addinivalue_line("markers", "node_deaths_expected: the test judges node deaths itself, "
                             "so teardown does not fail on a node that died")
+    if not config.pluginmanager.has_plugin(PLUGIN_NAME):
+        config.pluginmanager.register(GatePlugin(), PLUGIN_NAME)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -208,6 +213,7 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
             live.peer.cluster = live.cluster
         live.cluster.capture = live.capture
         live.cluster.start()
+        observe(request.config, live.cluster.backend)
         return live.cluster
 
     yield start

@@ -22,13 +22,14 @@ from harness.backends.docker import engine  # noqa: E402
 from harness.backends.docker.backend import DockerBackend  # noqa: E402
 from harness.backends.docker.network import DockerNetwork  # noqa: E402
 from harness.backends.docker.node import DockerNode  # noqa: E402
+from harness.gate import observe  # noqa: E402
 from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE  # noqa: E402
 from harness.node import Node, NodeDied  # noqa: E402
 from harness.render import render_config  # noqa: E402
 from harness.settings import load_settings  # noqa: E402
 
 _reason = engine.docker_backend_unavailable()
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.backend_only("docker")]
 
 
 @pytest.fixture(autouse=True)
@@ -57,10 +58,11 @@ BIN_LOST_LINE = "bin_receive_loop: recvfrom"
 
 
 @pytest.fixture
-def backend() -> Iterator[DockerBackend]:
+def backend(request: pytest.FixtureRequest) -> Iterator[DockerBackend]:
     b = DockerBackend(load_settings(), cluster="live")
     try:
         b.open()
+        observe(request.config, b)  # the gate's summary names what these direct tests ran
         yield b
     finally:
         b.close()

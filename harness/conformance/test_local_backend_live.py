@@ -20,6 +20,7 @@ from harness.backends.local import netns
 from harness.backends.local.backend import LocalBackend, local_backend_unavailable
 from harness.cluster import Cluster
 from harness.compare import MI_TIMEOUT_SLACK
+from harness.gate import observe
 from harness.mi import MITimeout
 from harness.node import NodeDied
 
@@ -28,7 +29,7 @@ from _dialogs import wait_until as wait_for
 
 DATA = Path(__file__).parent / "data"
 _reason = local_backend_unavailable()  # includes sipp and tcpdump on the host
-pytestmark = pytest.mark.live
+pytestmark = [pytest.mark.live, pytest.mark.backend_only("local")]
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +38,9 @@ def _local_backend_runs(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def backend(tmp_path: Path):
+def backend(tmp_path: Path, request: pytest.FixtureRequest):
     b = LocalBackend(workdir=tmp_path)
+    observe(request.config, b)  # the gate's summary names what these direct tests ran
     try:
         yield b
     finally:

@@ -39,7 +39,7 @@ def _opensips() -> tuple[str | None, Path | None, str]:
 
 BINARY, MODULES, WHY = _opensips()
 pytestmark = [
-    pytest.mark.live,
+    pytest.mark.live, pytest.mark.backend_only("local"),
     pytest.mark.skipif(sipp_version() is None, reason="sipp not found on PATH (Debian package sip-tester)"),
     pytest.mark.skipif(BINARY is None, reason=WHY),
 ]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.local import local_backend_unavailable
+from harness.backends.local.backend import local_backend_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = ROOT / "tests" / "corpus" / "vectors" / "opensips-1.10.5-basic-calls.pcap"
@@ -80,6 +80,7 @@ _LOCAL_MISSING = local_backend_unavailable() or (
 
 
 @pytest.mark.live
+@pytest.mark.backend_only("local")
 def test_the_harness_extra_runs_from_the_installed_package(wheel: Path, tmp_path: Path) -> None:
     bin_dir = _fresh_venv(tmp_path / "venv")
     installed = _run([str(bin_dir / "pip"), "install", "--quiet", f"{wheel}[harness]"], cwd=tmp_path)

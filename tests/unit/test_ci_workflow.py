@@ -1,7 +1,9 @@
-"""The shipped CI workflow runs the failover test on a runner without host sipp.
+"""The shipped CI workflow: the images must build, the gate must be live, and the
+failover test must run on a runner without host sipp.
 
-(Issue 10, point 1.) The workflow installs no SIP or capture tool on the runner, runs
-the gate on the Docker backend by name (so a missing engine or image is an error, not
+Issue 12, part 1: the build step fails the job when an image is missing after it, and
+the gate is never --allow-offline. Issue 10, point 1: the workflow installs no SIP or
+capture tool on the runner, runs the gate on the Docker backend by name (so a missing engine or image is an error, not
 a skip), and has a step that fails the job unless every failover case ran. That step's
 script is run here against JUnit reports with the failover cases passed, skipped and
 absent.
@@ -37,7 +39,7 @@ def test_runner_gets_no_host_sipp_and_the_gate_names_docker() -> None:
     assert any(r.startswith("harness run --backend docker") for r in runs)
 
 
-CASE = '<testcase classname="tests.live.test_failover" name="test_backup_carries_every_call[{}]"{}>'
+CASE = '<testcase classname="harness.conformance.test_failover" name="test_backup_carries_every_call[{}]"{}>'
 
 
 def _junit(tmp_path: Path, cases: str) -> Path:
@@ -58,3 +60,27 @@ def test_the_failover_step_fails_unless_every_case_ran(tmp_path: Path, cases: st
     result = subprocess.run([sys.executable, "-", str(_junit(tmp_path, cases))], input=_failover_check(),
                             capture_output=True, text=True, check=False)
     assert result.returncode == status, result.stdout + result.stderr
+
+
+def _steps_by_name() -> dict[str, dict[str, str]]:
+    return {step.get("name", ""): step for step in _steps()}
+
+
+def test_no_step_before_the_gate_may_fail_quietly():
+    steps = _steps_by_name()
+    for name in ("Build the OpenSIPS 1.10.5 and SIPp images", "Conformance gate"):
+        assert "continue-on-error" not in steps[name]
+        assert "if" not in steps[name]  # runs only when everything before it succeeded
+
+
+def test_the_build_step_checks_both_images_exist():
+    run = _steps_by_name()["Build the OpenSIPS 1.10.5 and SIPp images"]["run"]
+    assert run.splitlines()[0] == "harness image build"
+    assert "docker image inspect" in run
+    assert "opensips-bin-harness/opensips:1.10.5 opensips-bin-harness/sipp:latest" in run
+
+
+def test_the_gate_does_not_allow_offline():
+    run = _steps_by_name()["Conformance gate"]["run"]
+    assert run.startswith("harness run --backend docker")
+    assert "--allow-offline" not in run

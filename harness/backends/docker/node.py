@@ -41,9 +41,10 @@ class NodeStartTimeout(RuntimeError):
 @functools.cache
 def image_release(image: str) -> Release:
     """What ``opensips -V`` says in ``image`` (asked once per image and process)."""
-    out = client().containers.run(image, ["opensips", "-V"], remove=True,
-                                  stdout=True, stderr=True).decode("utf-8", "replace")
-    return parse_release(out)
+    engine = client()
+    out = engine.containers.run(image, ["opensips", "-V"], remove=True,
+                                stdout=True, stderr=True).decode("utf-8", "replace")
+    return parse_release(out, image, str(engine.images.get(image).id))
 
 
 def _finished_at(stamp: str | None) -> float | None:

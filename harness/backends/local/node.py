@@ -38,7 +38,7 @@ class LocalBackendError(RuntimeError):
 def binary_release(binary: str) -> Release:
     """What ``binary -V`` says (asked once per binary and process)."""
     proc = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10)
-    return parse_release(proc.stdout + proc.stderr)
+    return parse_release(proc.stdout + proc.stderr, binary)
 
 
 @dataclass(frozen=True)

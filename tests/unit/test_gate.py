@@ -1,0 +1,176 @@
+"""The gate's judgement: what counts as a live check, and when a run checked too little."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from harness.gate import EXIT_NOT_LIVE, ClusterOrigin, RunRecord, gate_exit, observe, origin_of
+from harness.node import parse_release
+
+pytest_plugins = ["pytester"]
+
+
+def _record(**live: tuple[str, str, str]) -> RunRecord:
+    record = RunRecord()
+    for name, (outcome, reason, only) in live.items():
+        record.live[f"t.py::{name}"] = {"outcome": outcome, "reason": reason, "only": only}
+    return record
+
+
+def test_no_live_test_ran_fails_with_the_first_skip_reason():
+    record = _record(a=("skipped", "no OpenSIPS 1.10 to test against", ""))
+    assert record.verdict() == "no live test ran, nothing was checked against OpenSIPS: no OpenSIPS 1.10 to test against"
+    assert gate_exit(0, record, allow_offline=False) == (
+        EXIT_NOT_LIVE, "no live test ran, nothing was checked against OpenSIPS: no OpenSIPS 1.10 "
+                       "to test against; pass --allow-offline if that is intended")
+    assert gate_exit(0, record, allow_offline=True) == (0, None)
+
+
+def test_an_empty_record_is_no_live_test():
+    assert RunRecord().verdict() == "no live test ran, nothing was checked against OpenSIPS"
+
+
+def test_one_skipped_live_test_fails_a_run_where_others_ran():
+    record = _record(a=("ran", "", ""), b=("skipped", "needs sipp", ""), c=("ran", "", ""))
+    assert record.verdict() == "1 of 3 live tests skipped (first: t.py::b: needs sipp)"
+    assert record.counts() == {"ran": 2, "skipped": 1, "excused": 0}
+
+
+def test_a_skip_bound_to_a_backend_the_run_did_not_use_is_excused():
+    record = _record(a=("ran", "", ""), b=("skipped", "not root", "local"))
+    record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "img", "sha256:abc"))
+    assert record.verdict() is None
+    assert record.counts() == {"ran": 1, "skipped": 0, "excused": 1}
+    assert gate_exit(0, record, allow_offline=False) == (0, None)
+
+
+def test_a_skip_bound_to_the_backend_the_run_used_counts():
+    record = _record(a=("ran", "", ""), b=("skipped", "no sipp", "local"))
+    record.origins.add(ClusterOrigin("local", "1.10.5-notls", "/x/opensips"))
+    assert record.verdict() == "1 of 2 live tests skipped (first: t.py::b: no sipp)"
+
+
+def test_a_failing_suite_keeps_pytests_status_and_still_says_why():
+    record = _record(a=("skipped", "why", ""))
+    assert gate_exit(1, record, allow_offline=False)[0] == 1
+
+
+def test_summary_names_release_backend_artifact_and_id():
+    record = _record(a=("ran", "", ""), b=("skipped", "no", "docker"))
+    record.origins.add(ClusterOrigin("local", "1.10.5-notls", "/x/sbin/opensips"))
+    record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "o/opensips:1.10.5", "sha256:0123456789abcdef0123"))
+    assert record.summary_lines() == [
+        "Live checks: 1 ran, 1 skipped, 0 skipped as bound to a backend this run did not use.",
+        "",
+        "| OpenSIPS release | backend | image / binary | id |",
+        "|---|---|---|---|",
+        "| 1.10.5-notls | docker | `o/opensips:1.10.5` | sha256:0123456789ab |",
+        "| 1.10.5-notls | local | `/x/sbin/opensips` | — |",
+    ]
+
+
+def test_record_survives_json_round_trip(tmp_path):
+    record = _record(a=("ran", "", "local"))
+    record.origins.add(ClusterOrigin("local", "1.10.5", "/b"))
+    path = tmp_path / "observed.json"
+    path.write_text(json.dumps(record.to_json()))
+    assert RunRecord.load(path) == record
+    assert RunRecord.load(tmp_path / "missing.json") == RunRecord()
+
+
+def test_origin_of_a_local_backend_is_what_its_binary_says(tmp_path):
+    from harness.backends.local.node import binary_release
+
+    binary = tmp_path / "opensips"
+    binary.write_text("#!/bin/sh\necho 'version: opensips 1.10.9-tls (x86_64/linux)'\n")
+    binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
+    backend = SimpleNamespace(name="local", release=lambda: binary_release(str(binary)))
+    assert origin_of(backend) == ClusterOrigin("local", "1.10.9-tls", str(binary), "")
+
+
+def test_origin_of_a_docker_backend_names_image_and_id():
+    release = parse_release("version: opensips 1.10.5-notls (x86_64/linux)\n",
+                            "test/opensips:gate-unit", "sha256:feed")
+    backend = SimpleNamespace(name="docker", release=lambda: release)
+    assert origin_of(backend) == ClusterOrigin("docker", "1.10.5-notls", "test/opensips:gate-unit", "sha256:feed")
+
+
+def test_observe_records_a_backend_whose_release_fails_without_failing(pytestconfig):
+    from harness.gate import PLUGIN_NAME
+
+    def broken():
+        raise OSError("no binary")
+
+    plugin = pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME)
+    before = set(plugin.record.origins)
+    observe(pytestconfig, SimpleNamespace(name="local", release=broken))
+    assert plugin.record.origins - before == {ClusterOrigin("local", "unknown (OSError)", "?")}
+    plugin.record.origins = before
+
+
+INNER = """
+import pytest
+
+@pytest.mark.live
+def test_live_ran():
+    pass
+
+@pytest.mark.live
+def test_live_skipped():
+    pytest.skip("no OpenSIPS here")
+
+@pytest.mark.live
+@pytest.mark.backend_only("docker")
+def test_docker_only():
+    pytest.skip("no engine")
+
+def test_offline():
+    pass
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_the_plugin_records_live_outcomes_across_workers(pytester, workers):
+    pytester.makepyfile(test_inner=INNER)
+    observed = pytester.path / "out" / "observed.json"
+    result = pytester.runpytest_subprocess(*workers, "-p", "no:cacheprovider", "--harness-observed", str(observed))
+    result.assert_outcomes(passed=2, skipped=2)
+    data = json.loads(observed.read_text())
+    assert data == {"live": {
+        "test_inner.py::test_live_ran": {"outcome": "ran", "reason": "", "only": ""},
+        "test_inner.py::test_live_skipped": {"outcome": "skipped", "reason": "no OpenSIPS here", "only": ""},
+        "test_inner.py::test_docker_only": {"outcome": "skipped", "reason": "no engine", "only": "docker"},
+    }, "origins": []}
+
+
+def test_harness_run_without_opensips_fails_the_gate_in_one_line(tmp_path):
+    # no OpenSIPS at all: no binary, no engine; 'auto' (an explicitly named backend that
+    # cannot run is an error, not a skip)
+    env = {**os.environ, "OPENSIPS_BIN": str(tmp_path / "no-opensips"),
+           "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "PATH": "/usr/bin:/bin"}
+    base = [sys.executable, "-m", "harness.cli", "run", "--backend", "auto", "-n", "0",
+            "--artifacts", str(tmp_path / "a")]
+    select = ["--", "-q", "-k", "test_a_call_replicates"]
+    failed = subprocess.run([*base, *select], env=env, capture_output=True, text=True, timeout=300)
+    gate_lines = [line for line in failed.stderr.splitlines() if line.startswith("harness:")]
+    assert failed.returncode == EXIT_NOT_LIVE, failed.stdout[-2000:] + failed.stderr[-2000:]
+    assert len(gate_lines) == 1
+    assert gate_lines[0].startswith("harness: gate failed: no live test ran, nothing was checked "
+                                    "against OpenSIPS: no OpenSIPS 1.10 to test against")
+    summary = (tmp_path / "a" / "summary.md").read_text()
+    assert "Live checks: 0 ran, 1 skipped" in summary
+    assert "No OpenSIPS cluster was started." in summary
+    assert "**Gate failed:** no live test ran" in summary
+
+    allowed = subprocess.run([*base, "--allow-offline", *select], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert allowed.returncode == 0, allowed.stdout[-2000:] + allowed.stderr[-2000:]
+    assert "gate failed" not in allowed.stderr
