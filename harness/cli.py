@@ -1,9 +1,12 @@
 """The ``harness`` command: every subcommand's arguments and wiring, in one place.
 
     harness image base | build [--source DIR] [--base IMAGE]
-    harness up [--backend auto|docker|local] [--settings FILE] [--roles primary,backup]
-    harness run [--backend ...] [--artifacts DIR] [--allow-offline] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] --calls N [--json] [--freeze]
+    harness up [--backend auto|docker|local] [--settings FILE] [--roles primary,backup] [--no-build]
+    harness run [--backend ...] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
+    harness failover [--backend ...] [--settings FILE] --calls N [--json] [--freeze] [--no-build]
+
+up, run and failover build a missing Docker image on first use (harness.first_use),
+unless --no-build; --source DIR builds from a local OpenSIPS tree.
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
 
 The work lives in the modules named per subcommand; this one only parses, picks the
@@ -29,6 +32,7 @@ from pathlib import Path
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.cluster import Cluster
 from harness.failover import FailoverError, run_failover
+from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
 from harness.node import NodeDied
@@ -64,6 +68,22 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
 
 
+def add_first_use_options(parser: argparse.ArgumentParser) -> None:
+    """--no-build and --source: the commands that build a missing Docker image on first use."""
+    parser.add_argument("--no-build", action="store_true",
+                        help="never build a missing Docker image on first use")
+    parser.add_argument("--source", metavar="DIR",
+                        help="OpenSIPS 1.10.5 source tree for a first-use image build (air-gapped)")
+
+
+def first_use(args: argparse.Namespace) -> None:
+    """Build a missing Docker image before the command needs it (harness.first_use)."""
+    try:
+        build_on_first_use(args.backend, no_build=args.no_build, source=args.source, progress=say)
+    except ImageError as err:  # nothing to run OpenSIPS with
+        raise UsageError(str(err)) from None
+
+
 def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = None
                 ) -> tuple[BackendChoice, Settings]:
     """The settings (file, then overrides) and the backend that can run them."""
@@ -77,6 +97,7 @@ def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = 
 # -- up ----------------------------------------------------------------------------------
 
 def cmd_up(args: argparse.Namespace) -> int:
+    first_use(args)
     choice, settings = backend_for(args)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     say(f"backend: {choice.name}")
@@ -129,6 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.settings:  # the suite's plugin reads it, in every xdist worker
         os.environ[SETTINGS_ENV] = str(Path(args.settings).resolve())
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    first_use(args)
     return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say,
                     allow_offline=args.allow_offline)
 
@@ -150,6 +172,7 @@ def cmd_image_base(args: argparse.Namespace) -> int:
 def cmd_failover(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.rate <= 0:
         raise UsageError("--calls must be at least 1 and --rate positive")
+    first_use(args)
     choice, settings = backend_for(args)
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
@@ -214,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicate-to", action="append", default=[], metavar="IP:PORT",
                    help="one more replicate_dialogs_to destination (repeatable), e.g. a "
                         "`pybin listen` on the harness address")
+    add_first_use_options(p)
 
     p = command("run", cmd_run, "the conformance gate: run the suite, write JUnit and a summary")
     add_cluster_options(p)
@@ -222,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-offline", action="store_true",
                    help=f"exit 0 even when no live test ran or some were skipped "
                         f"(otherwise exit {EXIT_NOT_LIVE} with the reason)")
+    add_first_use_options(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
 
     p = command("failover", cmd_failover, "fail a primary over to its backup under N held calls; figures")
@@ -233,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
                                      "removed unless calls were lost)")
+    add_first_use_options(p)
 
     p = command("record", cmd_record, "record every scenario through a live primary/backup pair")
     add_cluster_options(p)

@@ -1,0 +1,106 @@
+"""Missing Docker images are built on first use by run/up/failover, never silently wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import first_use, images
+from harness.cli import main
+from harness.first_use import build_on_first_use
+from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError
+
+
+class FakeBuild:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, source, base, progress, *, which):
+        self.calls.append((source, base, which))
+        progress("Step 1/9 : FROM debian:bookworm-slim")
+        return {OPENSIPS_IMAGE: "sha256:new"}
+
+
+def _never(*_a, **_k):
+    raise AssertionError("must not be called")
+
+
+def test_the_local_backend_never_builds():
+    assert build_on_first_use("local", missing=_never, build=_never) == {}
+
+
+def test_no_build_skips_even_when_missing():
+    assert build_on_first_use("docker", no_build=True, missing=_never, build=_never) == {}
+
+
+def test_no_engine_means_nothing_to_build_on():
+    assert build_on_first_use("auto", missing=lambda names: None, build=_never) == {}
+
+
+def test_present_images_are_not_rebuilt():
+    assert build_on_first_use("docker", missing=lambda names: [], build=_never) == {}
+
+
+def test_a_missing_image_is_built_with_progress_and_the_reason():
+    said: list[str] = []
+    build = FakeBuild()
+    built = build_on_first_use("auto", progress=said.append, missing=lambda names: [OPENSIPS_IMAGE],
+                               reachable=lambda: None, build=build)
+    assert built == {OPENSIPS_IMAGE: "sha256:new"}
+    assert build.calls == [(None, None, ("opensips",))]
+    assert said[0] == (f"docker image {OPENSIPS_IMAGE} missing: building it now, once "
+                       "(about 3½ minutes on 2 cores; --no-build skips this)")
+    assert said[1] == "Step 1/9 : FROM debian:bookworm-slim"
+    assert said[2].startswith("first-use build done in ") and said[2].endswith("s")
+
+
+def test_without_download_or_source_it_names_the_command_to_run():
+    with pytest.raises(ImageError) as info:
+        build_on_first_use("docker", missing=lambda names: [OPENSIPS_IMAGE, SIPP_IMAGE],
+                           reachable=lambda: "github.com:443 unreachable (Network is unreachable)",
+                           build=_never)
+    assert str(info.value) == (
+        f"docker image {OPENSIPS_IMAGE} is missing and OpenSIPS 1.10.5 cannot be downloaded "
+        "(github.com:443 unreachable (Network is unreachable)): run `harness image build "
+        "--source DIR` with an upstream 1.10.5 source tree (or pass --no-build)")
+
+
+def test_a_source_tree_replaces_the_download():
+    build = FakeBuild()
+    build_on_first_use("docker", source="/src/opensips-1.10.5", progress=lambda line: None,
+                       missing=lambda names: [OPENSIPS_IMAGE, SIPP_IMAGE], reachable=_never, build=build)
+    assert build.calls == [("/src/opensips-1.10.5", None, ("opensips", "sipp"))]
+
+
+def test_the_engine_check_is_real_and_names_only_what_is_missing():
+    """Against the running engine, with a tag nobody builds (the real images stay untouched)."""
+    absent = first_use.engine_images_missing(["opensips-bin-harness-test/opensips:never-built"])
+    if absent is None:
+        pytest.skip("no Docker engine reachable")
+    assert absent == ["opensips-bin-harness-test/opensips:never-built"]
+
+
+@pytest.mark.parametrize("command", [["run", "--backend", "docker"], ["up", "--backend", "docker"],
+                                     ["failover", "--backend", "docker", "--calls", "1"]])
+def test_each_command_stops_in_one_line_when_nothing_can_be_downloaded(command, monkeypatch, capsys):
+    monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
+    monkeypatch.setattr(first_use, "download_problem", lambda: "github.com:443 unreachable (timed out)")
+    code = main(command)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "run `harness image build --source DIR`" in err
+    assert err.startswith("harness") and f"docker image {OPENSIPS_IMAGE} is missing" in err
+
+
+def test_each_command_builds_through_the_same_helper(monkeypatch, capsys):
+    build = FakeBuild()
+    monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
+    monkeypatch.setattr(first_use, "download_problem", lambda: None)
+    monkeypatch.setattr(images, "build_images", build)
+    code = main(["up", "--backend", "docker", "--settings", "/nonexistent.yaml"])
+    captured = capsys.readouterr()
+    assert build.calls == [(None, None, ("opensips",))]
+    assert f"docker image {OPENSIPS_IMAGE} missing: building it now, once" in captured.out
+    # the build came first: only then did the missing settings file stop the command
+    assert (code, captured.err) == (1, "harness: cannot read settings file "
+                                       "/nonexistent.yaml: No such file or directory\n")
