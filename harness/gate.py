@@ -13,6 +13,10 @@ a live test started, the backend's name and what its binary reports through
 ``Backend.release()`` (release, image and image id, or binary path). Each xdist
 worker records its own share; the controller merges them into ``observed.json``.
 
+Origins are recorded for every backend the ``opensips_cluster`` fixture or a
+``backend_only`` test's own fixture starts; a ``backend_only`` test that drives the
+binary without any Backend (test_sipp_proxy) is named in the summary by its marker only.
+
 A live test marked ``backend_only("local")`` (or ``"docker"``) exercises one backend
 directly; its skip does not fail the gate when the run used another backend.
 """
@@ -202,6 +206,11 @@ class RunRecord:
                       for o in sorted(self.origins)]
         else:
             lines += ["", "No OpenSIPS cluster was started."]
+        direct = sorted({e["only"] for e in self.live.values() if e["outcome"] == "ran" and e["only"]}
+                        - {o.backend for o in self.origins})
+        if direct:
+            lines += ["", f"Backends exercised only by `backend_only` tests that start no "
+                          f"Backend (their origin is not recorded): {', '.join(direct)}."]
         return lines
 
 

@@ -77,6 +77,14 @@ def test_summary_names_release_backend_artifact_and_id():
     ]
 
 
+def test_summary_names_backends_seen_only_through_backend_only_tests():
+    record = _record(a=("ran", "", "docker"), b=("ran", "", "local"), c=("ran", "", ""))
+    record.origins.add(ClusterOrigin("local", "1.10.5-notls", "/x/sbin/opensips"))
+    assert record.summary_lines()[-2:] == [
+        "", "Backends exercised only by `backend_only` tests that start no Backend "
+            "(their origin is not recorded): docker."]
+
+
 def test_record_survives_json_round_trip(tmp_path):
     record = _record(a=("ran", "", "local"))
     record.origins.add(ClusterOrigin("local", "1.10.5", "/b"))
