@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -171,11 +172,21 @@ def test_verify_tree_accepts_the_pinned_tree_and_cleans_build_junk(tmp_path: Pat
     (tree / "modules" / "x.o").write_bytes(b"\0")  # stale build output in a local tree
     (tree / "opensips").write_bytes(b"\0")
     script = OPENSIPS / "verify-tree.sh"
-    ok = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True)
+    # Run with the caller's GIT_DIR pointing at a decoy repository: the script must
+    # ignore it, or `git init` re-initialises the decoy (and marks it bare).
+    decoy = tmp_path / "decoy.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(decoy)], check=True)
+    subprocess.run(["git", "--git-dir", str(decoy), "config", "core.bare", "false"], check=True)
+    env = {**os.environ, "GIT_DIR": str(decoy)}
+    ok = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True,
+                        env=env)
     assert ok.returncode == 0, ok.stderr
     assert "verified" in ok.stdout
     assert not (tree / "modules" / "x.o").exists() and not (tree / "opensips").exists()
     assert not (tree / ".git").exists()
+    decoy_bare = subprocess.run(["git", "--git-dir", str(decoy), "config", "core.bare"],
+                                capture_output=True, text=True).stdout.strip()
+    assert decoy_bare == "false"
     (tree / "Makefile").write_text("all:\n\techo tampered\n")
     bad = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True)
     assert bad.returncode == 1 and "pinned" in bad.stderr

@@ -4,6 +4,9 @@
 # `git add -A` honours the tree's own .gitignore, so stale *.o or a prebuilt binary in
 # a local tree neither break the check nor survive it. Tag 1.10.5 has no
 # .gitattributes, so git archive output (the download) is byte-identical to the tag.
+# A GIT_DIR or GIT_WORK_TREE inherited from the caller would make `git init` below
+# re-initialise *that* repository (and mark it bare) instead of making one here.
+unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_COMMON_DIR
 set -eu
 dir=$1
 want=$2
