@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from harness.owner import child_env
 from harness.sip import sip_datagram
 from pybin.errors import PybinError
 from pybin.jsonio import packet_to_json
@@ -73,7 +74,8 @@ class Capture:
                    "-i", self.host.ifname, "-w", str(self.path), self.bpf]
         try:
             self._proc = subprocess.Popen(self.host.argv(command), stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True)
+                                          stderr=subprocess.PIPE, text=True,
+                                          env=child_env())
         except FileNotFoundError as err:
             raise CaptureError(f"cannot run {err.filename}: install tcpdump") from None
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)

@@ -8,6 +8,7 @@
 up, run and failover build a missing Docker image on first use (harness.first_use),
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
+    harness clean [--all]
 
 The work lives in the modules named per subcommand; this one only parses, picks the
 backend, and turns failures into one line on stderr with a non-zero exit status
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
+from harness.clean import clean_command
 from harness.cluster import Cluster
 from harness.failover import FailoverError, run_failover
 from harness.first_use import build_on_first_use
@@ -271,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subnet", default=DEFAULT_SUBNET,
                    help=f"cluster subnet, pinned for repeatable addresses (default {DEFAULT_SUBNET})")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per scenario's calls (default 60)")
+    p = command("clean", lambda a: clean_command(a.all, say, progress),
+                "remove what killed runs left behind (containers, networks, namespaces, processes)")
+    p.add_argument("--all", action="store_true",
+                   help="remove everything the harness labelled, also of live runs and of unknown owners")
     return parser
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+from harness.clean import sweep_quietly
 from harness.mi import MIClient
 from harness.node import Backend, Node, NodeAddresses
 from harness.render import ROLES, render_config
@@ -103,7 +104,12 @@ class Cluster:
         self.close()
 
     def start(self) -> None:
-        """Create, start and warm up every node, then put the VIP on the primary."""
+        """Sweep leftovers of dead runs, create, start and warm up every node, VIP on the primary.
+
+        The sweep is here, not only at session start, so that ``harness up`` and
+        library users (a script starting a Cluster) clean up after killed runs too.
+        """
+        sweep_quietly()
         self.backend.open()
         for name in self.roles:
             self.addresses[name] = self.backend.node_addresses(name)

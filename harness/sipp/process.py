@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable, Mapping, Sequence
 
+from harness.owner import child_env
 from harness.sipp.results import CallEvent, SippSummary, parse_error_log, parse_event_log, summarize
 from harness.sipp.scenarios import render_scenario, scenario_path
 from harness.wait import WaitTimeout, wait_until
@@ -180,7 +181,8 @@ class SippProcess:
         self.started_at = time.time()
         try:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stdout,
-                                         stderr=stderr, start_new_session=True)
+                                         stderr=stderr, start_new_session=True,
+                                         env=child_env())
         except OSError as e:
             self._close_out()
             raise SippError(f"{self.name}: cannot run {self.command()[0]!r}: {e}") from e

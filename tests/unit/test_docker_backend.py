@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from harness.backends.docker import backend as docker_backend  # noqa: E402
 from harness.backends.docker import engine, host_tools  # noqa: E402
 from harness.backends.docker import node as docker_node  # noqa: E402
 from harness.backends.docker.network import DockerNetwork  # noqa: E402
+from harness.owner import start_time  # noqa: E402
 
 
 def test_worker_index_parses_xdist_names() -> None:
@@ -76,6 +79,7 @@ def test_labels_name_run_kind_cluster_node() -> None:
         engine.KIND_LABEL: "node",
         engine.CLUSTER_LABEL: "c1",
         engine.NODE_LABEL: "primary",
+        engine.OWNER_LABEL: f"{socket.gethostname()} {os.getpid()} {start_time(os.getpid())}",
     }
     assert not any(k.startswith("org.testcontainers") for k in labels)  # reserved there
 

@@ -1,7 +1,8 @@
 """Access to the Docker engine, and cleanup of everything the harness created in it.
 
-Every container and network carries the run id as a label: ``sweep()`` removes
-leftovers of runs killed before their ``finally`` ran, an ``atexit`` hook removes
+Every container and network carries the run id and its owner (``harness.owner``) as
+labels: ``harness.clean`` removes leftovers of owners that no longer exist (runs
+killed before their ``finally`` ran), ``sweep()`` those of one run, an ``atexit`` hook
 what this process created and did not remove (interrupts).
 """
 
@@ -19,12 +20,15 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 from harness.backends.core import run_id  # noqa: E402
 from harness.images import (OPENSIPS_IMAGE, engine_socket_problem,  # noqa: E402
                             engine_socket_reason, first_line)
+from harness.owner import me  # noqa: E402
 
 LABEL_PREFIX = "org.opensips-bin-harness"
 RUN_LABEL = f"{LABEL_PREFIX}.run"
 KIND_LABEL = f"{LABEL_PREFIX}.kind"
 CLUSTER_LABEL = f"{LABEL_PREFIX}.cluster"
 NODE_LABEL = f"{LABEL_PREFIX}.node"
+#: ``host pid start`` of the process that created it (harness.owner)
+OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 
 
 class DockerBackendError(RuntimeError):
@@ -77,7 +81,7 @@ def docker_backend_unavailable(image: str = OPENSIPS_IMAGE) -> str | None:
 def labels_for(kind: str, cluster: str | None = None, node: str | None = None,
                run: str | None = None) -> dict[str, str]:
     """Labels put on every container and network, so leftovers can be found."""
-    labels = {RUN_LABEL: run or run_id(), KIND_LABEL: kind}
+    labels = {RUN_LABEL: run or run_id(), KIND_LABEL: kind, OWNER_LABEL: str(me())}
     if cluster is not None:
         labels[CLUSTER_LABEL] = cluster
     if node is not None:

@@ -23,6 +23,7 @@ from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
 from harness.mi import MIClient
 from harness.node import NodeAddresses, NodeDied, Release, parse_release
+from harness.owner import child_env
 from harness.settings import Settings
 from harness.wait import WaitTimeout
 
@@ -95,7 +96,8 @@ class LocalNode:
                       f"{time.strftime('%H:%M:%S')} ===\n".encode())
             log.flush()
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          env=child_env())
         self._death = None
         self._exited.clear()
         self._expected = True

@@ -7,8 +7,10 @@ Layout (addresses from the shared plan):
     client ns:  eth0 .200, .201 ...  (SIPp caller / callee)
 
 The harness talks from the hub (MI, BIN probes, pybin peers) through sockets created
-there. Namespaces are named after the harness's pid, so ``sweep_stale`` can remove
-those of harness processes that no longer exist (crash, SIGKILL).
+there. Namespaces are named after their owner, ``hx<pid>t<start time>x<seq>-<host>``,
+so ``harness.clean`` can remove those of harness processes that no longer exist
+(crash, SIGKILL); ``sweep_stale`` (kept for names without a start time) those whose
+pid is gone.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import socket
 
 from harness.backends.core import AddressPlan
 from harness.backends.local import netns
+from harness.owner import me
 from harness.wait import WaitTimeout, wait_until
 
 NS_PREFIX = "hx"
-_NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
+_NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)(?:t\d+)?x\d+-")
 
 
 def signal_pid(pid: int, sig: int) -> None:
@@ -75,7 +78,7 @@ class Topology:
 
     def __init__(self, plan: AddressPlan, seq: int) -> None:
         self.plan = plan
-        self.prefix = f"{NS_PREFIX}{os.getpid()}x{seq}"
+        self.prefix = f"{NS_PREFIX}{me().tag}x{seq}"
         self.hub_ns = f"{self.prefix}-hub"
         self._namespaces: list[str] = []
         self._veth = itertools.count()
