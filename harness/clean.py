@@ -29,8 +29,8 @@ from harness.images import engine_socket_problem, first_line
 from harness.owner import (PROC, Owner, ancestors, hostname, is_leftover, marked_processes,
                            process_owner)
 
-#: local work directories: ``harness-hx<pid>t<start>x<seq>-…`` in the temp dir
-DIR_RE = re.compile(rf"^harness-{NS_PREFIX}(\d+t\d+)x\d+-")
+#: local work directories: ``harness-<namespace prefix>-…`` in the temp dir
+DIR_PREFIX = "harness-"
 #: namespaces: ``hx<pid>t<start>x<seq>-<host>``; ``hx<pid>x<seq>-`` from older harnesses
 NS_RE = re.compile(rf"^{NS_PREFIX}(\d+t\d+)x\d+-")
 OLD_NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
@@ -130,10 +130,16 @@ def process_resources(proc: Path = PROC) -> list[Resource]:
 def directory_resources(host: str, tmp: Path | None = None) -> list[Resource]:
     tmp = tmp or Path(tempfile.gettempdir())
     found = []
-    for d in sorted(tmp.glob(f"harness-{NS_PREFIX}*")):
-        if d.is_dir() and (m := DIR_RE.match(d.name)):
+    for d in sorted(tmp.glob(f"{DIR_PREFIX}{NS_PREFIX}*")):
+        name = d.name[len(DIR_PREFIX):]
+        if not d.is_dir():
+            continue
+        if m := NS_RE.match(name):
             found.append(Resource("directory", str(d), Owner.from_tag(m.group(1), host),
                                   lambda d=d: shutil.rmtree(d)))
+        elif m := OLD_NS_RE.match(name):
+            found.append(Resource("directory", str(d), Owner(host, int(m.group(1)), 0),
+                                  lambda d=d: shutil.rmtree(d), pid_only=True))
     return found
 
 

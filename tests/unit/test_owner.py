@@ -114,10 +114,12 @@ def test_child_env_carries_this_process_as_owner() -> None:
 def test_work_directories_carry_their_owner_in_the_name(tmp_path: Path) -> None:
     (tmp_path / "harness-hx300t5000x0-abc123").mkdir()
     (tmp_path / "harness-failover-xyz").mkdir()       # not a backend work dir: not listed
-    (tmp_path / "harness-hx12x0-old").mkdir()         # older name without start time: not listed
+    (tmp_path / "harness-hx12x0-old").mkdir()         # older name: its pid alone decides
     found = directory_resources(HOST, tmp_path)
-    assert [(Path(r.name).name, r.owner) for r in found] == [("harness-hx300t5000x0-abc123",
-                                                             Owner(HOST, 300, 5000))]
+    assert [(Path(r.name).name, r.owner, r.pid_only) for r in found] == [
+        ("harness-hx12x0-old", Owner(HOST, 12, 0), True),
+        ("harness-hx300t5000x0-abc123", Owner(HOST, 300, 5000), False)]
+    found = found[1:]
     found[0].remove()
     assert not (tmp_path / "harness-hx300t5000x0-abc123").exists()
 

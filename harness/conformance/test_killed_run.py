@@ -1,0 +1,191 @@
+"""A run killed with SIGKILL leaves things behind; the next run or `harness clean` removes them.
+
+Why: a cancelled CI job kills the runner without ``finally`` or ``atexit``; before
+owner labels its containers, networks, namespaces and OpenSIPS/SIPp/tcpdump
+processes stayed forever. A runner subprocess starts a cluster (with a capture and a
+SIPp callee) through the library, says when it is up, and is SIGKILLed; the test
+first sees what it left, then that the sweep leaves none of it. What is counted is
+found independently of the sweep's own listing (docker CLI by run label, namespace
+names, raw /proc environ), and only this runner's resources are looked at: other runs
+may share the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.backends import BackendChoice
+from harness.owner import OWNER_ENV, Owner
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.live
+
+#: the host processes a docker runner leaves: the SIPp callee's `docker run` client and
+#: tcpdump on the bridge (OpenSIPS and SIPp themselves run in the containers)
+DOCKER_PROCESSES = ["docker", "tcpdump"]
+
+RUNNER = '''
+import json, os, signal, sys
+from pathlib import Path
+from harness.backends import choose_backend
+from harness.calls import CallPair
+from harness.capture import Capture
+from harness.cluster import Cluster
+from harness.owner import me
+from harness.settings import load_settings
+
+backend_name, work = sys.argv[1], Path(sys.argv[2])
+settings = load_settings()
+backend = choose_backend(backend_name, settings).factory()(settings)
+backend.open()
+Capture(backend.capture_host(), work / "capture.pcap").start()
+cluster = Cluster(backend, ("primary", "backup"), settings=settings)
+cluster.start()
+CallPair(cluster, "basic", workdir=work / "sipp").uas.start()  # a callee: runs until stopped
+(work / "ready.tmp").write_text(json.dumps({"owner": str(me())}))
+os.rename(work / "ready.tmp", work / "ready.json")
+signal.pause()
+'''
+
+
+def docker_names(kind: str, run: str) -> list[str]:
+    """Container or network names with this run's label, asked of the docker CLI."""
+    label = f"org.opensips-bin-harness.run={run}"
+    argv = (["docker", "ps", "-a"] if kind == "container" else ["docker", "network", "ls"])
+    out = subprocess.run([*argv, "--filter", f"label={label}", "--format", "{{.Name}}"
+                          if kind == "network" else "{{.Names}}"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return sorted(out.split())
+
+
+def marked_commands(owner: Owner) -> list[str]:
+    """The command names of live processes whose environment names ``owner``."""
+    marker = f"{OWNER_ENV}={owner}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append((entry / "comm").read_text().strip())
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def left_by(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
+    """Everything of the killed runner still there, by kind."""
+    left = {
+        "processes": marked_commands(owner),
+        "namespaces": sorted(n.name for n in Path("/run/netns").glob(f"hx{owner.tag}x*")),
+        "directories": sorted(d.name for d in Path(tempfile.gettempdir()).glob(f"harness-hx{owner.tag}x*")),
+    }
+    if backend == "docker":
+        left["containers"] = docker_names("container", run)
+        left["networks"] = docker_names("network", run)
+    return left
+
+
+@pytest.fixture
+def killed_runner(opensips_backend: BackendChoice, tmp_path: Path) -> Iterator[Callable[[], tuple[Owner, str]]]:
+    """Start a runner, wait until its cluster is up, SIGKILL it; (its owner, its run id)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def run_and_kill() -> tuple[Owner, str]:
+        run = uuid.uuid4().hex[:12]
+        env = dict(os.environ, HARNESS_RUN_ID=run)
+        env.pop(OWNER_ENV, None)
+        log = open(tmp_path / "runner.log", "wb")
+        (tmp_path / "runner.py").write_text(RUNNER)
+        proc = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), str(opensips_backend.name),
+                                 str(tmp_path)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        procs.append(proc)
+        ready = tmp_path / "ready.json"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"runner exited {proc.returncode}: "
+                                     f"{(tmp_path / 'runner.log').read_text()[-2000:]}")
+            return ready.exists()
+
+        wait_until(up, timeout=120, interval=0.1, what="the runner's cluster to be up")
+        owner = Owner.parse(json.loads(ready.read_text())["owner"])
+        assert owner is not None and owner.pid == proc.pid
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        return owner, run
+
+    yield run_and_kill
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def namespace_pids(names: list[str]) -> int:
+    """How many processes live in these namespaces, as iproute2 sees them."""
+    return sum(len(subprocess.run(["ip", "netns", "pids", n], capture_output=True, text=True,
+                                  timeout=30).stdout.split()) for n in names)
+
+
+def assert_left_behind(owner: Owner, run: str, backend: str) -> None:
+    """The kill really left the cluster behind (else the checks after the sweep prove nothing).
+
+    The SIPp callee, tcpdump and every OpenSIPS process (main and children) of both
+    nodes stay.
+    """
+    left = left_by(owner, run, backend)
+    if backend == "local":
+        assert left["namespaces"] == sorted(f"hx{owner.tag}x0-{h}" for h in
+                                            ("hub", "primary", "backup", "caller", "callee"))
+        nodes = [n for n in left["namespaces"] if n.endswith(("-primary", "-backup"))]
+        assert [c for c in left["processes"] if c != "opensips"] == ["sipp", "tcpdump"]
+        assert left["processes"].count("opensips") == namespace_pids(nodes) > 2
+        assert len(left["directories"]) == 1
+    else:
+        assert [n.rsplit("-", 1)[-1] for n in left["containers"]] == ["backup", "callee", "primary"]
+        assert len(left["networks"]) == 1
+        assert left["processes"] == DOCKER_PROCESSES
+        assert left["namespaces"] == left["directories"] == []
+
+
+def nothing_left(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
+    empty = {kind: [] for kind in left_by(owner, run, backend)}
+    # SIGKILLed processes are gone once reaped: observed, with a deadline
+    wait_until(lambda: left_by(owner, run, backend) == empty, timeout=15, interval=0.1,
+               what="nothing of the killed runner left", evidence=lambda: str(left_by(owner, run, backend)))
+    return left_by(owner, run, backend)
+
+
+def test_harness_clean_removes_what_a_killed_runner_left(
+        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice) -> None:
+    owner, run = killed_runner()
+    backend = str(opensips_backend.name)
+    assert_left_behind(owner, run, backend)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "clean"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    mine = [line for line in out.stdout.splitlines() if f"(owner {owner})" in line]
+    kinds = sorted({line.split()[1] for line in mine})
+    assert kinds == (["container", "network", "process"] if backend == "docker"
+                     else ["directory", "namespace", "process"])
+    assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
+
+
+def test_the_next_cluster_start_removes_what_a_killed_runner_left(
+        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice,
+        opensips_cluster: Callable[..., object]) -> None:
+    owner, run = killed_runner()
+    backend = str(opensips_backend.name)
+    assert_left_behind(owner, run, backend)
+    opensips_cluster(("primary",), capture=False)
+    assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
