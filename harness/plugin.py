@@ -33,6 +33,7 @@ import pytest
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
 from harness.calls import CallPair
+from harness.clean import sweep_quietly
 from harness.cluster import Cluster, Destination
 from harness.gate import PLUGIN_NAME, GatePlugin, observe
 from harness.node import Backend, NodeDied
@@ -125,6 +126,7 @@ def opensips_backend(request: pytest.FixtureRequest, harness_settings: Settings)
         if wanted != "auto":
             pytest.fail(f"--opensips-backend {wanted} cannot run: {choice.reason}", pytrace=False)
         pytest.skip(choice.reason)
+    sweep_quietly()  # leftovers of killed runs, before this session builds anything
     return choice
 
 
