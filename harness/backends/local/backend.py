@@ -80,6 +80,8 @@ class LocalBackend(PlannedBackend):
         seq = next_cluster_seq()
         self.plan = AddressPlan.of(cluster_subnet(self.settings.network.subnet, seq))
         self.topology = Topology(self.plan, seq)
+        #: a work directory we made is ours to remove at close (the caller's is theirs)
+        self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"harness-{self.topology.prefix}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._runtime = Runtime(self.binary, self.settings, self.workdir,
@@ -110,13 +112,15 @@ class LocalBackend(PlannedBackend):
             raise LocalBackendError(f"cannot build the cluster network: {exc}") from None
 
     def close(self) -> None:
-        """Kill every node, delete every namespace; safe to call repeatedly."""
+        """Kill every node, delete every namespace and our temp dir; safe to call repeatedly."""
         for node in list(self.nodes.values()):
             try:
                 node.teardown()
             except Exception:  # keep tearing down the rest
                 pass
         self.topology.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- nodes and hosts ---------------------------------------------------------------
     def create_node(self, name: str, config: str, addresses: NodeAddresses) -> LocalNode:
