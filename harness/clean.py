@@ -215,7 +215,7 @@ def clean_command(everything: bool, say: Callable[[str], None], warn: Callable[[
     outcome = sweep(everything=everything)
     for line in outcome.removed:
         say(line)
-    if not outcome.removed:
+    if not outcome.removed and not outcome.errors:
         say("nothing to remove")
     for line in outcome.notes + outcome.errors:
         warn(line)
