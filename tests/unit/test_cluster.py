@@ -119,6 +119,22 @@ class FakeBackend:
         raise AssertionError("no capture in offline tests")
 
 
+@pytest.fixture(autouse=True)
+def swept(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Offline: record the run-start sweep instead of asking the engine and /proc."""
+    calls: list[str] = []
+    monkeypatch.setattr("harness.cluster.sweep_quietly", lambda: calls.append("sweep") or [])
+    return calls
+
+
+def test_start_sweeps_leftovers_of_killed_runs_before_building_anything(swept: list[str]) -> None:
+    b = FakeBackend()
+    b.open = lambda: b.log.append(("open", f"after {len(swept)} sweep"))  # type: ignore[method-assign]
+    with Cluster(b, warmup=False):
+        assert b.log[0] == ("open", "after 1 sweep")
+    assert swept == ["sweep"]
+
+
 def test_default_pair_replicates_both_ways_plus_extras():
     b = FakeBackend()
     with Cluster(b, extra_destinations=[7000, ("10.1.2.50", 7001)], warmup=False) as c:
