@@ -209,7 +209,6 @@ def sweep_quietly(**kw: bool) -> list[str]:
     return outcome.removed + outcome.errors
 
 
-
 def clean_command(everything: bool, say: Callable[[str], None], warn: Callable[[str], None]) -> int:
     """``harness clean [--all]``: one line per thing removed; 1 if anything resisted."""
     outcome = sweep(everything=everything)
