@@ -174,10 +174,13 @@ def test_verify_tree_accepts_the_pinned_tree_and_cleans_build_junk(tmp_path: Pat
     script = OPENSIPS / "verify-tree.sh"
     # Run with the caller's GIT_DIR pointing at a decoy repository: the script must
     # ignore it, or `git init` re-initialises the decoy (and marks it bare).
+    # (Run from `git rebase --exec`, this test inherits git's own GIT_* variables.)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     decoy = tmp_path / "decoy.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(decoy)], check=True)
-    subprocess.run(["git", "--git-dir", str(decoy), "config", "core.bare", "false"], check=True)
-    env = {**os.environ, "GIT_DIR": str(decoy)}
+    subprocess.run(["git", "init", "-q", "--bare", str(decoy)], check=True, env=clean)
+    subprocess.run(["git", "--git-dir", str(decoy), "config", "core.bare", "false"], check=True,
+                   env=clean)
+    env = {**clean, "GIT_DIR": str(decoy), "GIT_INDEX_FILE": str(tmp_path / "decoy.index")}
     ok = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True,
                         env=env)
     assert ok.returncode == 0, ok.stderr
@@ -185,7 +188,8 @@ def test_verify_tree_accepts_the_pinned_tree_and_cleans_build_junk(tmp_path: Pat
     assert not (tree / "modules" / "x.o").exists() and not (tree / "opensips").exists()
     assert not (tree / ".git").exists()
     decoy_bare = subprocess.run(["git", "--git-dir", str(decoy), "config", "core.bare"],
-                                capture_output=True, text=True).stdout.strip()
+                                capture_output=True, text=True, env=clean).stdout.strip()
+    assert not (tmp_path / "decoy.index").exists()
     assert decoy_bare == "false"
     (tree / "Makefile").write_text("all:\n\techo tampered\n")
     bad = subprocess.run(["sh", str(script), str(tree), pinned], capture_output=True, text=True)
