@@ -1,9 +1,9 @@
 """The ``harness`` command: every subcommand's arguments and wiring, in one place.
 
     harness image base | build [--source DIR] [--base IMAGE]
-    harness up [--backend auto|docker|local] [--settings FILE] [--roles primary,backup] [--no-build]
-    harness run [--backend ...] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] --calls N [--json] [--freeze] [--no-build]
+    harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
+    harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
+    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--json] [--freeze] [--no-build]
 
 up, run and failover build a missing Docker image on first use (harness.first_use),
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
@@ -42,6 +42,7 @@ from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordEr
                             record_corpus)
 from harness.settings import SETTINGS_ENV, Settings, SettingsError, load_settings
 from harness.sipp import SCENARIOS
+from harness.user_config import UserConfigError, preflight
 
 #: failures whose message is written for a person: shown as they are
 EXPLAINED = (NodeDied, FailoverError, RecordError, GateError, SettingsError, ImageError)
@@ -64,10 +65,12 @@ def progress(line: str) -> None:
 # -- shared options -----------------------------------------------------------------------
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """--backend and --settings: how every cluster-starting subcommand runs OpenSIPS."""
+    """--backend, --settings, --config: how every cluster-starting subcommand runs OpenSIPS."""
     parser.add_argument("--backend", default=default_backend(),
                         choices=BACKEND_CHOICES, help="how to run OpenSIPS (default auto, or $HARNESS_BACKEND)")
     parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+    parser.add_argument("--config", metavar="FILE", help="your own OpenSIPS config: a Jinja template "
+                        "using the README's placeholders, checked before any node starts")
 
 
 def add_first_use_options(parser: argparse.ArgumentParser) -> None:
@@ -86,13 +89,19 @@ def first_use(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from None
 
 
-def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = None
-                ) -> tuple[BackendChoice, Settings]:
-    """The settings (file, then overrides) and the backend that can run them."""
+def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = None,
+                roles: tuple[str, ...] = ("primary", "backup")) -> tuple[BackendChoice, Settings]:
+    """The settings (file, overrides, --config) and the backend that can run them.
+
+    A --config template is checked here, before any node starts (harness.user_config).
+    """
     settings = load_settings(args.settings).with_overrides(overrides)
+    settings, note = preflight(settings, args.config, roles, args.backend)
     choice = choose_backend(args.backend, settings)
     if choice.name is None:
         raise UsageError(choice.reason)
+    if note:
+        progress(note)
     return choice, settings
 
 
@@ -100,8 +109,8 @@ def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = 
 
 def cmd_up(args: argparse.Namespace) -> int:
     first_use(args)
-    choice, settings = backend_for(args)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    choice, settings = backend_for(args, roles=tuple(roles))
     say(f"backend: {choice.name}")
     backend = choice.factory()(settings)
     stop = threading.Event()
@@ -152,6 +161,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.settings:  # the suite's plugin reads it, in every xdist worker
         os.environ[SETTINGS_ENV] = str(Path(args.settings).resolve())
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    if args.config:  # refused here in one line, not once per live test
+        settings, note = preflight(load_settings(args.settings), args.config,
+                                   ("primary", "backup", "standalone"), args.backend)
+        progress(note)
+        pytest_args = ["--opensips-config", str(settings.opensips.config), *pytest_args]
     first_use(args)
     return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say,
                     allow_offline=args.allow_offline)
@@ -289,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except UserConfigError as err:  # one line per missing piece
+        for line in err.lines:
+            print(f"harness: {line}", file=sys.stderr)
+        return 1
     except EXPLAINED as err:
         print(f"harness: {err}", file=sys.stderr)
         return 1

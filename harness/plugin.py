@@ -2,7 +2,9 @@
 
 Fixtures (each small and overridable in your own conftest.py):
 
-- ``harness_settings`` — the YAML settings (``harness/defaults.yaml`` + ``$HARNESS_SETTINGS``).
+- ``harness_settings`` — the YAML settings (``harness/defaults.yaml`` + ``$HARNESS_SETTINGS``),
+  with ``--opensips-config FILE`` (your own config template, checked once up front by
+  harness.user_config) when given.
 - ``opensips_backend`` — which backend runs OpenSIPS (``--opensips-backend``); with
   ``auto`` skips the test with the exact reason when none can, with a backend named
   explicitly fails (error) with that backend's reason.
@@ -39,6 +41,7 @@ from harness.gate import PLUGIN_NAME, GatePlugin, observe
 from harness.node import Backend, NodeDied
 from harness.peer import BinPeer
 from harness.settings import Settings, load_settings
+from harness.user_config import UserConfigError, preflight
 from harness.warmup import STATS
 
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -49,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--opensips-backend", default=default_backend(),
                     choices=BACKEND_CHOICES,
                     help="how to run OpenSIPS for live tests (default: auto, or $HARNESS_BACKEND)")
+    group.addoption("--opensips-config", default=None, metavar="FILE",
+                    help="your own OpenSIPS config template for every cluster (see README)")
     group.addoption("--harness-artifacts", default=os.environ.get("HARNESS_ARTIFACTS", "artifacts"),
                     help="where failed live tests leave pcap, ladder and logs (default: artifacts)")
     group.addoption("--failover-calls", type=int,
@@ -108,8 +113,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 # -- fixtures ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def harness_settings() -> Settings:
-    return load_settings()
+def harness_settings(request: pytest.FixtureRequest) -> Settings:
+    """Settings for every cluster; a refused --opensips-config fails each live test with its lines."""
+    config = request.config.getoption("--opensips-config")
+    try:
+        settings, _ = preflight(load_settings(), config, ("primary", "backup", "standalone"),
+                                request.config.getoption("--opensips-backend"))
+    except UserConfigError as err:
+        pytest.fail(str(err), pytrace=False)
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ is the cluster's virtual IP). Ports come from `node`, everything else from setti
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Iterable
 
 import jinja2
@@ -25,6 +26,26 @@ from harness.settings import Settings, SettingsError
 TEMPLATE_DIR = package_path("opensips-cfg")
 TEMPLATE_NAME = "opensips.cfg.j2"
 ROLES = ("primary", "backup", "standalone")
+
+
+#: Every variable a config template sees: (name, what it holds). The one table behind
+#: the README's placeholder list, harness.user_config's docstring and render_config's
+#: context (a test checks the three agree), so docs and code cannot drift.
+PLACEHOLDERS: tuple[tuple[str, str], ...] = (
+    ("role", "`primary`, `backup` or `standalone`"),
+    ("name", "the node's name (for log_name, comments)"),
+    ("vip", "the cluster's virtual IP: listen for SIP here (`listen=udp:{{ vip }}:{{ sip_port }}`)"),
+    ("sip_port", "the SIP port on the VIP"),
+    ("node_ip", "the node's own address, where BIN and MI live"),
+    ("bin_port", "the node's BIN port"),
+    ("bin_listen", "`node_ip:bin_port`, the value for `bin_listen=`"),
+    ("mi_port", "the node's MI (mi_datagram) UDP port"),
+    ("mi_socket", "`udp:node_ip:mi_port`, the mi_datagram `socket_name` the harness sends MI to"),
+    ("replicate_to", "list of `ip:port` BIN destinations (its peers); empty for standalone"),
+    ("accept", "true when the node must accept replicated dialogs (primary and backup)"),
+    ("module_path", "directory of dialog.so etc. as the OpenSIPS process sees it (for `mpath=`)"),
+    ("s", "the harness settings (harness/defaults.yaml), e.g. `{{ s.dialog.timeout }}`"),
+)
 
 
 class RenderError(ValueError):
@@ -39,9 +60,9 @@ def cfg_string(value: object) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _environment() -> jinja2.Environment:
+def _environment(directory: Path = TEMPLATE_DIR) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        loader=jinja2.FileSystemLoader(str(directory)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -69,13 +90,15 @@ def _dest(value: str | tuple[str, int]) -> str:
 
 def render_config(role: str, settings: Settings, node: NodeAddresses, *,
                   replicate_to: Iterable[str | tuple[str, int]] = (),
-                  module_path: str | None = None) -> str:
+                  module_path: str | None = None, template: str | Path | None = None) -> str:
     """The opensips.cfg text for `node` playing `role`.
 
     replicate_to: BIN destinations ("ip:port" or (ip, port)) for primary/backup;
     settings.replication.extra_destinations are appended. Ignored for standalone.
     module_path: where dialog.so lives *as seen by the process* (it differs between
     the host and a container); default settings.opensips.module_path.
+    template: a user's Jinja template (default settings.opensips.config, else ours);
+    it sees the PLACEHOLDERS and nothing else, undefined names are errors.
     """
     if role not in ROLES:
         raise RenderError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
@@ -95,17 +118,31 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
                 raise RenderError(f"node {node.name} would replicate to itself ({norm})")
             if norm not in dests:
                 dests.append(norm)
-    template = _environment().get_template(TEMPLATE_NAME)
-    return template.render(
+    context = dict(
         role=role,
         name=node.name,
         vip=node.sip_ip,
         sip_port=node.sip_port,
         node_ip=node.ip,
         bin_port=node.bin_port,
+        bin_listen=f"{node.ip}:{node.bin_port}",
         mi_port=node.mi_port,
+        mi_socket=f"udp:{node.ip}:{node.mi_port}",
         replicate_to=dests,
         accept=settings.replication.accept and role != "standalone",
         module_path=cfg_string(mpath),
         s=settings,
     )
+    user = template or settings.opensips.config
+    if not user:
+        return _environment().get_template(TEMPLATE_NAME).render(context)
+    path = Path(user)
+    try:
+        return _environment(path.parent).get_template(path.name).render(context)
+    except jinja2.TemplateNotFound:
+        raise RenderError(f"config {path.name}: no such file") from None
+    except jinja2.TemplateSyntaxError as err:
+        raise RenderError(f"config {path.name}: line {err.lineno}: {err.message}") from None
+    except jinja2.UndefinedError as err:
+        raise RenderError(f"config {path.name}: {err.message}: not a placeholder the harness "
+                          f"defines ({', '.join(n for n, _ in PLACEHOLDERS)})") from None

@@ -37,6 +37,8 @@ class OpenSIPSSettings:
 
     binary: str | None = None
     module_path: str | None = None
+    #: a user's own config template (harness.user_config), instead of harness/opensips-cfg/'s
+    config: str | None = None
     log_level: int = 3
     children: int = 2
     bin_children: int = 1
