@@ -9,8 +9,9 @@ after a cluster started and a failover lost every call. `check_user_config` does
    an undefined placeholder is one line naming it;
 2. read the rendered text with a small parser (comments, both quote styles, module
    names in any case) and name what replication and the harness need but lack:
-   dialog and mi_datagram loaded, MI on ``mi_socket``, ``bin_listen``, a primary
-   replicating to its backup, a backup accepting replicated dialogs;
+   SIP on the VIP, dialog and mi_datagram loaded, MI on ``mi_socket``, BIN on
+   ``bin_listen``, a primary replicating to its backup, a backup accepting
+   replicated dialogs;
 3. confirm with ``opensips -c`` — the local binary, or a throw-away container of the
    image on the docker backend (no network); where neither exists it says so.
 
@@ -59,7 +60,7 @@ _STRING = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\''
 _VALUE = rf"{_STRING}|[^\s,()]+"
 _LOADMODULE = re.compile(rf"\bloadmodule\s+({_STRING})", re.I)
 _MODPARAM = re.compile(rf"\bmodparam\s*\(\s*({_STRING})\s*,\s*({_STRING})\s*,\s*({_VALUE})\s*\)", re.I)
-_GLOBAL = re.compile(r"^\s*(bin_listen|mpath)\s*=\s*(\S+)", re.I | re.M)
+_GLOBAL = re.compile(r"^\s*(bin_listen|listen|mpath)\s*=\s*(\S+)", re.I | re.M)
 
 
 def strip_comments(text: str) -> str:
@@ -131,6 +132,17 @@ def parse_config(text: str) -> ParsedConfig:
     return parsed
 
 
+def _sip_socket(value: str) -> tuple[str, int] | None:
+    """(ip, port) of a UDP ``listen=`` value (``udp:ip:port``, ``ip:port``, ``ip``), else None."""
+    proto, _, rest = value.partition(":")
+    if proto.lower() not in ("udp", "tcp", "tls", "sctp"):
+        proto, rest = "udp", value
+    host, _, port = rest.partition(":")
+    if proto.lower() != "udp" or (port and not port.isdigit()):
+        return None
+    return host, int(port or 5060)
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() not in ("0", "", "no", "off", "false")
 
@@ -151,8 +163,17 @@ def missing_pieces(text: str, role: str, node: NodeAddresses, peers: Iterable[st
     elif sockets[-1] != want_mi:
         missing.append(f"the {role}'s MI listens on {sockets[-1]}, the harness sends MI to "
                        f"{want_mi} (use \"{{{{ mi_socket }}}}\")")
-    if not cfg.globals.get("bin_listen"):
+    sip = [_sip_socket(v) for v in cfg.globals.get("listen", [])]
+    if (node.sip_ip, node.sip_port) not in sip:
+        missing.append(f"the {role} does not listen for SIP on the VIP "
+                       f"(listen=udp:{{{{ vip }}}}:{{{{ sip_port }}}} is missing)")
+    bins = cfg.globals.get("bin_listen", [])
+    want_bin = f"{node.ip}:{node.bin_port}"
+    if not bins:
         missing.append(f"the {role} has no BIN receiver (bin_listen={{{{ bin_listen }}}} is missing)")
+    elif bins[-1] != want_bin:
+        missing.append(f"the {role}'s BIN receiver is on {bins[-1]}, its peers replicate to "
+                       f"{want_bin} (use bin_listen={{{{ bin_listen }}}})")
     dests = cfg.params("dialog", "replicate_dialogs_to")
     if role == "primary":
         if not dests:

@@ -25,6 +25,7 @@ NODE = NodeAddresses("backup", "10.9.9.12", 5062, 8080, "10.9.9.100", 5060)
 PRIMARY = NodeAddresses("primary", "10.9.9.11", 5062, 8080, "10.9.9.100", 5060)
 
 GOOD = """
+listen=udp:10.9.9.100:5060
 bin_listen=10.9.9.12:5062
 loadmodule "dialog.so"
 loadmodule "mi_datagram.so"
@@ -72,6 +73,8 @@ def test_a_complete_config_misses_nothing():
      'the harness cannot reach MI (loadmodule "mi_datagram.so" is missing)'),
     ('modparam("mi_datagram", "socket_name", "udp:10.9.9.12:8080")', "backup",
      'the harness cannot reach MI (modparam("mi_datagram", "socket_name", "{{ mi_socket }}") is missing)'),
+    ("listen=udp:10.9.9.100:5060", "backup",
+     "the backup does not listen for SIP on the VIP (listen=udp:{{ vip }}:{{ sip_port }} is missing)"),
     ("bin_listen=10.9.9.12:5062", "backup",
      "the backup has no BIN receiver (bin_listen={{ bin_listen }} is missing)"),
     ('modparam("dialog", "accept_replicated_dialogs", 1)', "backup",
@@ -95,6 +98,27 @@ def test_accept_set_to_zero_is_not_accepting_and_a_wrong_mi_socket_is_named():
         '(use "{{ mi_socket }}")',
         'the backup does not accept replicated dialogs (modparam("dialog", "accept_replicated_dialogs", 1) is missing)',
     ]
+
+
+@pytest.mark.parametrize("listen", ["listen=10.9.9.100", "listen = UDP:10.9.9.100:5060",
+                                    "listen=udp:10.0.0.1:5060\nlisten=10.9.9.100:5060"])
+def test_any_spelling_of_the_vip_socket_is_a_sip_listener(listen):
+    text = GOOD.replace("listen=udp:10.9.9.100:5060", listen)
+    assert missing_pieces(text, "backup", NODE) == []
+
+
+@pytest.mark.parametrize("listen", ["listen=tcp:10.9.9.100:5060", "listen=udp:10.9.9.100:5070"])
+def test_tcp_or_another_port_on_the_vip_is_not_the_sip_socket(listen):
+    text = GOOD.replace("listen=udp:10.9.9.100:5060", listen)
+    assert missing_pieces(text, "backup", NODE) == [
+        "the backup does not listen for SIP on the VIP (listen=udp:{{ vip }}:{{ sip_port }} is missing)"]
+
+
+def test_a_bin_receiver_elsewhere_is_named():
+    text = GOOD.replace("bin_listen=10.9.9.12:5062", "bin_listen=127.0.0.1:5062")
+    assert missing_pieces(text, "backup", NODE) == [
+        "the backup's BIN receiver is on 127.0.0.1:5062, its peers replicate to 10.9.9.12:5062 "
+        "(use bin_listen={{ bin_listen }})"]
 
 
 def test_a_primary_replicating_elsewhere_is_told_its_backup_is_missing():
