@@ -120,8 +120,10 @@ def harness_settings(request: pytest.FixtureRequest) -> Settings:
         settings, _ = preflight(load_settings(), config, ("primary", "backup", "standalone"),
                                 request.config.getoption("--opensips-backend"))
     except UserConfigError as err:
-        pytest.fail(str(err), pytrace=False)
-    return settings
+        refused = str(err)
+    else:
+        return settings
+    pytest.fail(refused, pytrace=False)  # outside `except`: no "during handling" chain
 
 
 @pytest.fixture(scope="session")

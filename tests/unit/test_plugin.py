@@ -67,7 +67,8 @@ def test_a_backend_asked_for_by_name_fails_with_its_reason(
 
 def test_options_and_markers_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*--opensips-backend*", "*--harness-artifacts*", "*--failover-calls*"])
+    result.stdout.fnmatch_lines(["*--opensips-backend*", "*--opensips-config*", "*--harness-artifacts*",
+                                 "*--failover-calls*"])
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.live:*", "@pytest.mark.failover:*"])
 
@@ -192,3 +193,21 @@ def test_teardown_fails_a_test_after_which_a_node_is_dead(pytester: pytest.Pytes
     # the crash leaves its evidence like any failure
     assert (tmp_path / "artifacts" / "failures" / "test_teardown_fails_a_test_after_which_a_node_is_dead.py_"
             "test_backup_crashes_unobserved" / "cluster0" / "backup.log").exists()
+
+
+def test_a_refused_opensips_config_errors_the_live_test_in_one_line(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--opensips-config is checked before any cluster (harness.user_config): the refusal
+    is the test's error, one line, whatever backend could have run it."""
+    monkeypatch.setenv("OPENSIPS_BIN", "/nonexistent/opensips")
+    no_accept = Path(__file__).resolve().parents[2] / "examples" / "user-config" / "no-accept.cfg.j2"
+    pytester.makepyfile(LIVE_TEST)
+    result = pytester.runpytest("--strict-markers", "--opensips-backend", "local",
+                                "--opensips-config", str(no_accept))
+    result.assert_outcomes(errors=1)
+    lines = result.stdout.lines
+    start = next(i for i, ln in enumerate(lines) if "ERROR at setup of test_needs_a_cluster" in ln)
+    end = next(i for i in range(start + 1, len(lines)) if lines[i][:3] in ("===", "---", "___"))
+    assert lines[start + 1:end] == [
+        'config no-accept.cfg.j2: the backup does not accept replicated dialogs '
+        '(modparam("dialog", "accept_replicated_dialogs", 1) is missing)']
