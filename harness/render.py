@@ -118,7 +118,7 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
                 raise RenderError(f"node {node.name} would replicate to itself ({norm})")
             if norm not in dests:
                 dests.append(norm)
-    context = dict(
+    values = dict(
         role=role,
         name=node.name,
         vip=node.sip_ip,
@@ -133,6 +133,8 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
         module_path=cfg_string(mpath),
         s=settings,
     )
+    # only what the table documents reaches a template (KeyError: a row with no value)
+    context = {name: values[name] for name, _ in PLACEHOLDERS}
     user = template or settings.opensips.config
     if not user:
         return _environment().get_template(TEMPLATE_NAME).render(context)
