@@ -9,6 +9,7 @@ up, run and failover build a missing Docker image on first use (harness.first_us
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
     harness clean [--all]
+    harness bench replication [--backends local,docker] [--bin-children 1,2,4] [--json]
 
 The work lives in the modules named per subcommand; this one only parses, picks the
 backend, and turns failures into one line on stderr with a non-zero exit status
@@ -221,6 +222,36 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bench ------------------------------------------------------------------------------
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, not {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{what} must name at least one positive integer, not {text!r}")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench.replication import run_replication_bench  # pybin/SIPp load only here
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in ("local", "docker")]
+    if not backends or unknown:
+        raise UsageError(f"--backends takes local and/or docker, not {args.backends!r}")
+    if args.start <= 0 or args.ceiling < args.start:
+        raise UsageError("--start must be positive and --ceiling at least --start")
+    children = _int_list(args.bin_children, "--bin-children")
+    settings = load_settings(args.settings)
+    report = run_replication_bench(backends, settings, children, start=args.start, ceiling=args.ceiling,
+                                   refine=args.refine, memory_dialogs=args.memory_dialogs,
+                                   sip=not args.no_sip, progress=lambda line: progress(f"bench: {line}"))
+    say(report.to_json() if args.json else report.table())
+    return 0 if any(c.capacity for c in report.configs) else 1
+
+
 # -- the parser ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,6 +322,20 @@ def build_parser() -> argparse.ArgumentParser:
                 "remove what killed runs left behind (containers, networks, namespaces, processes)")
     p.add_argument("--all", action="store_true",
                    help="remove everything the harness labelled, also of live runs and of unknown owners")
+
+    p = command("bench", cmd_bench, "capacity figures: the replication rate a real backup takes without loss")
+    p.add_argument("what", choices=["replication"], help="what to measure")
+    p.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+    p.add_argument("--backends", default="local,docker", help="comma-separated (default local,docker)")
+    p.add_argument("--bin-children", default="1,2,4", help="BIN receivers per backup to try (default 1,2,4)")
+    p.add_argument("--start", type=float, default=2000.0, help="first offered rate, packets/s (default 2000)")
+    p.add_argument("--ceiling", type=float, default=64000.0,
+                   help="highest offered rate, packets/s (default 64000)")
+    p.add_argument("--refine", type=int, default=2, help="bisections after the first loss (default 2)")
+    p.add_argument("--memory-dialogs", type=int, default=2000,
+                   help="dialogs held to measure shm per dialog (default 2000; 0 skips)")
+    p.add_argument("--no-sip", action="store_true", help="skip the SIPp-fed primary -> backup run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 

@@ -128,6 +128,10 @@ class Node(Protocol):
         """(voluntary context switches, blocked in recvfrom) of a BIN receiver; None if
         this backend cannot see the node's processes (the warm-up then uses the logs)."""
 
+    def read_proc_net(self, name: str) -> str:
+        """``/proc/net/<name>`` (e.g. ``snmp``, ``udp``) as the node's network namespace
+        sees it: the kernel's own counts of what the node's sockets received and dropped."""
+
     def take_vip(self, vip: str) -> None:
         """Bind the cluster's virtual IP on this node and announce it (failover)."""
 

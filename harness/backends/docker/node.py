@@ -303,6 +303,13 @@ class DockerNode:
             return {"Status": "removed"}
         return dict(c.attrs.get("State", {}))
 
+    def read_proc_net(self, name: str) -> str:
+        """``cat /proc/net/<name>`` in the container (its own network namespace)."""
+        code, out = self.exec(["cat", f"/proc/net/{name}"], check=False)
+        if code != 0:
+            raise DockerBackendError(f"{self.name}: cat /proc/net/{name}: {out.strip()[:200]}")
+        return out
+
     def exec(self, cmd: Sequence[str], *, check: bool = True) -> tuple[int, str]:
         """Run ``cmd`` inside the container; (exit code, combined output)."""
         c = self.container

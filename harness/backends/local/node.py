@@ -215,6 +215,16 @@ class LocalNode:
             return None
         return switches, state == "S" and bool(syscall) and syscall[0] == str(nr)
 
+    def read_proc_net(self, name: str) -> str:
+        """/proc/<pid>/net/<name> of any process in the node's namespace (same namespace,
+        same view); LocalBackendError when none is left to read it through."""
+        for pid in self.pids():
+            try:
+                return Path(f"/proc/{pid}/net/{name}").read_text()
+            except OSError:
+                continue
+        raise LocalBackendError(f"{self.name}: no process left to read /proc/net/{name} through")
+
     # -- extras ----------------------------------------------------------------------
     def pids(self) -> list[int]:
         return netns.pids(self.ns)
