@@ -108,13 +108,18 @@ def run_replication_bench(backends: Sequence[str], settings: Settings, bin_child
                                                    refine=refine, memory_dialogs=memory_dialogs,
                                                    progress=progress))
             except Exception as err:  # one configuration failing still reports the others
-                report.configs.append(Config(backend, k, "pybin", error=f"{type(err).__name__}: {err}"))
+                report.configs.append(Config(backend, k, "pybin", error=_first_line(err)))
         if sip:
             progress(f"{backend}: a real primary feeding the backup from SIPp calls")
             try:
                 report.configs.append(bench_sip_feed(backend, settings, progress=progress))
             except Exception as err:
                 report.configs.append(Config(backend, settings.opensips.bin_children, "sip",
-                                             error=f"{type(err).__name__}: {err}"))
+                                             error=_first_line(err)))
     report.load_end = load_average()
     return report
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception as one line (SIPp's errors carry whole logs)."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]

@@ -22,6 +22,7 @@ from harness.bench.stepping import step_rates
 from harness.calls import CallPair
 from harness.cluster import Cluster
 from harness.settings import Settings
+from harness.sipp import SippError
 from harness.wait import WaitTimeout, wait_until
 
 SENT = ("create_sent", "update_sent", "delete_sent")
@@ -50,8 +51,12 @@ def bench_sip_feed(backend_name: str, settings: Settings, *, progress: Callable[
             marks = (len(primary.current_logs()), len(backup.current_logs()))
             pair = CallPair(cluster, "basic", calls=calls, rate=cps, workdir=workdir / f"{cps:g}",
                             max_concurrent=max(100, int(cps * 4)))
+            failed: int | str
             with pair:
-                summary = pair.wait(timeout=calls / cps + 60)
+                try:
+                    failed = pair.wait(timeout=calls / cps + 60).failed
+                except SippError as err:  # SIPp stuck or dead: the proxy's limit, stopped on exit
+                    failed = f"SIPp did not finish ({str(err).splitlines()[0][:120]})"
             sent = sum(mi_p.get_statistics("dialog:")[k] - sent0[k] for k in SENT)
 
             def counted() -> int | None:
@@ -67,11 +72,11 @@ def bench_sip_feed(backend_name: str, settings: Settings, *, progress: Callable[
             k = read_counters(backup, bin_port).minus(k0)
             errors = (failure_lines(primary.current_logs()[marks[0]:])
                       + failure_lines(backup.current_logs()[marks[1]:]))[:5]
-            if summary.failed:
-                errors.append(f"SIPp: {summary.failed} of {calls} calls failed")
+            if failed:
+                errors.append(f"SIPp: {failed} of {calls} calls failed" if isinstance(failed, int) else failed)
             step = Step(cps, cps, sent, got, sent - got, 0, k, True, load_average(), errors)
             progress(f"sip: {cps:,.0f} calls/s: backup counted {got}/{sent} BIN packets, "
-                     f"kernel drops {k.rcvbuf_errors}, SIPp failed {summary.failed} (load {step.load})")
+                     f"kernel drops {k.rcvbuf_errors}, SIPp failed {failed} (load {step.load})")
             return step.clean, step
 
         search = step_rates(one, start=start, ceiling=ceiling, refine=refine)
