@@ -42,7 +42,16 @@ class OpenSIPSSettings:
     log_level: int = 3
     children: int = 2
     bin_children: int = 1
-    extra_args: tuple[str, ...] = ("-m", "64", "-M", "8")
+    #: `maxbuffer=`: the SO_RCVBUF ceiling 1.10 probes up to for every UDP socket, BIN too
+    maxbuffer: int = 4194304
+    #: `-m` (shared memory, MB) and `-M` (pkg memory per process, MB)
+    shm_mb: int = 512
+    pkg_mb: int = 16
+    extra_args: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        """The opensips arguments after `-F -E -f cfg`: memory sizes, then extra_args."""
+        return ["-m", str(self.shm_mb), "-M", str(self.pkg_mb), *self.extra_args]
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,14 @@ def test_bad_inputs_are_clear_errors():
         render("primary", replicate_to=["10.9.9.11:5062"])
     with pytest.raises(SettingsError, match="module path unknown"):
         render_config("primary", load_settings(use_env=False), NODE)
+
+
+def test_scale_defaults_reach_config_and_command_line():
+    """maxbuffer (the BIN socket's only rcvbuf knob) in the cfg; shm/pkg MB as -m/-M."""
+    s = load_settings(use_env=False)
+    assert "maxbuffer=4194304" in render("backup", s).splitlines()
+    assert s.opensips.argv() == ["-m", "512", "-M", "16"]
+    small = load_settings({"opensips": {"maxbuffer": 262144, "shm_mb": 32, "pkg_mb": 2,
+                                        "extra_args": ["-b", "262144"]}}, use_env=False)
+    assert "maxbuffer=262144" in render("backup", small).splitlines()
+    assert small.opensips.argv() == ["-m", "32", "-M", "2", "-b", "262144"]

@@ -89,7 +89,7 @@ class LocalNode:
             raise LocalBackendError(f"{self.name}: processes of the previous run do not exit")
         self.starts += 1
         argv = ["ip", "netns", "exec", self.ns, self.runtime.binary, "-F", "-E",
-                "-f", str(self.cfg_path), *self.settings.opensips.extra_args]
+                "-f", str(self.cfg_path), *self.settings.opensips.argv()]
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             log.write(f"=== harness: start #{self.starts} of {self.name} at "
