@@ -21,7 +21,7 @@ from typing import Self
 
 from harness.mi import MIClient, MITimeout
 from harness.node import NodeAddresses
-from harness.settings import PortSettings, Settings
+from harness.settings import OpenSIPSSettings, PortSettings, Settings
 from harness.wait import wait_until
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
@@ -197,6 +197,18 @@ class PlannedBackend:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def opensips_command(binary: str, cfg: str, opensips: OpenSIPSSettings) -> list[str]:
+    """The one opensips command line, on every backend.
+
+    ``-F`` (main process in the foreground) and ``-E`` (log to stderr), never ``-D``:
+    1.10's dont_fork path starts one SIP process and no BIN receiver. Then the
+    memory sizes from the settings (``-m`` shared MB, ``-M`` pkg MB per process) and
+    ``extra_args``. The cfg is parsed after getopt, so cfg keywords (``maxbuffer=``,
+    ``children=``) override ``-b``/``-n``; ``-m``/``-M`` exist only here.
+    """
+    return [binary, "-F", "-E", "-f", cfg, *opensips.argv()]
 
 
 def cluster_subnet(configured: str | None, seq: int) -> ipaddress.IPv4Network:

@@ -101,3 +101,11 @@ def test_scale_defaults_reach_config_and_command_line():
                                         "extra_args": ["-b", "262144"]}}, use_env=False)
     assert "maxbuffer=262144" in render("backup", small).splitlines()
     assert small.opensips.argv() == ["-m", "32", "-M", "2", "-b", "262144"]
+
+
+def test_one_opensips_command_line_for_both_backends():
+    """-F -E (never -D: 1.10's dont_fork starts no BIN receiver), the cfg, then -m/-M."""
+    from harness.backends.core import opensips_command
+    s = load_settings(use_env=False)
+    assert opensips_command("/o/sbin/opensips", "/c.cfg", s.opensips) == [
+        "/o/sbin/opensips", "-F", "-E", "-f", "/c.cfg", "-m", "512", "-M", "16"]

@@ -122,7 +122,7 @@ class DockerBackend(PlannedBackend):
             name, self.network, addresses.ip, config, image=self.image,
             sip_ip=addresses.sip_ip, sip_port=addresses.sip_port,
             bin_port=addresses.bin_port, mi_port=addresses.mi_port,
-            extra_args=s.opensips.argv(), start_timeout=s.timeouts.start,
+            opensips=s.opensips, start_timeout=s.timeouts.start,
             stop_timeout=s.timeouts.stop, mi_timeout=s.timeouts.mi,
             bin_children=s.opensips.bin_children,
         )

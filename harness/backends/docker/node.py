@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from harness.backends.core import LOG_TAIL, death_report, wait_until_serving
+from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
 from harness.backends.docker.engine import (DockerBackendError, client, labels_for, quietly,
                                             register, slug, unregister)
 from harness.backends.docker.network import DockerNetwork
 from harness.images import OPENSIPS_IMAGE
 from harness.mi import MIClient
 from harness.node import NodeAddresses, NodeDied, Release, parse_release
+from harness.settings import OpenSIPSSettings
 from harness.wait import WaitTimeout, wait_until
 
 #: where the image installs modules and the config (``make install`` defaults)
@@ -69,7 +70,7 @@ class DockerNode:
 
     def __init__(self, name: str, network: DockerNetwork, ip: str, config: str, *,
                  image: str = OPENSIPS_IMAGE, sip_ip: str | None = None, sip_port: int = 5060,
-                 bin_port: int = 5062, mi_port: int = 8080, extra_args: Sequence[str] = (),
+                 bin_port: int = 5062, mi_port: int = 8080, opensips: OpenSIPSSettings | None = None,
                  start_timeout: float = 15.0, stop_timeout: float = 10.0,
                  mi_timeout: float = 2.0, bin_children: int = 1) -> None:
         self.name = name
@@ -79,7 +80,7 @@ class DockerNode:
         self._addresses = NodeAddresses(name=name, ip=ip, bin_port=bin_port, mi_port=mi_port,
                                         sip_ip=sip_ip or network.addresses().vip, sip_port=sip_port)
         self.config = config
-        self.extra_args = tuple(extra_args)
+        self.opensips = opensips or OpenSIPSSettings()
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.mi_timeout = mi_timeout
@@ -116,7 +117,7 @@ class DockerNode:
         """Start (or restart) the container and return once MI answers."""
         if self.container is None:
             env = {"OPENSIPS_CFG_B64": base64.b64encode(self.config.encode()).decode()}
-            command = ["opensips", "-F", "-E", "-f", CONFIG_PATH, *self.extra_args]
+            command = opensips_command("opensips", CONFIG_PATH, self.opensips)
             self._expect_down = False
             self._log_offset = 0
             self._create_and_start(command, env)

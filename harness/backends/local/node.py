@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends.core import LOG_TAIL, death_report, wait_until_serving
+from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
 from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
 from harness.mi import MIClient
@@ -88,8 +88,8 @@ class LocalNode:
         if not until_empty(self.ns, timeouts.stop):
             raise LocalBackendError(f"{self.name}: processes of the previous run do not exit")
         self.starts += 1
-        argv = ["ip", "netns", "exec", self.ns, self.runtime.binary, "-F", "-E",
-                "-f", str(self.cfg_path), *self.settings.opensips.argv()]
+        argv = ["ip", "netns", "exec", self.ns,
+                *opensips_command(self.runtime.binary, str(self.cfg_path), self.settings.opensips)]
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             log.write(f"=== harness: start #{self.starts} of {self.name} at "
