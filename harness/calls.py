@@ -67,11 +67,13 @@ class CallPair:
     """One SIPp callee + one SIPp caller running ``scenario`` through a cluster.
 
     ``scenario`` is a kept scenario's name or your own pair (see `scenario_files`).
+    ``uac_options`` go to the caller (`SippUAC`), ``uas_options`` to the callee.
     """
 
     def __init__(self, cluster: Cluster, scenario: str | Path = "basic", *, calls: int = 1,
                  rate: float = 10.0, hold: bool = False, workdir: str | Path,
-                 max_concurrent: int | None = None, **uac_options: object) -> None:
+                 max_concurrent: int | None = None, uas_options: dict[str, object] | None = None,
+                 **uac_options: object) -> None:
         uac_scenario, uas_scenario = scenario_files(scenario, hold)
         label = scenario.name if isinstance(scenario, Path) else scenario
         backend = cluster.backend
@@ -82,7 +84,8 @@ class CallPair:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vip, sip_port = cluster.sip_addr
         self.uas = SippUAS(uas_scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
-                           name=f"{label}-uas", **_runner_options(backend, self.callee_host, self.workdir))
+                           name=f"{label}-uas", **_runner_options(backend, self.callee_host, self.workdir),
+                           **(uas_options or {}))  # type: ignore[arg-type]
         self.uac = SippUAC(uac_scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
                            CALLER_PORT, workdir=self.workdir, calls=calls, rate=rate, hold=hold,
                            max_concurrent=max_concurrent, outbound_proxy=f"{vip}:{sip_port}",

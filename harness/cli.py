@@ -3,7 +3,7 @@
     harness image base | build [--source DIR] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--json] [--freeze] [--no-build]
+    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--json] [--freeze] [--no-build]
 
 up, run and failover build a missing Docker image on first use (harness.first_use),
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
@@ -34,7 +34,7 @@ from pathlib import Path
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.clean import clean_command
 from harness.cluster import Cluster
-from harness.failover import FailoverError, run_failover
+from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, run_failover
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
@@ -187,8 +187,8 @@ def cmd_image_base(args: argparse.Namespace) -> int:
 # -- failover -----------------------------------------------------------------------------
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    if args.calls < 1 or args.rate <= 0:
-        raise UsageError("--calls must be at least 1 and --rate positive")
+    if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0:
+        raise UsageError("--calls must be at least 1, --rate and --release-rate positive")
     first_use(args)
     choice, settings = backend_for(args)
     keep = args.workdir is not None
@@ -197,9 +197,9 @@ def cmd_failover(args: argparse.Namespace) -> int:
     progress(f"failover: backend {choice.name}; starting primary + backup (BIN warm-up) …")
     with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
         result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
-                              mode="freeze" if args.freeze else "kill",
+                              release_rate=args.release_rate, mode="freeze" if args.freeze else "kill",
                               progress=lambda line: progress(f"failover: {line}"))
-    keep = keep or bool(result.lost or result.capture_drops)
+    keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -301,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=200, help="concurrent calls (default 200)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--rate", type=float, default=200.0, help="call setup rate, calls/s (default 200)")
+    p.add_argument("--release-rate", type=float, default=DEFAULT_RELEASE_RATE,
+                   help="in-dialog requests/s after the failover: re-INVITE + BYE per call, "
+                        f"paced (default {DEFAULT_RELEASE_RATE:g})")
     p.add_argument("--freeze", action="store_true",
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "

@@ -33,18 +33,57 @@ from harness.capture import Capture
 from harness.cluster import Cluster
 from harness.failover_figures import (JSON_KEYS, Addr, CallKey, Evidence, FailoverResult,
                                       result_from)
-from harness.mi import MIClient
+from harness.mi import MIClient, MIError
+from harness.node import NodeDied
 from harness.sipp import SippError, SippSummary
 from harness.wait import WaitTimeout, wait_until
 from pybin.pcap import read_udp
 
-__all__ = ["JSON_KEYS", "FailoverError", "FailoverResult", "FailoverRun", "Prober", "run_failover"]
+__all__ = ["DEFAULT_RELEASE_RATE", "JSON_KEYS", "FailoverError", "FailoverResult", "FailoverRun", "Prober",
+           "deadlines", "error_lines", "run_failover"]
 
 Progress = Callable[[str], None]
 
 
 class FailoverError(RuntimeError):
     """The scenario could not be run (calls not set up, no backup...); not a loss."""
+
+
+#: in-dialog requests per second after the failover, by default (the issue's target rate)
+DEFAULT_RELEASE_RATE = 1000.0
+#: the longest a SIP transaction can wait: 64 x T1 (timer B/F), SIPp's and OpenSIPS's
+SIP_TRANSACTION_S = 32.0
+#: setup gives up when no call was set up for this long
+STALL_S = 20.0
+#: stopping SIPp (q, Q, TERM, KILL: 2.5 s each), tcpdump, the prober
+STOP_ALLOWANCE = 30.0
+#: progress lines on stderr at most this often
+PROGRESS_S = 2.0
+#: dialogs per dlg_list page (1.10's mi_datagram reply is at most 65457 B)
+PAGE = 50
+#: SIPp socket buffers at size (the kernel caps them at net.core.rmem_max/wmem_max)
+SIPP_BUFF_AT_SIZE = 4 << 20
+#: first error lines of the backup kept in the result
+ERROR_LINES = 10
+
+
+def deadlines(calls: int, rate: float, release_rate: float) -> dict[str, float]:
+    """Seconds each step may take, from the size and the rates (never fixed).
+
+    setup: twice the time SIPp needs at ``rate``, plus 30 s; sync: 30 s plus 10 ms per
+    dialog (a paged dlg_list of 10,000 dialogs takes ~1 s); release: the paced release
+    (2 requests per call at ``release_rate``) plus one full SIP transaction timeout, so
+    a request sent last still gets every retransmission.
+    """
+    return {"setup": 30.0 + 2.0 * calls / rate,
+            "sync": 30.0 + 0.01 * calls,
+            "release": 2.0 * calls / release_rate + SIP_TRANSACTION_S + 15.0}
+
+
+def error_lines(log: str) -> list[str]:
+    """OpenSIPS's ERROR/CRITICAL/ALERT lines of a log, in order."""
+    return [ln.strip() for ln in log.splitlines()
+            if any(f"{lvl}:" in ln for lvl in ("ERROR", "CRITICAL", "ALERT", "BUG"))]
 
 
 # --------------------------------------------------------------------------- the prober
@@ -130,24 +169,42 @@ class FailoverRun:
 
     mode: ``kill`` (SIGKILL the primary) or ``freeze`` (SIGSTOP: alive but silent).
     rate: call setup rate (calls/s); every call is held, so all N are up at once.
+    release_rate: in-dialog requests per second after the failover (each call sends a
+      re-INVITE and a BYE, so calls are released at half this rate, on a schedule):
+      recovery then measures the backup at a rate a user chose, not a burst of N.
     sync_timeout: how long the backup may take to hold every dialog before the kill
-      (missing ones are counted in ``missing_on_backup`` and will show up as lost).
+      (missing ones are counted in ``missing_on_backup`` and will show up as lost);
+      default derived from N.
     probe_interval: seconds between OPTIONS probes around the kill; None: no prober
       (the gap then spans whatever SIP traffic there was).
+
+    Every step has a deadline derived from N and the rates (`deadlines`), so a run
+    ends within `deadline_s` whatever OpenSIPS does; a step that ran out is named in
+    the result's ``timed_out`` and the run goes on to report what it saw.
     """
 
     def __init__(self, cluster: Cluster, calls: int = 200, *, workdir: str | Path,
-                 rate: float = 200.0, mode: str = "kill", probe_interval: float | None = 0.005,
-                 sync_timeout: float = 30.0, finish_timeout: float | None = None,
+                 rate: float = 200.0, release_rate: float = DEFAULT_RELEASE_RATE,
+                 mode: str = "kill", probe_interval: float | None = 0.005,
+                 sync_timeout: float | None = None, finish_timeout: float | None = None,
                  drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
                  progress: Progress | None = None) -> None:
         if mode not in ("kill", "freeze"):
             raise FailoverError(f"mode must be 'kill' or 'freeze', not {mode!r}")
         if calls < 1:
             raise FailoverError("calls must be at least 1")
+        if rate <= 0 or release_rate <= 0:
+            raise FailoverError("rate and release_rate must be positive")
         self.cluster, self.calls, self.rate, self.mode = cluster, calls, rate, mode
-        self.probe_interval, self.sync_timeout, self.drain_timeout = probe_interval, sync_timeout, drain_timeout
-        self.finish_timeout = finish_timeout if finish_timeout is not None else 60.0 + calls * 0.1
+        self.release_rate = release_rate
+        d = deadlines(calls, rate, release_rate)
+        self.setup_timeout = d["setup"]
+        self.sync_timeout = sync_timeout if sync_timeout is not None else d["sync"]
+        self.finish_timeout = finish_timeout if finish_timeout is not None else d["release"]
+        self.probe_interval, self.drain_timeout = probe_interval, drain_timeout
+        #: the whole run's bound: every step's deadline plus stopping SIPp and tcpdump
+        self.deadline_s = (self.setup_timeout + self.sync_timeout + self.finish_timeout
+                           + self.drain_timeout + STOP_ALLOWANCE)
         self.say: Progress = progress or (lambda line: None)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -157,9 +214,16 @@ class FailoverRun:
         self.proxy: Addr = cluster.sip_addr
         self.backup_mi: MIClient = cluster.mi(self.backup)
         # max_concurrent: SIPp's default cap on open calls is 3 x rate; held calls never
-        # close, so beyond 600 calls at 200/s it would stop placing new ones
+        # close, so beyond 600 calls at 200/s it would stop placing new ones.
+        # At size: socket buffers as large as the kernel allows (a burst of retransmissions
+        # must not overflow SIPp's own socket), and the callee keeps no message trace
+        # (nobody judges it; at 10,000 calls it is ~100 MB written synchronously).
+        big = calls > 1000
         self.pair = CallPair(cluster, "reinvite", calls=calls, rate=rate, hold=True,
-                             max_concurrent=calls, workdir=self.workdir / "sipp")
+                             max_concurrent=calls, workdir=self.workdir / "sipp",
+                             buff_size=SIPP_BUFF_AT_SIZE if big else 1 << 20,
+                             uas_options={"trace_messages": not big,
+                                          "buff_size": SIPP_BUFF_AT_SIZE if big else 1 << 20})
         # a burst of N calls overflows tcpdump's default 2 MB ring: lost packets would
         # read as lost dialogs, so give it room (and 16 KB snaplen: SIP and BIN here fit)
         self.capture = Capture(cluster.backend.capture_host(), self.workdir / "failover.pcap",
@@ -171,12 +235,20 @@ class FailoverRun:
         self.missing_on_backup = 0
         self.stats_before: dict[str, int] = {}
         self.stats_after: dict[str, int] = {}
+        self.shm: dict[str, int | None] = {}
         self.dialogs_left = 0
         self.summary: SippSummary | None = None
+        self.timed_out: list[str] = []
+        self.backup_alive = True
+        self.backup_errors: list[str] = []
+        self._log_mark = 0
 
     def run(self) -> FailoverResult:
+        self.say(f"{self.calls} calls at {self.rate:g}/s, released at {self.release_rate:g} "
+                 f"requests/s; the run ends within {self.deadline_s:.0f}s")
         self.capture.start()
         try:
+            self._shm("idle")
             self.set_up_calls()
             self.wait_for_replication()
             self.fail_primary()
@@ -186,38 +258,82 @@ class FailoverRun:
             self._stop_prober()
             self.pair.stop()
             self.capture.stop()
+        self.say("judging the evidence …")
         return result_from(self.evidence())
 
     # -- the steps ---------------------------------------------------------------------
     def set_up_calls(self) -> None:
-        """Place N calls through the primary and hold each after its ACK."""
-        self.say(f"setting up {self.calls} calls through {self.primary} at {self.rate:g}/s …")
+        """Place N calls through the primary and hold each after its ACK.
+
+        Waits on SIPp's HELD markers (read incrementally) with progress on stderr; gives
+        up at the derived deadline, or earlier when no call was set up for STALL_S.
+        """
+        self.say(f"setting up {self.calls} calls through {self.primary} at {self.rate:g}/s "
+                 f"(deadline {self.setup_timeout:.0f}s) …")
+        uac = self.pair.uac
         self.pair.start()
-        setup_timeout = 30.0 + self.calls / self.rate * 2
-        try:
-            self.pair.uac.wait_held(self.calls, timeout=setup_timeout)
-        except SippError as err:
-            held = len(self.pair.uac.events("HELD"))
-            raise FailoverError(f"only {held} of {self.calls} calls were set up through the primary "
-                                f"within {setup_timeout:.0f}s: {str(err).splitlines()[0]}") from None
-        self.keys = {(c.call_id, c.from_tag, c.to_tag) for c in self.pair.uac.result().calls}
+        t0 = time.monotonic()
+        last_count, last_change, last_report = 0, t0, t0
+        while True:
+            held = uac.count_events("HELD")
+            now = time.monotonic()
+            if held >= self.calls:
+                break
+            if held != last_count:
+                last_count, last_change = held, now
+            why = None
+            if not uac.running():
+                why = "SIPp's caller exited"
+            elif now - t0 > self.setup_timeout:
+                why = f"deadline {self.setup_timeout:.0f}s passed"
+            elif now - last_change > STALL_S:
+                why = f"no call set up for {STALL_S:g}s"
+            if why is not None:
+                self.cluster.check()  # a dead node is the better diagnosis
+                raise FailoverError(
+                    f"only {held} of {self.calls} calls were set up through the primary "
+                    f"within {now - t0:.0f}s ({held / max(now - t0, 1e-9):.0f}/s): {why}; "
+                    f"SIPp: {uac.stderr_tail(3).splitlines()[-1:] or '-'}; primary errors: "
+                    f"{error_lines(self.cluster.nodes[self.primary].current_logs())[:3]}")
+            if now - last_report >= PROGRESS_S:
+                last_report = now
+                self.say(f"  {held}/{self.calls} calls held ({held / (now - t0):.0f}/s)")
+            self.cluster.check()
+            time.sleep(0.2)
+        self.say(f"  {self.calls} calls held in {time.monotonic() - t0:.1f}s")
+        self.keys = {(c.call_id, c.from_tag, c.to_tag) for c in uac.result().calls}
 
     def wait_for_replication(self) -> None:
-        """Wait until the backup holds every dialog confirmed; count the missing ones."""
-        self.say(f"{self.calls} calls held; waiting for {self.backup} to hold every dialog confirmed …")
+        """Wait until the backup holds every dialog confirmed; count the missing ones.
+
+        Polls the backup's dialog count (one MI page of one, cheap at any size) and
+        lists every dialog (paged) only once the count says they may all be there.
+        """
+        self.say(f"waiting for {self.backup} to hold every dialog confirmed "
+                 f"(deadline {self.sync_timeout:.0f}s) …")
+        last_report = [time.monotonic()]
 
         def missing() -> set[CallKey]:
-            have = {d.key for d in self.backup_mi.dlg_list(context=False, page_size=50) if d.state == 4}
+            have = {d.key for d in self.backup_mi.dlg_list(context=False, page_size=PAGE) if d.state == 4}
             return self.keys - have
 
+        def all_there() -> bool:
+            count = self.backup_mi.dlg_count()
+            if time.monotonic() - last_report[0] >= PROGRESS_S:
+                last_report[0] = time.monotonic()
+                self.say(f"  {self.backup} lists {count}/{self.calls} dialogs")
+            return count >= len(self.keys) and not missing()
+
         try:
-            wait_until(lambda: not missing(), timeout=self.sync_timeout, alive=self.cluster.check,
+            wait_until(all_there, timeout=self.sync_timeout, interval=0.5, alive=self.cluster.check,
                        what=f"{self.backup} to hold every dialog confirmed")
         except WaitTimeout:
+            self.timed_out.append("replication")
             self.missing_on_backup = len(missing())
             self.say(f"warning: {self.missing_on_backup} dialogs not on {self.backup} after "
                      f"{self.sync_timeout:g}s; going on")
         self.stats_before = self.backup_mi.get_statistics()
+        self._shm("before")
 
     def fail_primary(self) -> None:
         """Start the prober, kill (or freeze) the primary, note the instant, move the VIP."""
@@ -231,6 +347,7 @@ class FailoverRun:
                 pass  # the gap is then measured from whatever answers there were
         self.say(f"{'killing' if self.mode == 'kill' else 'freezing'} {self.primary}, "
                  f"moving the VIP to {self.backup} …")
+        self._log_mark = len(self.cluster.nodes[self.backup].current_logs())
         node = self.cluster.nodes[self.primary]
         if self.mode == "kill":
             node.kill()  # returns once the processes are gone
@@ -243,28 +360,70 @@ class FailoverRun:
         self.cluster.failover(self.backup)
 
     def release_calls(self) -> None:
-        """Every held call sends its re-INVITE, then its BYE, through the VIP."""
-        self.pair.uac.release()
-        self.say(f"released {self.calls} calls: re-INVITE and BYE through {self.backup} …")
+        """Release the held calls at ``release_rate / 2`` calls/s (each sends a re-INVITE,
+        then its BYE, through the VIP); wait for SIPp until the derived deadline."""
+        uac = self.pair.uac
+        per_s = self.release_rate / 2
+        self.say(f"releasing {self.calls} calls at {per_s:g}/s ({self.release_rate:g} requests/s) "
+                 f"through {self.backup} (deadline {self.finish_timeout:.0f}s) …")
+        t0 = time.monotonic()
+        deadline = t0 + self.finish_timeout
         try:
-            self.summary = self.pair.wait(self.finish_timeout)
-        except SippError as err:
-            self.say(f"warning: callers did not all finish: {str(err).splitlines()[0]}")
-            self.pair.stop()
-            self.summary = self.pair.uac.result()
+            uac.release(rate=per_s, deadline=deadline,
+                        progress=lambda n, total: self.say(f"  released {n}/{total}; "
+                                                           f"{uac.count_events('END')} calls ended"))
+        except (OSError, SippError) as err:
+            self.say(f"warning: releasing stopped: {err}")
         self._stop_prober()
+        last_report = time.monotonic()
+        while uac.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if time.monotonic() - last_report >= PROGRESS_S:
+                last_report = time.monotonic()
+                self.say(f"  {uac.count_events('END')}/{self.calls} calls ended")
+        if uac.running():
+            self.timed_out.append("release")
+            self.say(f"warning: {self.calls - uac.count_events('END')} calls still open after "
+                     f"{self.finish_timeout:.0f}s; stopping SIPp")
+        self.pair.stop()
+        self.summary = uac.result()
+        self.say(f"  {uac.count_events('END')}/{self.calls} calls ended in {time.monotonic() - t0:.1f}s")
 
     def drain_backup(self) -> None:
         """Wait until the backup's dlg_list is empty (ended dialogs linger until tm frees
-        their transactions); keep how many are left and its statistics."""
+        their transactions); keep how many are left, its statistics and first errors."""
+        backup = self.cluster.nodes[self.backup]
+        self.backup_errors = error_lines(backup.current_logs()[self._log_mark:])[:ERROR_LINES]
+        if not backup.is_running():
+            self.backup_alive = False
+            report = backup.death_report() or ""
+            self.backup_errors = (self.backup_errors or error_lines(report)[:ERROR_LINES]
+                                  or report.splitlines()[:ERROR_LINES])
+            self.say(f"warning: {self.backup} is not running")
+            return
         self.say(f"waiting for {self.backup}'s dlg_list to empty …")
-        listed = lambda: len(self.backup_mi.dlg_list(context=False, page_size=50))  # noqa: E731
         try:
-            wait_until(lambda: listed() == 0, timeout=self.drain_timeout, interval=0.2,
-                       what=f"{self.backup}'s dlg_list to empty")
+            wait_until(lambda: self.backup_mi.dlg_count() == 0, timeout=self.drain_timeout,
+                       interval=0.2, what=f"{self.backup}'s dlg_list to empty")
         except WaitTimeout:
-            self.dialogs_left = listed()
+            self.timed_out.append("drain")
+            self.dialogs_left = self.backup_mi.dlg_count()
+        except NodeDied as err:
+            self.backup_alive = False
+            self.backup_errors = self.backup_errors or str(err).splitlines()[:ERROR_LINES]
+            return
         self.stats_after = self.backup_mi.get_statistics()
+        self._shm("after")
+
+    def _shm(self, when: str) -> None:
+        """The backup's shared memory (MI ``get_statistics shmem:``) at a point of the run."""
+        try:
+            stats = self.backup_mi.get_statistics("shmem:")
+        except (MIError, OSError):
+            return
+        self.shm[f"used_{when}"] = stats.get("real_used_size", stats.get("used_size"))
+        self.shm["max_used"] = stats.get("max_used_size")
+        self.shm["total"] = stats.get("total_size")
 
     # -- evidence ------------------------------------------------------------------------
     def evidence(self) -> Evidence:
@@ -278,7 +437,10 @@ class FailoverRun:
             backup_bin=addresses[self.backup].bin_addr, missing_on_backup=self.missing_on_backup,
             backup_stats_before=self.stats_before, backup_stats_after=self.stats_after,
             backup_dialogs_left=self.dialogs_left, capture=self.capture.path,
-            capture_drops=self.capture.dropped, workdir=self.workdir)
+            capture_drops=self.capture.dropped, workdir=self.workdir,
+            release_rate_asked=self.release_rate, backup_shm=dict(self.shm),
+            timed_out=list(self.timed_out), backup_alive=self.backup_alive,
+            backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1))
 
     def _stop_prober(self) -> None:
         if self.prober is not None:
@@ -287,8 +449,9 @@ class FailoverRun:
 
 
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
-                 mode: str = "kill", probe_interval: float | None = 0.005,
+                 release_rate: float = DEFAULT_RELEASE_RATE, mode: str = "kill",
+                 probe_interval: float | None = 0.005,
                  progress: Progress | None = None) -> FailoverResult:
     """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun)."""
-    return FailoverRun(cluster, calls, workdir=workdir, rate=rate, mode=mode,
-                       probe_interval=probe_interval, progress=progress).run()
+    return FailoverRun(cluster, calls, workdir=workdir, rate=rate, release_rate=release_rate,
+                       mode=mode, probe_interval=probe_interval, progress=progress).run()

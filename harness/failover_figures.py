@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.sip import SipMessage, sip_datagram
-from harness.sipp import CallResult, SippSummary
+from harness.sipp import CallResult, Request, SippSummary
 from pybin.dialog import Command
 from pybin.errors import PybinError
 from pybin.pcap import CapturedDatagram
@@ -58,7 +58,15 @@ Addr = tuple[str, int]
 CallKey = tuple[str, "str | None", "str | None"]
 
 JSON_KEYS = ("calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_p95",
-             "recovery_ms_p99", "replication_lag_ms_p50", "replication_lag_ms_p99", "backend")
+             "recovery_ms_p99", "replication_lag_ms_p50", "replication_lag_ms_p99", "backend",
+             # at scale (issue 11): the rates achieved, what had to be sent again or failed,
+             # the backup's shared memory, and what the run could not finish
+             "setup_rate", "release_rate", "release_rate_asked", "retransmissions",
+             "failed_requests", "backup_shm_used_before", "backup_shm_used_after",
+             "backup_shm_max_used", "backup_alive", "backup_errors", "missing_on_backup",
+             "backup_dialogs_left", "timed_out", "deadline_s", "lost_calls")
+#: lost calls listed in the JSON (all are counted in ``lost``)
+LOST_LISTED = 50
 
 
 # --------------------------------------------------------------------------- metrics (pure)
@@ -223,6 +231,54 @@ def judge_calls(calls: Iterable[CallResult], matched: dict[str, set[int]],
     return lost
 
 
+def in_dialog(c: CallResult) -> list[Request]:
+    """The post-failover requests a caller sent: re-INVITE (CSeq 2) and BYE, every send."""
+    return [r for r in c.requests if (r.method == "INVITE" and r.cseq == 2) or r.method == "BYE"]
+
+
+def retransmitted(calls: Iterable[CallResult]) -> int:
+    """How many re-INVITEs and BYEs (one per call each) were sent more than once."""
+    n = 0
+    for c in calls:
+        again = {(r.method, r.cseq) for r in in_dialog(c) if r.retransmission}
+        n += len(again)
+    return n
+
+
+def failed_requests(calls: Iterable[CallResult]) -> int:
+    """re-INVITEs and BYEs that got no 200 (another final code, or none at all)."""
+    n = 0
+    for c in calls:
+        for method, cseq in (("INVITE", 2), ("BYE", None)):
+            final = c.final_response(method, cseq)
+            n += final is None or final.code != 200
+    return n
+
+
+def achieved_rate(times: Sequence[float]) -> float | None:
+    """Events per second over their span (first to last); None for fewer than two."""
+    if len(times) < 2 or max(times) <= min(times):
+        return None
+    return round((len(times) - 1) / (max(times) - min(times)), 1)
+
+
+def setup_rate(calls: Iterable[CallResult]) -> float | None:
+    """Calls per second from the first initial INVITE to the last call held."""
+    calls = list(calls)
+    starts = [t for c in calls if (t := c.first_sent("INVITE", 1)) is not None]
+    held = [c.events["HELD"] for c in calls if "HELD" in c.events]
+    if not starts or len(held) < 2:
+        return None
+    span = max(held) - min(starts)
+    return round(len(held) / span, 1) if span > 0 else None
+
+
+def release_rate(calls: Iterable[CallResult]) -> float | None:
+    """In-dialog requests per second as the caller first sent them (re-INVITE, BYE)."""
+    firsts = [r.t for c in calls for r in in_dialog(c) if not r.retransmission]
+    return achieved_rate(firsts)
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 3)
 
@@ -265,9 +321,30 @@ class FailoverResult:
     capture: Path | None = None
     workdir: Path | None = None
     capture_drops: int | None = None
+    #: calls/s SIPp achieved setting up; in-dialog requests/s after the failover (and asked)
+    setup_rate: float | None = None
+    release_rate: float | None = None
+    release_rate_asked: float | None = None
+    #: re-INVITEs and BYEs sent more than once; those that got no 200
+    retransmissions: int = 0
+    failed_requests: int = 0
+    #: the backup's shm in bytes (real_used_size): idle, holding N dialogs, after the drain
+    backup_shm_used_idle: int | None = None
+    backup_shm_used_before: int | None = None
+    backup_shm_used_after: int | None = None
+    backup_shm_max_used: int | None = None
+    backup_alive: bool = True
+    #: the backup's first ERROR/CRITICAL log lines after the kill
+    backup_errors: list[str] = field(default_factory=list)
+    #: the steps that ran out of their deadline (replication, release, drain)
+    timed_out: list[str] = field(default_factory=list)
+    #: the bound on the whole run, derived from its size and rates
+    deadline_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in JSON_KEYS}
+        out = {key: getattr(self, key) for key in JSON_KEYS}
+        out["lost_calls"] = dict(list(self.lost_calls.items())[:LOST_LISTED])
+        return out
 
     def table(self) -> str:
         """Human-readable summary."""
@@ -285,6 +362,15 @@ class FailoverResult:
             ("replication lag p50 / p99", " / ".join(f(v) for v in (
                 self.replication_lag_ms_p50, self.replication_lag_ms_p99))),
             ("re-INVITEs sent within", f(self.release_spread_ms)),
+            ("setup rate", f"{self.setup_rate} calls/s"),
+            ("release rate (asked)", f"{self.release_rate} requests/s ({self.release_rate_asked:g})"
+             if self.release_rate_asked is not None else f"{self.release_rate} requests/s"),
+            ("retransmitted / failed requests", f"{self.retransmissions} / {self.failed_requests}"),
+            ("backup shm idle/held/after/max",
+             " / ".join(_mb(v) for v in (self.backup_shm_used_idle, self.backup_shm_used_before,
+                                         self.backup_shm_used_after, self.backup_shm_max_used))),
+            ("backup alive", str(self.backup_alive)),
+            ("steps past their deadline", ", ".join(self.timed_out) or "none"),
             ("backup update_sent / delete_sent", f"+{self._delta('update_sent')} / "
                                                  f"+{self._delta('delete_sent')}"),
             ("backup dialogs left", str(self.backup_dialogs_left)),
@@ -293,6 +379,8 @@ class FailoverResult:
             rows.append(("artifacts", str(self.workdir)))
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        for line in self.backup_errors:
+            lines.append(f"  backup: {line}")
         for cid, why in list(self.lost_calls.items())[:10]:
             lines.append(f"  lost {cid}: {why}")
         if len(self.lost_calls) > 10:
@@ -333,6 +421,17 @@ class Evidence:
     capture: Path | None = None
     capture_drops: int | None = None
     workdir: Path | None = None
+    release_rate_asked: float | None = None
+    #: the backup's shm (used_idle, used_before, used_after, max_used, total), bytes
+    backup_shm: dict[str, int | None] = field(default_factory=dict)
+    timed_out: list[str] = field(default_factory=list)
+    backup_alive: bool = True
+    backup_errors: list[str] = field(default_factory=list)
+    deadline_s: float | None = None
+
+
+def _mb(v: int | None) -> str:
+    return "n/a" if v is None else f"{v / 1048576:.1f} MB"
 
 
 def _code(call: CallResult, method: str, cseq: int | None = None) -> int | None:
@@ -363,4 +462,13 @@ def result_from(ev: Evidence) -> FailoverResult:
         final_codes={cid: (_code(c, "INVITE", 2), _code(c, "BYE")) for cid, c in by_id.items()},
         release_spread_ms=_ms(max(firsts) - min(firsts)) if firsts else None,
         mode=ev.mode, gap=gap, capture=ev.capture, workdir=ev.workdir,
-        capture_drops=ev.capture_drops)
+        capture_drops=ev.capture_drops,
+        setup_rate=setup_rate(by_id.values()), release_rate=release_rate(by_id.values()),
+        release_rate_asked=ev.release_rate_asked,
+        retransmissions=retransmitted(by_id.values()), failed_requests=failed_requests(by_id.values()),
+        backup_shm_used_idle=ev.backup_shm.get("used_idle"),
+        backup_shm_used_before=ev.backup_shm.get("used_before"),
+        backup_shm_used_after=ev.backup_shm.get("used_after"),
+        backup_shm_max_used=ev.backup_shm.get("max_used"),
+        backup_alive=ev.backup_alive, backup_errors=list(ev.backup_errors),
+        timed_out=list(ev.timed_out), deadline_s=ev.deadline_s)

@@ -346,6 +346,14 @@ class MIClient:
             if index >= total or not page:
                 return list(out.values())
 
+    def dlg_count(self) -> int:
+        """How many dialogs ``dlg_list`` holds (ended ones that tm still references too):
+        one page of one, whose reply carries 1.10's ``dlg_counter`` (dlg_hash.c
+        internal_mi_print_dlgs), so it is cheap at any size."""
+        reply = self.command("dlg_list", "0", "1")
+        total = next((n for n in reply.nodes if n.name == "dlg_counter"), None)
+        return int(total.value) if total is not None else len(parse_dialogs(reply))
+
     def dialog(self, callid: str, from_tag: str | None = None) -> DialogEntry | None:
         """One dialog by Call-ID (and from tag), or None. Uses dlg_list_ctx's lookup form."""
         args = [callid] + ([from_tag] if from_tag else [])

@@ -58,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where failed live tests leave pcap, ladder and logs (default: artifacts)")
     group.addoption("--failover-calls", type=int,
                     default=int(os.environ.get("HARNESS_FAILOVER_CALLS", "200")),
-                    help="concurrent calls in failover tests (default: 200)")
+                    help="concurrent calls in failover tests (default: 200; the paced test at size runs at least 1,000)")
     group.addoption("--harness-observed", metavar="FILE",
                     help="write what the live tests really ran against here (JSON; `harness run` reads it)")
 

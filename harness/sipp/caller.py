@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from harness.sipp.process import SippError, SippProcess, free_port
 from harness.sipp.results import short_id
@@ -111,7 +111,8 @@ class SippUAC(SippProcess):
             self.stop()
             raise self._fail(f"3PCC twin socket {self.local_ip}:{self.twin_port} unreachable "
                              f"({str(err).splitlines()[0]})") from None
-        self._twin.settimeout(None)
+        # bounded: a release must not block forever on a SIPp that stopped reading
+        self._twin.settimeout(10.0)
         self._twin_reader = threading.Thread(target=self._drain_twin, name=f"{self.name}-twin", daemon=True)
         self._twin_reader.start()
 
@@ -125,6 +126,9 @@ class SippUAC(SippProcess):
             try:
                 if not sock.recv(65536):
                     return
+            except TimeoutError:
+                sock = self._twin
+                continue
             except OSError:
                 return
 
@@ -139,11 +143,15 @@ class SippUAC(SippProcess):
         want = self.calls if count is None else count
         return [e.call_id for e in self.wait_events("HELD", want, timeout)]
 
-    def release(self, call_ids: Iterable[str] | None = None) -> list[str]:
+    def release(self, call_ids: Iterable[str] | None = None, *, rate: float | None = None,
+                deadline: float | None = None,
+                progress: Callable[[int, int], None] | None = None) -> list[str]:
         """Let held calls go on (default: every call held now); returns the ids released.
 
         A twin command for a Call-ID SIPp does not know would start a failed call there,
-        so only ids that logged HELD are sent.
+        so only ids that logged HELD are sent. ``rate``: calls released per second, on a
+        schedule (not a burst); ``deadline`` (time.monotonic()) stops releasing at that
+        instant; ``progress(released, total)`` is called about once a second.
         """
         if self._twin is None:
             raise SippError(f"{self.name}: no 3PCC twin connection (hold=False or not started)")
@@ -152,13 +160,23 @@ class SippUAC(SippProcess):
         unknown = [c for c in ids if c not in held]
         if unknown:
             raise SippError(f"{self.name}: not held: {unknown[:5]}")
-        out = []
-        for cid in ids:
-            if cid in self.released:
-                continue
+        todo = [c for c in dict.fromkeys(ids) if c not in self.released]
+        out: list[str] = []
+        start = last_report = time.monotonic()
+        for i, cid in enumerate(todo):
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if rate is not None:
+                due = start + i / rate
+                if due > now:
+                    time.sleep(due - now)
             self.released[cid] = time.time()  # taken before sending: SIPp may act at once
             self._twin.sendall(f"Call-ID: {cid}\r\n\r\n\x1b".encode())
             out.append(cid)
+            if progress is not None and time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                progress(len(out), len(todo))
         return out
 
     def _finish(self) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.failover_figures import (JSON_KEYS, Evidence, FailoverResult, Gap, backup_commands,
-                                      judge_calls, percentile, recovery_times, replication_lags,
-                                      result_from, service_gap, split_capture)
+from harness.failover_figures import (JSON_KEYS, LOST_LISTED, Evidence, FailoverResult, Gap,
+                                      backup_commands, failed_requests, judge_calls, percentile,
+                                      recovery_times, release_rate, replication_lags, result_from,
+                                      retransmitted, service_gap, setup_rate, split_capture)
 from harness.sipp import SippSummary
 from harness.sip import SipMessage
 from harness.sipp import CallResult
@@ -221,9 +222,13 @@ def test_to_json_has_exactly_the_published_keys() -> None:
     r = FailoverResult(200, 0, 24.2, 39.3, 46.1, 46.2, 0.037, 0.2, "local",
                        lost_calls={}, recovery_s={"x": 0.04})
     obj = r.to_json()
-    assert list(obj) == list(JSON_KEYS) == [
+    # today's keys first and unchanged; issue 11's after them
+    assert list(obj) == list(JSON_KEYS)
+    assert list(obj)[:9] == [
         "calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_p95",
         "recovery_ms_p99", "replication_lag_ms_p50", "replication_lag_ms_p99", "backend"]
+    assert {"setup_rate", "release_rate", "retransmissions", "backup_shm_used_before",
+            "backup_shm_used_after", "backup_errors", "timed_out", "lost_calls"} <= set(obj)
     assert json.loads(json.dumps(obj)) == obj
     assert "lost" in r.table() and "24.200 ms" in r.table()
 
@@ -241,3 +246,48 @@ def test_harness_cli_has_the_failover_subcommand() -> None:
 
     args = build_parser().parse_args(["failover", "--calls", "5", "--json"])
     assert args.calls == 5 and args.json and callable(args.func)
+
+
+# -- at scale (issue 11) -------------------------------------------------------------------
+
+def test_retransmitted_and_failed_requests_are_counted_per_request() -> None:
+    """A re-INVITE sent twice counts once; a BYE never answered is failed, not retransmitted."""
+    twice_bye = call("call-5", (10.0, "sent", sip("INVITE", "call-5", "2 INVITE")),
+                     (10.1, "received", sip(200, "call-5", "2 INVITE")),
+                     (10.2, "sent", sip("BYE", "call-5", "3 BYE")),
+                     (10.7, "sent", sip("BYE", "call-5", "3 BYE")),
+                     (11.7, "sent", sip("BYE", "call-5", "3 BYE")))
+    calls = [recovered_call(), twice_bye]
+    assert retransmitted(calls) == 2  # call-1's re-INVITE, call-5's BYE
+    assert failed_requests(calls) == 1  # call-5's BYE got nothing
+
+
+def test_setup_and_release_rates_are_what_sipp_achieved() -> None:
+    a = call("a", (0.0, "sent", sip("INVITE", "a", "1 INVITE")),
+             (10.0, "sent", sip("INVITE", "a", "2 INVITE")), (10.5, "sent", sip("BYE", "a", "3 BYE")))
+    b = call("b", (0.5, "sent", sip("INVITE", "b", "1 INVITE")),
+             (11.0, "sent", sip("INVITE", "b", "2 INVITE")), (11.5, "sent", sip("BYE", "b", "3 BYE")))
+    a.events["HELD"], b.events["HELD"] = T0 + 0.4, T0 + 1.0
+    assert setup_rate([a, b]) == 2.0  # 2 calls held within 1 s of the first INVITE
+    assert release_rate([a, b]) == 2.0  # 4 first sends over 1.5 s: 3 intervals
+    assert release_rate([a]) == 2.0 and release_rate([]) is None
+
+
+def test_json_lists_a_bounded_number_of_lost_calls() -> None:
+    lost = {f"c{i}": "BYE unanswered" for i in range(LOST_LISTED + 10)}
+    r = FailoverResult(len(lost), len(lost), None, None, None, None, None, None, "local",
+                       lost_calls=lost, backup_errors=["ERROR:core:x"], timed_out=["release"])
+    obj = r.to_json()
+    assert obj["lost"] == LOST_LISTED + 10 and len(obj["lost_calls"]) == LOST_LISTED
+    assert "  backup: ERROR:core:x" in r.table().splitlines()
+    assert any(line.endswith("release") for line in r.table().splitlines())
+
+
+def test_deadlines_grow_with_the_size_and_the_rates() -> None:
+    from harness.failover import SIP_TRANSACTION_S, deadlines, error_lines
+    small, big = deadlines(200, 200, 1000), deadlines(10_000, 200, 1000)
+    assert big["setup"] == 30 + 100 and big["setup"] > small["setup"]
+    assert big["release"] == 20 + SIP_TRANSACTION_S + 15 and big["sync"] > small["sync"]
+    assert deadlines(10_000, 200, 100)["release"] > big["release"]
+    log = "Nov 30 13:00:00 [1] INFO:core:x\n[2] ERROR:dialog:dlg_replicated_create: no shm\n"
+    assert error_lines(log) == ["[2] ERROR:dialog:dlg_replicated_create: no shm"]
