@@ -1,8 +1,8 @@
 """Failover against real OpenSIPS 1.10: the backup carries every confirmed call.
 
-N held calls (``--failover-calls``, default 200; the paced test at size at least 1,000) through the primary; the primary is
-SIGKILLed (or SIGSTOPped: hung, not dead), the VIP moves, every call sends its re-INVITE
-and BYE through the backup. No dialog may be lost, and the backup must prove it matched
+N held calls (``--failover-calls``, default 200; the paced test at size at least 1,000)
+through the primary; the primary is SIGKILLed (or SIGSTOPped: hung, not dead), the VIP
+moves, every call sends its re-INVITE and BYE through the backup. No dialog may be lost, and the backup must prove it matched
 each request to the replicated dialog (harness.failover explains the proof and every
 figure). Figures are recorded as JUnit properties; timing targets belong in the
 benchmark (`harness failover`), so nothing here bounds wall-clock time.
