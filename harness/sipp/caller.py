@@ -169,6 +169,8 @@ class SippUAC(SippProcess):
                 break
             if rate is not None:
                 due = start + i / rate
+                if deadline is not None and due >= deadline:
+                    break  # the next release would come after the deadline
                 if due > now:
                     time.sleep(due - now)
             self.released[cid] = time.time()  # taken before sending: SIPp may act at once

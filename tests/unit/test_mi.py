@@ -248,6 +248,17 @@ def test_client_pages_through_dlg_list():
     assert len(fake.requests) == 2
 
 
+def test_dlg_count_is_one_page_of_one():
+    """1.10's reply to a page carries dlg_counter: the count at any size, one request."""
+    fake = FakeMI(lambda req: PAGED.replace("dlg_counter:: 2", "dlg_counter:: 10000")
+                  if req == b":dlg_list:\n0\n1\n\n" else None)
+    try:
+        assert MIClient(fake.addr, timeout=2).dlg_count() == 10000
+    finally:
+        fake.close()
+    assert fake.requests == [b":dlg_list:\n0\n1\n\n"]
+
+
 def test_client_timeout_and_dead_node():
     fake = FakeMI(lambda req: None)
     try:

@@ -197,3 +197,47 @@ def test_command_lines(tmp_path: Path) -> None:
         SippUAC("basic", "h:1", "10.0.0.9", None, workdir=tmp_path, netns="ns1")
     with pytest.raises(ValueError):
         SippUAS("nope", "10.0.0.5", 5070, workdir=tmp_path)
+
+
+def test_markers_are_counted_incrementally_whole_lines_only(tmp_path: Path) -> None:
+    uac = SippUAC("reinvite", "10.0.0.5:5070", "10.0.0.9", 5061, workdir=tmp_path, hold=True,
+                  netns="ns1")
+    log = uac.event_log
+    log.write_text("2026-11-30 13:00:00.000000 1800000000.000000 HELD 1-1@x\n")
+    assert uac.count_events("HELD") == 1
+    with open(log, "a") as f:  # one more whole line and half of the next
+        f.write("2026-11-30 13:00:00.100000 1800000000.100000 HELD 2-1@x\n2026-11-30 13:00")
+    assert uac.count_events("HELD") == 2
+    with open(log, "a") as f:
+        f.write(":00.200000 1800000000.200000 RELEASED 1-1@x\n")
+    assert (uac.count_events("HELD"), uac.count_events("RELEASED")) == (2, 1)
+
+
+def test_release_is_paced_and_stops_at_its_deadline(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    uac = SippUAC("reinvite", "10.0.0.5:5070", "10.0.0.9", 5061, workdir=tmp_path, hold=True,
+                  netns="ns1")
+    uac.event_log.write_text("".join(
+        f"2026-11-30 13:00:00.000000 1800000000.000000 HELD {i}-1@x\n" for i in range(10)))
+    ours, theirs = socket.socketpair()
+    uac._twin = ours
+    try:
+        t0 = time.monotonic()
+        assert len(uac.release(rate=50)) == 10  # 10 calls at 50/s: 9 intervals of 20 ms
+        assert time.monotonic() - t0 >= 0.17
+        assert theirs.recv(4096).count(b"\x1b") >= 1
+    finally:
+        ours.close()
+        theirs.close()
+    uac2 = SippUAC("reinvite", "10.0.0.5:5070", "10.0.0.9", 5063, workdir=tmp_path, hold=True,
+                   netns="ns1")
+    uac2.event_log.write_text(uac.event_log.read_text())
+    a, b = socket.socketpair()
+    uac2._twin = a
+    try:
+        assert uac2.release(rate=1, deadline=time.monotonic() + 0.5) == ["0-1@x"]
+    finally:
+        a.close()
+        b.close()
