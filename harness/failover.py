@@ -53,6 +53,8 @@ class FailoverError(RuntimeError):
 DEFAULT_RELEASE_RATE = 1000.0
 #: the longest a SIP transaction can wait: 64 x T1 (timer B/F), SIPp's and OpenSIPS's
 SIP_TRANSACTION_S = 32.0
+#: the setup deadline assumes at least this rate is achieved (calls/s), whatever was asked
+SETUP_FLOOR_RATE = 100.0
 #: setup gives up when no call was set up for this long
 STALL_S = 20.0
 #: stopping SIPp (q, Q, TERM, KILL: 2.5 s each), tcpdump, the prober
@@ -70,12 +72,14 @@ ERROR_LINES = 10
 def deadlines(calls: int, rate: float, release_rate: float) -> dict[str, float]:
     """Seconds each step may take, from the size and the rates (never fixed).
 
-    setup: twice the time SIPp needs at ``rate``, plus 30 s; sync: 30 s plus 10 ms per
+    setup: twice the time SIPp needs at ``rate``, or the time at SETUP_FLOOR_RATE if that
+    is longer (a setup that cannot keep the asked rate still gets to finish; no progress
+    for STALL_S ends it sooner), plus 30 s; sync: 30 s plus 10 ms per
     dialog (a paged dlg_list of 10,000 dialogs takes ~1 s); release: the paced release
     (2 requests per call at ``release_rate``) plus one full SIP transaction timeout, so
     a request sent last still gets every retransmission.
     """
-    return {"setup": 30.0 + 2.0 * calls / rate,
+    return {"setup": 30.0 + max(2.0 * calls / rate, calls / SETUP_FLOOR_RATE),
             "sync": 30.0 + 0.01 * calls,
             "release": 2.0 * calls / release_rate + SIP_TRANSACTION_S + 15.0}
 

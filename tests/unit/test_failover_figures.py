@@ -287,6 +287,8 @@ def test_deadlines_grow_with_the_size_and_the_rates() -> None:
     from harness.failover import SIP_TRANSACTION_S, deadlines, error_lines
     small, big = deadlines(200, 200, 1000), deadlines(10_000, 200, 1000)
     assert big["setup"] == 30 + 100 and big["setup"] > small["setup"]
+    # asked 1,000/s: the deadline still lets a setup at 100/s finish (the 50 s cut)
+    assert deadlines(10_000, 1000, 1000)["setup"] == 30 + 100
     assert big["release"] == 20 + SIP_TRANSACTION_S + 15 and big["sync"] > small["sync"]
     assert deadlines(10_000, 200, 100)["release"] > big["release"]
     log = "Nov 30 13:00:00 [1] INFO:core:x\n[2] ERROR:dialog:dlg_replicated_create: no shm\n"
