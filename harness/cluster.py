@@ -44,6 +44,10 @@ class Cluster:
       is a node name, "ip:port", (ip, port), or a bare port on the harness's address
       (where a pybin peer bound with `udp_socket(port)` listens).
     extra_destinations: appended to every replicating node (e.g. a pybin peer).
+    artifacts: optional {node name or role: binary (local) or image (docker)} for nodes
+      that run another release than the backend's default: a 1.10.2 primary with a
+      1.11.11 backup. Each node's config is rendered for the release its own binary
+      reports.
     """
 
     def __init__(self, backend: Backend, roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"),
@@ -51,7 +55,8 @@ class Cluster:
                  replicate: Mapping[str, Iterable[Destination]] | None = None,
                  extra_destinations: Iterable[Destination] = (),
                  warmup: bool | None = None, close_backend: bool = True,
-                 warmup_stats: WarmupStats = STATS) -> None:
+                 warmup_stats: WarmupStats = STATS,
+                 artifacts: Mapping[str, str] | None = None) -> None:
         self.backend = backend
         self.settings = settings or backend.settings
         self.roles = self._names(roles)
@@ -60,6 +65,10 @@ class Cluster:
             if name not in self.roles:
                 raise ClusterError(f"replicate names unknown node {name!r}")
         self._extra = list(extra_destinations)
+        self._artifacts = dict(artifacts or {})
+        for key in self._artifacts:
+            if key not in self.roles and key not in self.roles.values():
+                raise ClusterError(f"artifacts names unknown node or role {key!r}")
         self._warmup = self.settings.warmup.enabled if warmup is None else warmup
         self._close_backend = close_backend
         self._stats = warmup_stats
@@ -114,10 +123,13 @@ class Cluster:
         for name in self.roles:
             self.addresses[name] = self.backend.node_addresses(name)
         for name, role in self.roles.items():
+            artifact = self.artifact(name)
             config = render_config(role, self.settings, self.addresses[name],
                                    replicate_to=self.destinations(name),
-                                   module_path=self.backend.module_path)
-            self.nodes[name] = self.backend.create_node(name, config, self.addresses[name])
+                                   module_path=self.backend.module_path_for(artifact),
+                                   release=self.backend.release(artifact).version)
+            self.nodes[name] = self.backend.create_node(name, config, self.addresses[name],
+                                                        artifact=artifact)
         for node in self.nodes.values():
             node.start()
         if self._warmup:
@@ -140,6 +152,10 @@ class Cluster:
                     node.kill()
                 except Exception:
                     pass
+
+    def artifact(self, name: str) -> str | None:
+        """The binary or image node ``name`` runs; None for the backend's default."""
+        return self._artifacts.get(name, self._artifacts.get(self.roles[name]))
 
     # -- topology --------------------------------------------------------------------
     def destinations(self, name: str) -> list[str]:

@@ -175,13 +175,20 @@ class Backend(Protocol):
     def describe(self) -> list[str]:
         """Lines telling a person where the cluster lives and how to reach into it."""
 
-    def release(self) -> Release:
-        """The release the backend's OpenSIPS binary (or image) reports."""
+    def release(self, artifact: str | None = None) -> Release:
+        """The release the backend's OpenSIPS binary (or image) reports, or ``artifact``'s
+        (another binary or image of the same backend)."""
+
+    def module_path_for(self, artifact: str | None = None) -> str:
+        """The module directory of ``artifact`` (default: the backend's own binary or image)."""
 
     def node_addresses(self, name: str) -> NodeAddresses:
         """Node ``name``'s addresses, by the shared plan (same name, same address)."""
 
-    def create_node(self, name: str, config: str, addresses: NodeAddresses) -> Node: ...
+    def create_node(self, name: str, config: str, addresses: NodeAddresses,
+                    artifact: str | None = None) -> Node:
+        """A node (not started) running ``config``; ``artifact`` is the binary (local) or
+        image (docker) to run instead of the backend's default: mixed-release clusters."""
 
     def client(self, name: str) -> ClientHost:
         """A host for a SIP client (e.g. "caller"), created on first use."""

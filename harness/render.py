@@ -14,12 +14,14 @@ is the cluster's virtual IP). Ports come from `node`, everything else from setti
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import jinja2
 
 from harness.node import NodeAddresses
+from harness.releases import BASELINE, family
 from harness.resources import package_path
 from harness.settings import Settings, SettingsError
 
@@ -44,8 +46,28 @@ PLACEHOLDERS: tuple[tuple[str, str], ...] = (
     ("replicate_to", "list of `ip:port` BIN destinations (its peers); empty for standalone"),
     ("accept", "true when the node must accept replicated dialogs (primary and backup)"),
     ("module_path", "directory of dialog.so etc. as the OpenSIPS process sees it (for `mpath=`)"),
+    ("release", "the node's OpenSIPS release: `release.version` (e.g. `1.11.11`, what its binary "
+                "reports) and `release.family` (`1.10` or `1.11`), for settings that differ between branches"),
     ("s", "the harness settings (harness/defaults.yaml), e.g. `{{ s.dialog.timeout }}`"),
 )
+
+
+@dataclass(frozen=True)
+class TemplateRelease:
+    """What a template knows of the node's release: enough to pick branch-specific lines.
+
+    1.11 removed dialog's ``timeout_avp`` (the ``$DLG_timeout`` variable replaced it),
+    so one template serves every release only if it can ask which branch it is on.
+    """
+
+    version: str
+
+    @property
+    def family(self) -> str:
+        return family(self.version)
+
+    def __str__(self) -> str:
+        return self.version
 
 
 class RenderError(ValueError):
@@ -90,7 +112,8 @@ def _dest(value: str | tuple[str, int]) -> str:
 
 def render_config(role: str, settings: Settings, node: NodeAddresses, *,
                   replicate_to: Iterable[str | tuple[str, int]] = (),
-                  module_path: str | None = None, template: str | Path | None = None) -> str:
+                  module_path: str | None = None, template: str | Path | None = None,
+                  release: str = BASELINE) -> str:
     """The opensips.cfg text for `node` playing `role`.
 
     replicate_to: BIN destinations ("ip:port" or (ip, port)) for primary/backup;
@@ -99,6 +122,7 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
     the host and a container); default settings.opensips.module_path.
     template: a user's Jinja template (default settings.opensips.config, else ours);
     it sees the PLACEHOLDERS and nothing else, undefined names are errors.
+    release: the version the node's binary reports; picks branch-specific lines.
     """
     if role not in ROLES:
         raise RenderError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
@@ -131,6 +155,7 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
         replicate_to=dests,
         accept=settings.replication.accept and role != "standalone",
         module_path=cfg_string(mpath),
+        release=TemplateRelease(release),
         s=settings,
     )
     # only what the table documents reaches a template (KeyError: a row with no value)

@@ -93,9 +93,13 @@ class FakeBackend:
         self._n += 1
         return NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
 
-    def create_node(self, name, config, addresses):
+    def create_node(self, name, config, addresses, artifact=None):
         self.nodes[name] = FakeNode(name, config, addresses, self.log, name in self.fail)
+        self.nodes[name].artifact = artifact
         return self.nodes[name]
+
+    def module_path_for(self, artifact=None):
+        return "/m" if artifact is None else f"/m/{artifact}"
 
     def udp_socket(self, port=0):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,8 +113,9 @@ class FakeBackend:
     def describe(self):
         return ["fake network"]
 
-    def release(self):
-        return Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
+    def release(self, artifact=None):
+        version = {"old": "1.10.2", "new": "1.11.11"}.get(artifact, "1.10.5")
+        return Release(version, f"opensips {version}-notls (x86_64/linux)", artifact or "")
 
     def client(self, name):
         raise AssertionError("no clients in offline tests")
@@ -186,3 +191,22 @@ def test_check_reports_the_node_that_died():
         b.nodes["backup"].fail_start = "died"
         with pytest.raises(NodeDied, match=r"node backup \(10\.1\.2\.11\) died"):
             c.check()
+
+
+def test_each_node_runs_its_own_artifact_with_a_config_for_its_release() -> None:
+    """A mixed cluster: the backup's config is rendered for 1.11 ($DLG_timeout, no
+    timeout_avp), the primary's for 1.10, each from its own module directory."""
+    backend = FakeBackend()
+    cluster = Cluster(backend, artifacts={"primary": "old", "backup": "new"}, warmup=False)
+    cluster.start()
+    primary, backup = backend.nodes["primary"], backend.nodes["backup"]
+    assert (primary.artifact, backup.artifact) == ("old", "new")
+    assert 'modparam("dialog", "timeout_avp"' in primary.config
+    assert 'mpath="/m/old"' in primary.config and "OpenSIPS 1.10.2" in primary.config
+    assert 'modparam("dialog", "timeout_avp"' not in backup.config
+    assert "$DLG_timeout = " in backup.config and 'mpath="/m/new"' in backup.config
+
+
+def test_artifacts_for_an_unknown_node_are_refused() -> None:
+    with pytest.raises(ClusterError, match="unknown node or role 'standby'"):
+        Cluster(FakeBackend(), artifacts={"standby": "new"})

@@ -140,8 +140,15 @@ class FakeBackend:
         self._n += 1
         return NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
 
-    def create_node(self, name, config, addresses):
+    def create_node(self, name, config, addresses, artifact=None):
         return FakeNode(name, addresses)
+
+    def module_path_for(self, artifact=None):
+        return self.module_path
+
+    def release(self, artifact=None):
+        from harness.node import Release
+        return Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
 
     def udp_socket(self, port=0):
         return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -139,14 +139,14 @@ def test_render_config_uses_the_users_template_with_every_placeholder(tmp_path):
     assert text.splitlines() == [
         "role=primary", "name=primary", "vip=10.9.9.100", "sip_port=5060", "node_ip=10.9.9.11",
         "bin_port=5062", "bin_listen=10.9.9.11:5062", "mi_port=8080", "mi_socket=udp:10.9.9.11:8080",
-        "replicate_to=['10.9.9.12:5062']", "accept=True", "module_path=/m", "children=2"]
+        "replicate_to=['10.9.9.12:5062']", "accept=True", "module_path=/m", "release=1.10.5", "children=2"]
 
 
 @pytest.mark.parametrize("body, message", [
     ("listen={{ vip_address }}\n",
      "config t.j2: 'vip_address' is undefined: not a placeholder the harness defines "
      "(role, name, vip, sip_port, node_ip, bin_port, bin_listen, mi_port, mi_socket, "
-     "replicate_to, accept, module_path, s)"),
+     "replicate_to, accept, module_path, release, s)"),
     ("{% if role %}\n", "config t.j2: line 1: Unexpected end of template. Jinja was looking for "
                          "the following tags: 'elif' or 'else' or 'endif'. The innermost block "
                          "that needs to be closed is 'if'."),

@@ -90,8 +90,13 @@ class DockerBackend(PlannedBackend):
         return [f"docker network {self.network.name} ({self.network.subnet}), bridge "
                 f"{self.network.bridge}, image {self.image}"]
 
-    def release(self) -> Release:
-        return image_release(self.image)
+    def release(self, artifact: str | None = None) -> Release:
+        """What the default image (or ``artifact``, another image) reports."""
+        return image_release(artifact or self.image)
+
+    def module_path_for(self, artifact: str | None = None) -> str:
+        """Every harness image installs its modules at the same place."""
+        return self.module_path
 
     # lifecycle ------------------------------------------------------------------
     def open(self) -> None:
@@ -112,14 +117,19 @@ class DockerBackend(PlannedBackend):
         self.network.remove_quietly()
 
     # nodes --------------------------------------------------------------------------
-    def create_node(self, name: str, config: str, addresses: NodeAddresses) -> DockerNode:
-        """A node (not started) running ``config`` at ``addresses.ip``."""
+    def create_node(self, name: str, config: str, addresses: NodeAddresses,
+                    artifact: str | None = None) -> DockerNode:
+        """A node (not started) running ``config`` at ``addresses.ip``, in the default
+        image or in ``artifact`` (another OpenSIPS image: mixed-release clusters)."""
         if name in self.nodes:
             raise DockerBackendError(f"node {name!r} exists already")
+        image = artifact or self.image
+        if image != self.image and (reason := docker_backend_unavailable(image)):
+            raise DockerBackendError(reason)
         self.open()
         s = self.settings
         node = DockerNode(
-            name, self.network, addresses.ip, config, image=self.image,
+            name, self.network, addresses.ip, config, image=image,
             sip_ip=addresses.sip_ip, sip_port=addresses.sip_port,
             bin_port=addresses.bin_port, mi_port=addresses.mi_port,
             opensips=s.opensips, start_timeout=s.timeouts.start,

@@ -99,8 +99,23 @@ class LocalBackend(PlannedBackend):
         return [f"the network lives in namespace {hub}: ip netns exec {hub} pybin listen "
                 f"{ip}:PORT (start with --replicate-to {ip}:PORT)"]
 
-    def release(self) -> Release:
-        return binary_release(self.binary)
+    def release(self, artifact: str | None = None) -> Release:
+        """What the default binary (or ``artifact``, another binary) reports."""
+        return binary_release(self._binary(artifact))
+
+    def module_path_for(self, artifact: str | None = None) -> str:
+        """Where ``artifact``'s modules are (each release has its own dialog.so)."""
+        if artifact is None or artifact == self.binary:
+            return self.module_path
+        return self.settings.module_path_for(self._binary(artifact))
+
+    def _binary(self, artifact: str | None) -> str:
+        if artifact is None:
+            return self.binary
+        try:
+            return find_opensips_binary(artifact)
+        except SettingsError as exc:
+            raise LocalBackendError(str(exc)) from None
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
@@ -123,8 +138,10 @@ class LocalBackend(PlannedBackend):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- nodes and hosts ---------------------------------------------------------------
-    def create_node(self, name: str, config: str, addresses: NodeAddresses) -> LocalNode:
-        """A node (not started) running ``config`` in a fresh namespace at addresses.ip."""
+    def create_node(self, name: str, config: str, addresses: NodeAddresses,
+                    artifact: str | None = None) -> LocalNode:
+        """A node (not started) running ``config`` in a fresh namespace at addresses.ip,
+        with the default binary or ``artifact`` (another opensips binary)."""
         self.open()
         if name in self.nodes:
             raise LocalBackendError(f"node {name!r} exists already")
@@ -132,7 +149,7 @@ class LocalBackend(PlannedBackend):
             ns = self.topology.add_host(name, addresses.ip)
         except netns.NetnsError as exc:
             raise LocalBackendError(f"cannot create node {name}: {exc}") from None
-        node = LocalNode(name, ns, addresses, config, self._runtime)
+        node = LocalNode(name, ns, addresses, config, self._runtime, self._binary(artifact))
         self.nodes[name] = node
         return node
 

@@ -60,8 +60,10 @@ class LocalNode:
     """One OpenSIPS process tree in namespace ``ns`` (satisfies harness.node.Node)."""
 
     def __init__(self, name: str, ns: str, addresses: NodeAddresses, config: str,
-                 runtime: Runtime) -> None:
+                 runtime: Runtime, binary: str | None = None) -> None:
         self.name = name
+        #: this node's opensips (a mixed-release cluster runs several)
+        self.binary = binary or runtime.binary
         self.ns = ns
         self._addresses = addresses
         self.runtime = runtime
@@ -89,7 +91,7 @@ class LocalNode:
             raise LocalBackendError(f"{self.name}: processes of the previous run do not exit")
         self.starts += 1
         argv = ["ip", "netns", "exec", self.ns,
-                *opensips_command(self.runtime.binary, str(self.cfg_path), self.settings.opensips)]
+                *opensips_command(self.binary, str(self.cfg_path), self.settings.opensips)]
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             log.write(f"=== harness: start #{self.starts} of {self.name} at "
@@ -142,10 +144,10 @@ class LocalNode:
         return self._addresses
 
     def describe(self) -> str:
-        return f"{self.name}: {self.runtime.binary} in namespace {self.ns} at {self._addresses.ip}"
+        return f"{self.name}: {self.binary} in namespace {self.ns} at {self._addresses.ip}"
 
     def release(self) -> Release:
-        return binary_release(self.runtime.binary)
+        return binary_release(self.binary)
 
     def logs(self) -> str:
         try:
