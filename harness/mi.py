@@ -193,26 +193,54 @@ def _int(value: str, what: str) -> int:
         raise MIError(f"dlg_list: {what} is not a number: {value!r}") from None
 
 
+def _flat_legs(children: list[MINode]) -> Iterator[MINode]:
+    """The dialog's child nodes with 1.11's leg grouping (``CALLEES::`` > ``callee::`` >
+    ``callee_tag::``...) flattened into 1.10's plain sequence of leg fields."""
+    for c in children:
+        if c.name in ("CALLEES", "callee") and not c.value:
+            yield from _flat_legs(c.children)
+        else:
+            yield c
+
+
+def _context(node: MINode) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Vars and profiles of a ``context::`` node, in either release's layout.
+
+    1.10 lists ``value:: name = v`` and ``profile:: name = v``; 1.11 groups them as
+    ``values::`` > ``name:: v`` and ``profiles::`` > ``name:: v``.
+    """
+    vars_: dict[str, str] = {}
+    profiles: list[tuple[str, str]] = []
+    for item in node.children:
+        if item.name in ("values", "profiles") and not item.value:
+            for sub in item.children:
+                if item.name == "values":
+                    vars_[sub.name] = sub.value
+                else:
+                    profiles.append((sub.name, sub.value))
+            continue
+        k, _, v = item.value.partition(" = ")
+        if item.name == "value":
+            vars_[k] = v
+        elif item.name == "profile":
+            profiles.append((k, v))
+    return vars_, profiles
+
+
 def _dialog(node: MINode) -> DialogEntry:
     h_entry_s, _, h_id_s = node.attrs.get("hash", "").partition(":")
     scalars: dict[str, str] = {}
     legs: list[dict[str, str]] = []
     vars_: dict[str, str] | None = None
     profiles: list[tuple[str, str]] | None = None
-    for c in node.children:
+    for c in _flat_legs(node.children):
         if c.name in ("caller_tag", "callee_tag"):
             legs.append({"role": c.name[:6], "tag": c.value})
         elif c.name.endswith(("_contact", "_cseq", "_route_set", "_bind_addr")) and legs:
             key = c.name.split("_", 1)[1]
             legs[-1][key] = c.value
         elif c.name == "context":
-            vars_, profiles = {}, []
-            for item in c.children:
-                k, _, v = item.value.partition(" = ")
-                if item.name == "value":
-                    vars_[k] = v
-                elif item.name == "profile":
-                    profiles.append((k, v))
+            vars_, profiles = _context(c)
         else:
             scalars[c.name] = c.value
 
@@ -240,10 +268,13 @@ def _dialog(node: MINode) -> DialogEntry:
 
 
 def parse_statistics(reply: MIReply) -> dict[str, int]:
-    """``group:name = value`` lines → {"name": value} (group prefix dropped)."""
+    """``group:name = value`` lines (1.10) or ``group:name:: value`` nodes (1.11)
+    → {"name": value} (group prefix dropped)."""
     out: dict[str, int] = {}
     for n in reply.nodes:
         k, sep, v = n.value.partition(" = ")
+        if not sep and n.name and n.value:
+            k, sep, v = n.name, "::", n.value
         if not sep:
             continue
         try:

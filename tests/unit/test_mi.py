@@ -287,3 +287,39 @@ def test_client_non_2xx_raises_and_dialog_lookup_404_is_none():
         assert client.dialog("nosuch-callid") is None
     finally:
         fake.close()
+
+
+# 1.11.11's replies, as a real 1.11.11 node printed them (local build of upstream's tag)
+DLG_LIST_1_11 = (
+    "200 OK\n"
+    "dialog::  hash=2984:749185545 dialog_id=12816931596809\n"
+    "\tstate:: 4\n\tuser_flags:: 8\n\ttimestart:: 1796050267\n\tdatestart:: 2026-11-30 14:51:07\n"
+    "\ttimeout:: 1796057467\n\tdateout:: 2026-11-30 16:51:07\n"
+    "\tcallid:: 1-4424@10.160.146.200\n\tfrom_uri:: sip:caller@10.160.146.200:5070\n"
+    "\tto_uri:: sip:service@10.160.146.201:5080\n\tcaller_tag:: 4424SIPpTag001\n"
+    "\tcaller_contact:: sip:caller@10.160.146.200:5070\n\tcallee_cseq:: 0\n"
+    "\tcaller_route_set:: \n\tcaller_bind_addr:: udp:10.160.146.100:5060\n"
+    "\tCALLEES:: \n\t\tcallee:: \n\t\t\tcallee_tag:: 4422SIPpTag011\n"
+    "\t\t\tcallee_contact:: sip:callee@10.160.146.201:5080;transport=UDP\n"
+    "\t\t\tcaller_cseq:: 1\n\t\t\tcallee_route_set:: \n"
+    "\t\t\tcallee_bind_addr:: udp:10.160.146.100:5060\n"
+    "\tcontext:: \n\t\tvalues:: \n\t\t\tacct:: a|b#c\\d\n"
+    "\t\tprofiles:: \n\t\t\tcaller:: caller\n\t\t\tinbound:: \n\n"
+)
+
+
+def test_dlg_list_of_1_11_groups_callees_and_context_and_parses_like_1_10() -> None:
+    (d,) = parse_dialogs(parse_reply(DLG_LIST_1_11))
+    assert (d.h_entry, d.h_id, d.state, d.user_flags) == (2984, 749185545, 4, 8)
+    assert (d.timestart, d.timeout, d.callid) == (1796050267, 1796057467, "1-4424@10.160.146.200")
+    assert d.caller is not None and (d.caller.tag, d.caller.cseq) == ("4424SIPpTag001", "0")
+    assert d.caller.bind_addr == "udp:10.160.146.100:5060"
+    assert [(c.tag, c.contact, c.cseq) for c in d.callees] == [
+        ("4422SIPpTag011", "sip:callee@10.160.146.201:5080;transport=UDP", "1")]
+    assert d.vars == {"acct": "a|b#c\\d"}
+    assert d.profiles == (("caller", "caller"), ("inbound", ""))
+
+
+def test_statistics_of_1_11_are_name_value_nodes() -> None:
+    reply = parse_reply("200 OK\ndialog:active_dialogs:: 1\ndialog:delete_sent:: 0\n\n")
+    assert parse_statistics(reply) == {"active_dialogs": 1, "delete_sent": 0}
