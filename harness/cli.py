@@ -10,6 +10,7 @@ unless --no-build; --source DIR builds from a local OpenSIPS tree.
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
     harness clean [--all]
     harness bench replication [--backends local,docker] [--bin-children 1,2,4] [--json]
+    harness matrix --backend local --opensips V=PATH ... | --backend docker --versions LIST [--pairs all] [--json]
 
 The work lives in the modules named per subcommand; this one only parses, picks the
 backend, and turns failures into one line on stderr with a non-zero exit status
@@ -37,6 +38,7 @@ from harness.cluster import Cluster
 from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, run_failover
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
+from harness.matrix.cli import MatrixUsage
 from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
 from harness.node import NodeDied
 from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
@@ -339,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dialogs held to measure shm per dialog (default 2000; 0 skips)")
     p.add_argument("--no-sip", action="store_true", help="skip the SIPp-fed primary -> backup run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from harness.matrix.cli import add_parser as add_matrix
+
+    add_matrix(sub)
     return parser
 
 
@@ -346,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except UsageError as err:
+    except (UsageError, MatrixUsage) as err:
         print(f"harness: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
+from harness.builds import BINARIES_ENV, BuildError, env_binaries, image_build, local_build, local_builds
 from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
 from harness.calls import CallPair
 from harness.clean import sweep_quietly
@@ -40,6 +41,7 @@ from harness.cluster import Cluster, Destination
 from harness.gate import PLUGIN_NAME, GatePlugin, observe
 from harness.node import Backend, NodeDied
 from harness.peer import BinPeer
+from harness.releases import BASELINE, Build, ReleaseError, expand_versions
 from harness.settings import Settings, load_settings
 from harness.user_config import UserConfigError, preflight
 from harness.warmup import STATS
@@ -61,6 +63,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="concurrent calls in failover tests (default: 200; the paced test at size runs at least 1,000)")
     group.addoption("--harness-observed", metavar="FILE",
                     help="write what the live tests really ran against here (JSON; `harness run` reads it)")
+    group.addoption("--opensips-version", action="append", default=[], metavar="V",
+                    help="run the release-parametrized live tests (the behaviour checks) on release V "
+                         "as primary and backup (repeatable, comma lists, `all`, `1.10`)")
+    group.addoption("--opensips-pair", action="append", default=[], metavar="PRIMARY:BACKUP",
+                    help="and on this mixed pair, e.g. 1.10.2:1.11.11 (repeatable)")
+    group.addoption("--opensips-binary", action="append", default=[], metavar="V=PATH",
+                    help=f"local backend: the binary of release V (repeatable; also ${BINARIES_ENV})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
     config.addinivalue_line("markers", "node_deaths_expected: the test judges node deaths itself, "
                             "so teardown does not fail on a node that died")
+    config.addinivalue_line("markers", "any_release: the test holds on every release; "
+                            "--opensips-version / --opensips-pair parametrize it (ids show the releases)")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(GatePlugin(), PLUGIN_NAME)
 
@@ -108,6 +119,83 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if STATS.probed:
         terminalreporter.write_sep("-", "OpenSIPS harness")
         terminalreporter.write_line(STATS.summary())
+
+
+# -- releases: which builds the live tests run on ----------------------------------------
+
+def release_pairs(config: pytest.Config) -> list[tuple[str, str]]:
+    """(primary, backup) labels from --opensips-version / --opensips-pair; the baseline alone
+    when neither is given, so the default suite stays what it was."""
+    try:
+        versions = expand_versions(config.getoption("--opensips-version")) \
+            if config.getoption("--opensips-version") else []
+    except ReleaseError as err:
+        raise pytest.UsageError(f"--opensips-version: {err}") from None
+    pairs = [(v, v) for v in versions]
+    for item in config.getoption("--opensips-pair"):
+        p, sep, b = item.partition(":")
+        if not sep or not p or not b:
+            raise pytest.UsageError(f"--opensips-pair {item!r}: expected PRIMARY:BACKUP, e.g. 1.10.2:1.11.11")
+        pairs.append((p.strip(), b.strip()))
+    return list(dict.fromkeys(pairs)) or [(BASELINE, BASELINE)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that asks for ``opensips_pair`` with the chosen pairs."""
+    if "opensips_pair" in metafunc.fixturenames:
+        pairs = release_pairs(metafunc.config)
+        metafunc.parametrize("opensips_pair", pairs, indirect=True,
+                             ids=[p if p == b else f"{p}>{b}" for p, b in pairs])
+
+
+class _Builds:
+    """Labels -> Builds for this session's backend, resolved on first use (and cached)."""
+
+    def __init__(self, backend: str, config: pytest.Config) -> None:
+        self.backend = backend
+        self.cache: dict[str, Build] = {}
+        self.specs = [*config.getoption("--opensips-binary"), *env_binaries()]
+
+    def get(self, label: str) -> Build:
+        if label not in self.cache:
+            self.cache[label] = self._resolve(label)
+        return self.cache[label]
+
+    def _resolve(self, label: str) -> Build:
+        if self.backend == "docker":
+            return image_build(label)
+        named = local_builds(self.specs)
+        if label in named:
+            return named[label]
+        default = local_build(find_default_binary())
+        if default.label == label:
+            return default
+        raise BuildError(f"no local binary of release {label}: pass --opensips-binary {label}=PATH "
+                         f"(or ${BINARIES_ENV}); the default binary reports {default.label}")
+
+
+def find_default_binary() -> str:
+    from harness.settings import find_opensips_binary
+    return find_opensips_binary(load_settings().opensips.binary)
+
+
+@pytest.fixture(scope="session")
+def opensips_builds(request: pytest.FixtureRequest, opensips_backend: BackendChoice) -> _Builds:
+    """Resolves release labels to this backend's builds (binaries or images)."""
+    assert opensips_backend.name is not None
+    return _Builds(opensips_backend.name, request.config)
+
+
+@pytest.fixture
+def opensips_pair(request: pytest.FixtureRequest, opensips_builds: _Builds) -> Any:
+    """The (primary, backup) builds this test instance runs on (see --opensips-version)."""
+    from harness.matrix.context import Pair
+
+    primary, backup = getattr(request, "param", (BASELINE, BASELINE))
+    try:
+        return Pair(opensips_builds.get(primary), opensips_builds.get(backup))
+    except BuildError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -190,14 +278,30 @@ class _LiveCluster:
 @pytest.fixture
 def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendChoice,
                      harness_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
-    """Factory: start a cluster (default primary + backup) that lives until the test ends."""
+    """Factory: start a cluster (default primary + backup) that lives until the test ends.
+
+    ``releases={"primary": "1.10.2", "backup": "1.11.11"}`` (node names or roles) runs
+    those releases' builds; a test parametrized with ``opensips_pair`` gets its pair.
+    """
     started: list[_LiveCluster] = []
+    pair = request.getfixturevalue("opensips_pair") if "opensips_pair" in request.fixturenames else None
 
     def start(roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"), *,
               settings: Mapping[str, Any] | Settings | None = None,
               replicate: Mapping[str, Iterable[Destination]] | None = None,
               extra_destinations: Iterable[Destination] = (),
-              peer: bool = False, capture: bool = True, warmup: bool | None = None) -> Cluster:
+              peer: bool = False, capture: bool = True, warmup: bool | None = None,
+              releases: Mapping[str, str] | None = None) -> Cluster:
+        artifacts: dict[str, str] = {}
+        if pair is not None:
+            artifacts = {"primary": pair.primary.artifact, "backup": pair.backup.artifact,
+                         "standalone": pair.primary.artifact}
+        if releases:
+            builds: _Builds = request.getfixturevalue("opensips_builds")
+            try:
+                artifacts.update({k: builds.get(v).artifact for k, v in releases.items()})
+            except BuildError as err:
+                pytest.fail(str(err), pytrace=False)
         if isinstance(settings, Settings):
             effective = settings
         else:
@@ -222,8 +326,11 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
             live.peer = BinPeer((backend.harness_ip, 0),
                                 socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
             extra.append(live.peer.address)
-        live.cluster = Cluster(backend, roles, settings=effective, replicate=replicate,
-                               extra_destinations=extra, warmup=warmup)
+        named = Cluster._names(roles)
+        live.cluster = Cluster(backend, named, settings=effective, replicate=replicate,
+                               extra_destinations=extra, warmup=warmup,
+                               artifacts={k: v for k, v in artifacts.items()
+                                          if k in named or k in named.values()})
         live.cluster.peer = live.peer
         if live.peer is not None:
             live.peer.cluster = live.cluster

@@ -67,6 +67,13 @@ def check(name: str, covers: str) -> Callable[[Callable[[CheckContext], Observat
 
 # -- observation helpers ------------------------------------------------------------------
 
+def cid(call_id: str | bytes) -> str:
+    """A call's id as SIPp names it: long_headers prefixes the Call-ID with 1.2 KB and
+    ``///``, SIPp's hold/release markers carry only what follows."""
+    text = call_id.decode("utf-8", "replace") if isinstance(call_id, bytes) else call_id
+    return text.rsplit("///", 1)[-1]
+
+
 def packet_name(msg: DialogMessage) -> str:
     """``created(3)``, ``updated(4)`` or ``deleted``: command and the state it carries."""
     if isinstance(msg, DialogCreated):
@@ -83,7 +90,7 @@ def by_call(peer: BinPeer, source: tuple[str, int] | None = None) -> dict[str, l
         if source is not None and p.source != source:
             continue
         msg = p.dialog()
-        out.setdefault(msg.call_id.decode("utf-8", "replace"), []).append(msg)
+        out.setdefault(cid(msg.call_id), []).append(msg)
     return out
 
 
@@ -106,18 +113,19 @@ def created_timing(pcap: Path, primary_ips: set[str], call_ids: list[str]) -> li
     first_ok: dict[str, int] = {}
     first_created: dict[str, int] = {}
     for i, line in enumerate(ladder_lines(pcap)):
-        if line.src[0] not in primary_ips or line.call_id not in call_ids:
+        if line.src[0] not in primary_ips or line.call_id is None or cid(line.call_id) not in call_ids:
             continue
+        call = cid(line.call_id)
         if line.kind == "SIP" and line.summary.startswith("SIP/2.0 200") and "INVITE]" in line.summary:
-            first_ok.setdefault(line.call_id, i)
+            first_ok.setdefault(call, i)
         elif line.kind == "BIN" and "created" in line.summary:
-            first_created.setdefault(line.call_id, i)
+            first_created.setdefault(call, i)
     out = set()
-    for cid in call_ids:
-        if cid not in first_created or cid not in first_ok:
-            out.add("after 200 OK" if cid in first_ok else "no 200 OK seen")
+    for call in call_ids:
+        if call not in first_created or call not in first_ok:
+            out.add("after 200 OK" if call in first_ok else "no 200 OK seen")
         else:
-            out.add("before 200 OK" if first_created[cid] < first_ok[cid] else "after 200 OK")
+            out.add("before 200 OK" if first_created[call] < first_ok[call] else "after 200 OK")
     return sorted(out)
 
 
@@ -149,7 +157,7 @@ def wait_quiet(peer: BinPeer, source: tuple[str, int], call_ids: list[str],
     """Wait until every call's packets from ``source`` satisfy ``done``; False at the deadline."""
     def ready() -> bool:
         grouped = by_call(peer, source)
-        return all(done(grouped.get(cid, [])) for cid in call_ids)
+        return all(done(grouped.get(call, [])) for call in call_ids)
     try:
         wait_until(ready, timeout=timeout, what="replication packets", interval=0.05)
         return True
@@ -163,23 +171,23 @@ def fence(ctx: CheckContext, cluster: Cluster) -> str:
     summary = ctx.calls(cluster, "basic", calls=1).wait(30)
     (call,) = summary.calls
     primary = cluster.addresses["primary"].bin_addr
-    wait_quiet(cluster.peer, primary, [call.call_id],
+    wait_quiet(cluster.peer, primary, [cid(call.call_id)],
                lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs))
-    return call.call_id
+    return cid(call.call_id)
 
 
 def backup_applied(cluster: Cluster, call_ids: list[str], want_states: set[int],
                    timeout: float = SETTLE) -> list[Any]:
     """The backup's dlg_list once each call is in one of ``want_states`` (or the deadline)."""
     def entries() -> list[Any] | None:
-        mine = [d for d in cluster.mi("backup").dlg_list() if d.callid in call_ids]
+        mine = [d for d in cluster.mi("backup").dlg_list() if cid(d.callid) in call_ids]
         if len(mine) == len(call_ids) and all(d.state in want_states for d in mine):
             return mine
         return None
     try:
         return wait_until(entries, timeout=timeout, what="the backup's dialogs", interval=0.1)
     except WaitTimeout:
-        return [d for d in cluster.mi("backup").dlg_list() if d.callid in call_ids]
+        return [d for d in cluster.mi("backup").dlg_list() if cid(d.callid) in call_ids]
 
 
 # -- SIP scenarios --------------------------------------------------------------------------
@@ -205,7 +213,7 @@ def sip_scenario(ctx: CheckContext, scenario: str | Path, *, confirmed: bool, ho
         obs.update(_held_state(cluster, held))
         pair.uac.release()
     summary = pair.wait(60)
-    call_ids = [c.call_id for c in summary.calls]
+    call_ids = [cid(c.call_id) for c in summary.calls]
     obs["calls.successful"] = summary.successful
     if confirmed:
         wait_quiet(cluster.peer, primary_bin, call_ids,
@@ -220,16 +228,16 @@ def sip_scenario(ctx: CheckContext, scenario: str | Path, *, confirmed: bool, ho
                                                  call_ids)
     else:
         obs["primary.created"] = sorted({
-            "sent" if any(isinstance(m, DialogCreated) for m in grouped.get(cid, [])) else "not sent"
-            for cid in call_ids})
+            "sent" if any(isinstance(m, DialogCreated) for m in grouped.get(call, [])) else "not sent"
+            for call in call_ids})
     obs["primary.stats"] = statistics(cluster, "primary", PRIMARY_STATS)
     # the backup has applied the fence's deleted once the fence's dialog is gone or ended
     try:
-        wait_until(lambda: all(d.state >= 5 for d in cluster.mi("backup").dlg_list() if d.callid == fence_id),
+        wait_until(lambda: all(d.state >= 5 for d in cluster.mi("backup").dlg_list() if cid(d.callid) == fence_id),
                    timeout=SETTLE, what="the fence call on the backup", interval=0.1)
     except WaitTimeout:
         pass
-    after = [d for d in cluster.mi("backup").dlg_list() if d.callid in call_ids]
+    after = [d for d in cluster.mi("backup").dlg_list() if cid(d.callid) in call_ids]
     obs["backup.dialogs_after"] = sorted({f"state {d.state}" for d in after}) or ["none"]
     obs["backup.stats"] = statistics(cluster, "backup", BACKUP_STATS)
     obs["nodes.alive"] = alive(cluster)
@@ -242,17 +250,17 @@ def _held_state(cluster: Cluster, held: list[str]) -> Observation:
     wait_quiet(cluster.peer, primary_bin, held,
                lambda msgs: any(isinstance(m, DialogUpdated) and int(m.state) == 4 for m in msgs))
     entries = backup_applied(cluster, held, {4})
-    theirs = {d.callid: d for d in cluster.mi("primary").dlg_list() if d.callid in held}
+    theirs = {cid(d.callid): d for d in cluster.mi("primary").dlg_list() if cid(d.callid) in held}
     obs: Observation = {"backup.while_up": sorted({f"state {d.state}" for d in entries}) or ["none"],
                         "backup.dialogs_while_up": len(entries)}
-    same = [d.h_id == theirs[d.callid].h_id for d in entries if d.callid in theirs]
+    same = [d.h_id == theirs[cid(d.callid)].h_id for d in entries if cid(d.callid) in theirs]
     obs["backup.h_id"] = ("none to compare" if not same else
                           "primary's" if all(same) else "its own")
     fields: set[str] = set()
     for d in entries:
-        if d.callid in theirs:
+        if cid(d.callid) in theirs:
             fields.update(diff.split(":", 1)[0] for diff in
-                          diff_entries(d, theirs[d.callid], ignore=("h_id",), profiles="any"))
+                          diff_entries(d, theirs[cid(d.callid)], ignore=("h_id",), profiles="any"))
     obs["backup.fields_unlike_primary"] = sorted(fields)
     return obs
 

@@ -1,0 +1,124 @@
+"""Name the OpenSIPS builds a run uses: ``V=PATH`` binaries (local) or version images (docker).
+
+Every build is labelled with what its binary reports (``opensips -V``), never with
+what the user hoped it was: a ``1.10.2=`` label on a binary that reports 1.10.5 is
+refused, because every report would then blame 1.10.2 for 1.10.5's behaviour. A
+local binary is always *unverified* (nothing says which tree it came from); an image
+is verified when its recipe checked the source against the pinned upstream tree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from harness.node import Backend, ReleaseUnknown
+from harness.releases import UPSTREAM, Build, ReleaseError, expand_versions, version_key
+from harness.settings import Settings
+
+IMAGE_REPO = "opensips-bin-harness/opensips"
+VERIFIED_LABEL = "org.opensips-bin-harness.verified"
+VERSION_LABEL = "org.opensips-bin-harness.opensips-version"
+#: ``V=PATH,V=PATH``: the local binaries a pytest run may use (or --opensips-binary)
+BINARIES_ENV = "HARNESS_OPENSIPS_BINARIES"
+
+
+class BuildError(ValueError):
+    """A build that cannot be used as named (one line: which and why)."""
+
+
+def image_for(version: str) -> str:
+    return f"{IMAGE_REPO}:{version}"
+
+
+def local_build(spec: str) -> Build:
+    """``V=PATH`` or ``PATH`` -> a Build labelled V (or the version the binary reports)."""
+    from harness.backends.local.node import binary_release
+
+    label, sep, path = spec.partition("=")
+    if not sep:
+        label, path = "", spec
+    path = os.path.expanduser(path)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise BuildError(f"{spec}: {path} is not an executable opensips binary")
+    try:
+        reported = binary_release(str(Path(path).resolve())).version
+    except (ReleaseUnknown, OSError) as exc:
+        raise BuildError(f"{spec}: {exc}") from None
+    label = label.strip() or reported
+    _check_label(label, reported, spec)
+    return Build(label, str(Path(path).resolve()), reported, verified=False)
+
+
+def _check_label(label: str, reported: str, spec: str) -> None:
+    try:
+        version_key(label)
+    except ReleaseError:
+        return  # a private name ("1.10.5-patched"): the report shows what it reports
+    if label != reported:
+        raise BuildError(f"{spec}: the binary reports {reported}, not {label} "
+                         f"(name a private build anything but a release number)")
+
+
+def local_builds(specs: Iterable[str]) -> dict[str, Build]:
+    """{label: Build} for several ``V=PATH`` specs; two builds with one label are refused."""
+    out: dict[str, Build] = {}
+    for spec in specs:
+        build = local_build(spec)
+        if build.label in out and out[build.label].artifact != build.artifact:
+            raise BuildError(f"two binaries are labelled {build.label}: {out[build.label].artifact} "
+                             f"and {build.artifact} (label one V=PATH)")
+        out[build.label] = build
+    return out
+
+
+def image_build(version: str) -> Build:
+    """The Build of image ``opensips-bin-harness/opensips:<version>``; BuildError if missing."""
+    from harness.backends.docker.engine import client
+    from harness.backends.docker.node import image_release
+
+    name = image_for(version)
+    engine = client()
+    try:
+        image = engine.images.get(name)
+    except Exception:
+        how = (f"harness image build --version {version}" if version in UPSTREAM
+               else "harness image build --source DIR --unverified --label " + version)
+        raise BuildError(f"no image {name}: build it with `{how}`") from None
+    labels = image.labels or {}
+    verified = labels.get(VERIFIED_LABEL)
+    # images made before the label existed came from the pinned-tree recipe only
+    ok = verified == "true" or (verified is None and labels.get(VERSION_LABEL) == version
+                                and version in UPSTREAM)
+    reported = image_release(name).version
+    _check_label(version, reported, name)
+    return Build(version, name, reported, verified=ok)
+
+
+def docker_builds(versions: str | Sequence[str]) -> dict[str, Build]:
+    """{label: Build} for ``1.10.0,1.10.5`` / ``all`` / ``1.10`` (pinned) or private labels."""
+    items = versions.split(",") if isinstance(versions, str) else list(versions)
+    labels: list[str] = []
+    for item in (i.strip() for i in items if i.strip()):
+        try:
+            labels += expand_versions(item)
+        except ReleaseError:
+            labels.append(item)  # a private image label, e.g. 1.10.5-patched
+    return {label: image_build(label) for label in dict.fromkeys(labels)}
+
+
+def backend_factory(backend: str, default: Build) -> Callable[[Settings], Backend]:
+    """A backend class bound to ``default`` as its own binary or image (nodes may differ)."""
+    if backend == "local":
+        from harness.backends.local.backend import LocalBackend
+
+        return lambda s: LocalBackend(s.with_overrides({"opensips": {"binary": default.artifact}}))
+    from harness.backends.docker.backend import DockerBackend
+
+    return lambda s: DockerBackend(s, image=default.artifact)
+
+
+def env_binaries() -> list[str]:
+    """The ``V=PATH`` specs in $HARNESS_OPENSIPS_BINARIES."""
+    return [s.strip() for s in os.environ.get(BINARIES_ENV, "").split(",") if s.strip()]

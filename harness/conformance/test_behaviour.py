@@ -1,0 +1,61 @@
+"""Every behaviour check on the releases the run names, judged against the baseline.
+
+Without ``--opensips-version`` / ``--opensips-pair`` each check runs on the baseline
+(1.10.5 primary and backup) and must show what 1.10.5's code does
+(harness.matrix.expected). With them, each check also runs on each named pair and is
+compared with the baseline pair's observation made in the same session: the test
+passes when they are the same or every difference is a known one (its upstream
+commit is in the report), and fails listing each unexplained difference as
+observed vs baseline. `harness matrix` runs the same checks and writes the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends import BackendChoice
+from harness.matrix.context import Pair
+from harness.matrix.expected import BASELINE_EXPECT, deviations
+from harness.matrix.judge import ERROR_KEY, judge
+from harness.matrix.known import load
+from harness.matrix.runner import observe, select_checks
+from harness.releases import BASELINE
+from harness.settings import Settings
+
+pytestmark = pytest.mark.live
+
+#: the baseline pair's observation per check, once per worker process
+_BASELINE: dict[str, dict[str, Any]] = {}
+
+
+@pytest.mark.parametrize("check", select_checks(None))
+def test_behaviour_is_the_baselines_or_a_known_difference(
+        check: str, opensips_pair: Pair, opensips_backend: BackendChoice,
+        opensips_builds: Any, harness_settings: Settings, tmp_path: Path,
+        record_property: Any) -> None:
+    factory = opensips_backend.factory()
+    observed = observe(check, opensips_pair, factory, harness_settings, tmp_path / "pair")
+    record_property("observed", observed)
+    assert ERROR_KEY not in observed, f"{check} on {opensips_pair.id}: {observed[ERROR_KEY]}"
+    baseline_pair = Pair(opensips_builds.get(BASELINE), opensips_builds.get(BASELINE))
+    if (opensips_pair.primary.label, opensips_pair.backup.label) == (BASELINE, BASELINE):
+        if check not in BASELINE_EXPECT:
+            pytest.fail(f"{check} has no expected 1.10.5 behaviour in harness.matrix.expected")
+        wrong = deviations(check, observed)
+        assert not wrong, f"{check} on {BASELINE}: " + "; ".join(wrong)
+        return
+    if check not in _BASELINE:
+        _BASELINE[check] = observe(check, baseline_pair, factory, harness_settings, tmp_path / "baseline")
+    result = judge(check, opensips_pair.primary.label, opensips_pair.backup.label, observed,
+                   _BASELINE[check], load(), primary_version=opensips_pair.primary.version,
+                   backup_version=opensips_pair.backup.version)
+    for d in result.differences:
+        record_property(f"differs:{d.key}", f"{d.observed!r} vs {d.baseline!r} ({d.explained_by})")
+    assert result.outcome != "error", f"{check}: the baseline run failed: {_BASELINE[check].get(ERROR_KEY)}"
+    unexplained = result.unexplained
+    assert not unexplained, (
+        f"{check} on {opensips_pair.id} differs from {BASELINE} where no known difference explains it: "
+        + "; ".join(f"{d.key}: observed {d.observed!r}, baseline {d.baseline!r}" for d in unexplained))
