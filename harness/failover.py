@@ -334,11 +334,10 @@ class FailoverRun:
             except Exception:
                 return default
 
-        held = safe(lambda: self.pair.uac.count_events("HELD"), self.held)
-        self.held = held if isinstance(held, int) else self.held
         past_replication = self.step not in ("start", "setup", "replication")
         primary, backup = self.cluster.nodes[self.primary], self.cluster.nodes[self.backup]
         return {
+            # held as last counted (SIPp goes on setting up until it is stopped)
             "step": self.step, "calls": self.calls, "calls_held": self.held,
             "setup_rate": round(self.held / self.setup_s, 1) if self.held and self.setup_s > 0 else None,
             "backend": safe(lambda: self.cluster.backend.name), "mode": self.mode,
