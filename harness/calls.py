@@ -97,7 +97,7 @@ class CallPair:
         try:
             self.uac.start(timeout)
         except BaseException:
-            self.uas.stop()
+            self.uas.halt()
             raise
         return self
 
@@ -106,12 +106,12 @@ class CallPair:
         try:
             return self.uac.wait(timeout)
         finally:
-            self.uas.stop()
+            self.uas.halt()
 
     def stop(self) -> None:
         for proc in (self.uac, self.uas):
             try:
-                proc.stop()
+                proc.halt()
             except SippError:
                 pass
 

@@ -3,7 +3,7 @@
     harness image base | build [--source DIR] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--json] [--freeze] [--no-build]
+    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--no-build]
 
 up, run and failover build a missing Docker image on first use (harness.first_use),
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
@@ -35,7 +35,7 @@ from pathlib import Path
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.clean import clean_command
 from harness.cluster import Cluster
-from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, run_failover
+from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.matrix.cli import MatrixUsage
@@ -189,18 +189,45 @@ def cmd_image_base(args: argparse.Namespace) -> int:
 # -- failover -----------------------------------------------------------------------------
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0:
-        raise UsageError("--calls must be at least 1, --rate and --release-rate positive")
-    first_use(args)
-    choice, settings = backend_for(args)
+    """Run the scenario; a run that cannot finish still reports what it saw.
+
+    With --json that is one JSON object with an ``error`` key (the one-line cause) and
+    the figures seen so far (`harness.failover.FAILURE_KEYS`), exit 1 (2 for bad
+    arguments or no backend); without, one line on stderr. Never a traceback.
+    """
+    if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
+            args.setup_timeout is not None and args.setup_timeout <= 0):
+        raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
-    progress(f"failover: backend {choice.name}; starting primary + backup (BIN warm-up) …")
-    with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
-        result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
-                              release_rate=args.release_rate, mode="freeze" if args.freeze else "kill",
-                              progress=lambda line: progress(f"failover: {line}"))
+    seen: dict[str, object] = {"step": "start", "calls": args.calls,
+                               "mode": "freeze" if args.freeze else "kill", "artifacts": str(workdir)}
+    try:
+        first_use(args)
+        choice, settings = backend_for(args)
+        seen["backend"] = choice.name
+        progress(f"failover: backend {choice.name}; starting primary + backup (BIN warm-up) …")
+        with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
+            result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
+                                  release_rate=args.release_rate, mode=str(seen["mode"]),
+                                  setup_timeout=args.setup_timeout,
+                                  progress=lambda line: progress(f"failover: {line}"))
+            seen["step"] = "stop"
+    except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
+        if not keep:  # (exit 1): said as main() says them, and as JSON too when asked
+            shutil.rmtree(workdir, ignore_errors=True)
+        if args.json:
+            say(json.dumps(failure_json(str(err), **{**seen, "artifacts": None})))
+        raise
+    except Exception as err:
+        report = failure_json(err, **{**seen, **getattr(err, "seen", {})})
+        progress(f"failover: artifacts kept in {workdir}")
+        if args.json:
+            say(json.dumps(report))
+        else:
+            print(f"harness: failover failed ({report['step']}): {report['error']}", file=sys.stderr)
+        return 1
     keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -306,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release-rate", type=float, default=DEFAULT_RELEASE_RATE,
                    help="in-dialog requests/s after the failover: re-INVITE + BYE per call, "
                         f"paced (default {DEFAULT_RELEASE_RATE:g})")
+    p.add_argument("--setup-timeout", type=float, metavar="S",
+                   help="seconds the calls may take to be set up (default derived from --calls and --rate)")
     p.add_argument("--freeze", action="store_true",
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "

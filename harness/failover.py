@@ -16,6 +16,10 @@ numbers on it, on either backend:
 3. From SIPp's per-call logs and one tcpdump capture of the cluster network (SIP and
    BIN on the same clock) we judge and measure.
 
+A run that cannot finish (calls not set up in time, SIPp or a node dying) raises
+`FailoverError` carrying what was seen until then (``seen``, keys `FAILURE_KEYS`): the
+command prints it as one JSON object with an ``error`` key, or one line.
+
 What counts as lost, and how each figure is measured: `harness.failover_figures`.
 """
 
@@ -36,17 +40,47 @@ from harness.failover_figures import (JSON_KEYS, Addr, CallKey, Evidence, Failov
 from harness.mi import MIClient, MIError
 from harness.node import NodeDied
 from harness.sipp import SippError, SippSummary
-from harness.wait import WaitTimeout, wait_until
-from pybin.pcap import read_udp
+from harness.wait import Count, WaitStalled, WaitTimeout, wait_until
+from pybin.pcap import CapturedDatagram, read_udp
 
-__all__ = ["DEFAULT_RELEASE_RATE", "JSON_KEYS", "FailoverError", "FailoverResult", "FailoverRun", "Prober",
-           "deadlines", "error_lines", "run_failover"]
+__all__ = ["DEFAULT_RELEASE_RATE", "FAILURE_KEYS", "JSON_KEYS", "FailoverError", "FailoverResult",
+           "FailoverRun", "Prober", "deadlines", "error_lines", "failure_json", "run_failover"]
 
 Progress = Callable[[str], None]
 
 
 class FailoverError(RuntimeError):
-    """The scenario could not be run (calls not set up, no backup...); not a loss."""
+    """The scenario could not be run (calls not set up, no backup...); not a loss.
+
+    ``seen``: what the run observed until then (`FAILURE_KEYS`; see `failure_json`).
+    """
+
+    def __init__(self, message: str, seen: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.seen: dict[str, object] = dict(seen or {})
+
+
+#: the JSON of a run that could not finish, in this order: the one-line cause (and the
+#: rest of a multi-line one), the step it failed in, then whatever figures exist by then
+FAILURE_KEYS = ("error", "error_detail", "step", "calls", "calls_held", "setup_rate", "backend",
+                "mode", "elapsed_s", "deadline_s", "timed_out", "missing_on_backup",
+                "backup_alive", "backup_shm_used_idle", "backup_shm_used_before",
+                "primary_errors", "backup_errors", "artifacts")
+
+
+def failure_json(error: BaseException | str, /, **seen: object) -> dict[str, object]:
+    """The JSON object of a failed run: ``error`` (one line), then every `FAILURE_KEYS`
+    key (None or empty where nothing was seen); ``seen`` overrides, e.g. from `FailoverError`."""
+    text = str(error).strip() or type(error).__name__
+    if not isinstance(error, (str, FailoverError, NodeDied, SippError, WaitTimeout, MIError)):
+        text = f"{type(error).__name__}: {text}"
+    lines = text.splitlines()
+    out: dict[str, object] = {key: None for key in FAILURE_KEYS}
+    out.update(error_detail=[], timed_out=[], primary_errors=[], backup_errors=[])
+    out.update({k: v for k, v in seen.items() if k in FAILURE_KEYS})
+    detail = [ln for ln in lines[1:21] if ln.strip()]
+    out["error"], out["error_detail"] = lines[0], detail or out["error_detail"]
+    return out
 
 
 #: in-dialog requests per second after the failover, by default (the issue's target rate)
@@ -59,6 +93,9 @@ SETUP_FLOOR_RATE = 100.0
 STALL_S = 20.0
 #: stopping SIPp (q, Q, TERM, KILL: 2.5 s each), tcpdump, the prober
 STOP_ALLOWANCE = 30.0
+#: judging: fixed part and seconds per call (parsing SIPp's trace and the capture took
+#: 30-60 s at 10,000 calls on a shared 2-core machine; this allows 130 s)
+JUDGE_S, JUDGE_PER_CALL_S = 30.0, 0.01
 #: progress lines on stderr at most this often
 PROGRESS_S = 2.0
 #: dialogs per dlg_list page (1.10's mi_datagram reply is at most 65457 B)
@@ -77,11 +114,13 @@ def deadlines(calls: int, rate: float, release_rate: float) -> dict[str, float]:
     for STALL_S ends it sooner), plus 30 s; sync: 30 s plus 10 ms per
     dialog (a paged dlg_list of 10,000 dialogs takes ~1 s); release: the paced release
     (2 requests per call at ``release_rate``) plus one full SIP transaction timeout, so
-    a request sent last still gets every retransmission.
+    a request sent last still gets every retransmission; judge: parsing SIPp's trace
+    and the capture and judging every call, 30 s plus 10 ms per call.
     """
     return {"setup": 30.0 + max(2.0 * calls / rate, calls / SETUP_FLOOR_RATE),
             "sync": 30.0 + 0.01 * calls,
-            "release": 2.0 * calls / release_rate + SIP_TRANSACTION_S + 15.0}
+            "release": 2.0 * calls / release_rate + SIP_TRANSACTION_S + 15.0,
+            "judge": JUDGE_S + JUDGE_PER_CALL_S * calls}
 
 
 def error_lines(log: str) -> list[str]:
@@ -182,9 +221,13 @@ class FailoverRun:
     probe_interval: seconds between OPTIONS probes around the kill; None: no prober
       (the gap then spans whatever SIP traffic there was).
 
-    Every step has a deadline derived from N and the rates (`deadlines`), so a run
-    ends within `deadline_s` whatever OpenSIPS does; a step that ran out is named in
-    the result's ``timed_out`` and the run goes on to report what it saw.
+    Every step has a deadline derived from N and the rates (`deadlines`), judging the
+    evidence included, so a run ends within `deadline_s` whatever OpenSIPS does; a step
+    that ran out is named in the result's ``timed_out`` and the run goes on to report
+    what it saw. A run that cannot go on (calls not set up, SIPp or a node dead, the
+    judging past its deadline) raises `FailoverError` with ``seen``.
+    setup_timeout: overrides the derived setup deadline (e.g. to see a failed setup).
+    clock, sleep: for tests (fake time); every wait goes through `wait_until` with them.
     """
 
     def __init__(self, cluster: Cluster, calls: int = 200, *, workdir: str | Path,
@@ -192,7 +235,9 @@ class FailoverRun:
                  mode: str = "kill", probe_interval: float | None = 0.005,
                  sync_timeout: float | None = None, finish_timeout: float | None = None,
                  drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
-                 progress: Progress | None = None) -> None:
+                 setup_timeout: float | None = None, progress: Progress | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         if mode not in ("kill", "freeze"):
             raise FailoverError(f"mode must be 'kill' or 'freeze', not {mode!r}")
         if calls < 1:
@@ -202,13 +247,15 @@ class FailoverRun:
         self.cluster, self.calls, self.rate, self.mode = cluster, calls, rate, mode
         self.release_rate = release_rate
         d = deadlines(calls, rate, release_rate)
-        self.setup_timeout = d["setup"]
+        self.setup_timeout = setup_timeout if setup_timeout is not None else d["setup"]
         self.sync_timeout = sync_timeout if sync_timeout is not None else d["sync"]
         self.finish_timeout = finish_timeout if finish_timeout is not None else d["release"]
+        self.judge_timeout = d["judge"]
         self.probe_interval, self.drain_timeout = probe_interval, drain_timeout
-        #: the whole run's bound: every step's deadline plus stopping SIPp and tcpdump
+        self.clock, self.sleep = clock, sleep
+        #: the whole run's bound: every step's deadline, judging the evidence, stopping
         self.deadline_s = (self.setup_timeout + self.sync_timeout + self.finish_timeout
-                           + self.drain_timeout + STOP_ALLOWANCE)
+                           + self.drain_timeout + self.judge_timeout + STOP_ALLOWANCE)
         self.say: Progress = progress or (lambda line: None)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -242,69 +289,109 @@ class FailoverRun:
         self.shm: dict[str, int | None] = {}
         self.dialogs_left = 0
         self.summary: SippSummary | None = None
+        self.released = False
         self.timed_out: list[str] = []
         self.backup_alive = True
         self.backup_errors: list[str] = []
         self._log_mark = 0
+        #: the step running (named in a failure), calls held so far, setup's duration
+        self.step = "start"
+        self.held = 0
+        self.setup_s = 0.0
+        self.started = clock()
+        self.judging = ""  # what the judging is doing now (its progress lines say it)
 
     def run(self) -> FailoverResult:
+        """Every step, then the judging; a failure is a `FailoverError` with ``seen``."""
+        self.started = self.clock()
         self.say(f"{self.calls} calls at {self.rate:g}/s, released at {self.release_rate:g} "
                  f"requests/s; the run ends within {self.deadline_s:.0f}s")
-        self.capture.start()
         try:
-            self._shm("idle")
-            self.set_up_calls()
-            self.wait_for_replication()
-            self.fail_primary()
-            self.release_calls()
-            self.drain_backup()
-        finally:
-            self._stop_prober()
-            self.pair.stop()
-            self.capture.stop()
-        self.say("judging the evidence …")
-        return result_from(self.evidence())
+            self.capture.start()
+            try:
+                self._shm("idle")
+                for self.step, step in (("setup", self.set_up_calls),
+                                        ("replication", self.wait_for_replication),
+                                        ("failover", self.fail_primary),
+                                        ("release", self.release_calls),
+                                        ("drain", self.drain_backup)):
+                    step()
+            finally:
+                self._stop_prober()
+                self.pair.stop()
+                self.capture.stop()
+            self.step = "judge"
+            return self.judge()
+        except Exception as err:
+            seen = self.observed()
+            raise FailoverError(str(failure_json(err)["error"]), failure_json(err, **seen)) from err
+
+    def observed(self) -> dict[str, object]:
+        """What the run saw so far, for a failure report (`FAILURE_KEYS`); never raises."""
+        def safe(get: Callable[[], object], default: object = None) -> object:
+            try:
+                return get()
+            except Exception:
+                return default
+
+        past_replication = self.step not in ("start", "setup", "replication")
+        primary, backup = self.cluster.nodes[self.primary], self.cluster.nodes[self.backup]
+        return {
+            # held as last counted (SIPp goes on setting up until it is stopped)
+            "step": self.step, "calls": self.calls, "calls_held": self.held,
+            "setup_rate": round(self.held / self.setup_s, 1) if self.held and self.setup_s > 0 else None,
+            "backend": safe(lambda: self.cluster.backend.name), "mode": self.mode,
+            "elapsed_s": round(self.clock() - self.started, 1), "deadline_s": round(self.deadline_s, 1),
+            "timed_out": list(self.timed_out),
+            "missing_on_backup": self.missing_on_backup if past_replication else None,
+            "backup_alive": safe(backup.is_running),
+            "backup_shm_used_idle": self.shm.get("used_idle"),
+            "backup_shm_used_before": self.shm.get("used_before"),
+            "primary_errors": safe(lambda: error_lines(primary.current_logs())[:ERROR_LINES], []),
+            "backup_errors": self.backup_errors or safe(
+                lambda: error_lines(backup.current_logs())[:ERROR_LINES], []),
+            "artifacts": str(self.workdir),
+        }
 
     # -- the steps ---------------------------------------------------------------------
     def set_up_calls(self) -> None:
         """Place N calls through the primary and hold each after its ACK.
 
-        Waits on SIPp's HELD markers (read incrementally) with progress on stderr; gives
-        up at the derived deadline, or earlier when no call was set up for STALL_S.
+        Waits (`wait_until`) on SIPp's HELD markers, read incrementally, with progress
+        on stderr; gives up at the derived deadline, earlier when no call was set up for
+        STALL_S, and at once when SIPp's caller exits or a node dies.
         """
         self.say(f"setting up {self.calls} calls through {self.primary} at {self.rate:g}/s "
                  f"(deadline {self.setup_timeout:.0f}s) …")
         uac = self.pair.uac
         self.pair.start()
-        t0 = time.monotonic()
-        last_count, last_change, last_report = 0, t0, t0
-        while True:
-            held = uac.count_events("HELD")
-            now = time.monotonic()
-            if held >= self.calls:
-                break
-            if held != last_count:
-                last_count, last_change = held, now
-            why = None
+        t0 = self.clock()
+
+        def held() -> Count:
+            self.held, self.setup_s = uac.count_events("HELD"), self.clock() - t0
+            return Count(self.held, self.calls)
+
+        def alive() -> None:
+            self.cluster.check()  # a dead node is the better diagnosis
             if not uac.running():
-                why = "SIPp's caller exited"
-            elif now - t0 > self.setup_timeout:
-                why = f"deadline {self.setup_timeout:.0f}s passed"
-            elif now - last_change > STALL_S:
-                why = f"no call set up for {STALL_S:g}s"
-            if why is not None:
-                self.cluster.check()  # a dead node is the better diagnosis
-                raise FailoverError(
-                    f"only {held} of {self.calls} calls were set up through the primary "
-                    f"within {now - t0:.0f}s ({held / max(now - t0, 1e-9):.0f}/s): {why}; "
-                    f"SIPp: {uac.stderr_tail(3).splitlines()[-1:] or '-'}; primary errors: "
-                    f"{error_lines(self.cluster.nodes[self.primary].current_logs())[:3]}")
-            if now - last_report >= PROGRESS_S:
-                last_report = now
-                self.say(f"  {held}/{self.calls} calls held ({held / (now - t0):.0f}/s)")
-            self.cluster.check()
-            time.sleep(0.2)
-        self.say(f"  {self.calls} calls held in {time.monotonic() - t0:.1f}s")
+                raise FailoverError("SIPp's caller exited")
+
+        try:
+            wait_until(held, timeout=self.setup_timeout, interval=0.2, alive=alive,
+                       what=f"{self.calls} calls held", stall=STALL_S,
+                       progress=lambda c, t: self.say(f"  {c.n}/{self.calls} calls held ({c.n / t:.0f}/s)"),
+                       progress_every=PROGRESS_S, clock=self.clock, sleep=self.sleep)
+        except (WaitTimeout, FailoverError) as err:
+            why = (f"no call set up for {STALL_S:g}s" if isinstance(err, WaitStalled)
+                   else f"deadline {self.setup_timeout:.0f}s passed" if isinstance(err, WaitTimeout)
+                   else str(err))
+            took = self.clock() - t0
+            raise FailoverError(
+                f"only {self.held} of {self.calls} calls were set up through the primary "
+                f"within {took:.0f}s ({self.held / max(took, 1e-9):.0f}/s): {why}; "
+                f"SIPp: {uac.stderr_tail(3).splitlines()[-1:] or '-'}; primary errors: "
+                f"{error_lines(self.cluster.nodes[self.primary].current_logs())[:3]}") from None
+        self.say(f"  {self.calls} calls held in {self.clock() - t0:.1f}s")
         self.keys = {(c.call_id, c.from_tag, c.to_tag) for c in uac.result().calls}
 
     def wait_for_replication(self) -> None:
@@ -315,22 +402,21 @@ class FailoverRun:
         """
         self.say(f"waiting for {self.backup} to hold every dialog confirmed "
                  f"(deadline {self.sync_timeout:.0f}s) …")
-        last_report = [time.monotonic()]
-
         def missing() -> set[CallKey]:
             have = {d.key for d in self.backup_mi.dlg_list(context=False, page_size=PAGE) if d.state == 4}
             return self.keys - have
 
+        listed = [0]
+
         def all_there() -> bool:
-            count = self.backup_mi.dlg_count()
-            if time.monotonic() - last_report[0] >= PROGRESS_S:
-                last_report[0] = time.monotonic()
-                self.say(f"  {self.backup} lists {count}/{self.calls} dialogs")
-            return count >= len(self.keys) and not missing()
+            listed[0] = self.backup_mi.dlg_count()
+            return listed[0] >= len(self.keys) and not missing()
 
         try:
             wait_until(all_there, timeout=self.sync_timeout, interval=0.5, alive=self.cluster.check,
-                       what=f"{self.backup} to hold every dialog confirmed")
+                       what=f"{self.backup} to hold every dialog confirmed",
+                       progress=lambda _v, _t: self.say(f"  {self.backup} lists {listed[0]}/{self.calls} dialogs"),
+                       progress_every=PROGRESS_S, clock=self.clock, sleep=self.sleep)
         except WaitTimeout:
             self.timed_out.append("replication")
             self.missing_on_backup = len(missing())
@@ -365,12 +451,13 @@ class FailoverRun:
 
     def release_calls(self) -> None:
         """Release the held calls at ``release_rate / 2`` calls/s (each sends a re-INVITE,
-        then its BYE, through the VIP); wait for SIPp until the derived deadline."""
+        then its BYE, through the VIP); wait for SIPp until the derived deadline. Its
+        trace is parsed once, by `judge`."""
         uac = self.pair.uac
         per_s = self.release_rate / 2
         self.say(f"releasing {self.calls} calls at {per_s:g}/s ({self.release_rate:g} requests/s) "
                  f"through {self.backup} (deadline {self.finish_timeout:.0f}s) …")
-        t0 = time.monotonic()
+        t0 = self.clock()
         deadline = t0 + self.finish_timeout
         try:
             uac.release(rate=per_s, deadline=deadline,
@@ -379,19 +466,18 @@ class FailoverRun:
         except (OSError, SippError) as err:
             self.say(f"warning: releasing stopped: {err}")
         self._stop_prober()
-        last_report = time.monotonic()
-        while uac.running() and time.monotonic() < deadline:
-            time.sleep(0.2)
-            if time.monotonic() - last_report >= PROGRESS_S:
-                last_report = time.monotonic()
-                self.say(f"  {uac.count_events('END')}/{self.calls} calls ended")
-        if uac.running():
+        try:
+            wait_until(lambda: not uac.running(), timeout=max(0.0, deadline - self.clock()),
+                       interval=0.2, what="SIPp's caller to end every call",
+                       progress=lambda _v, _t: self.say(f"  {uac.count_events('END')}/{self.calls} calls ended"),
+                       progress_every=PROGRESS_S, clock=self.clock, sleep=self.sleep)
+        except WaitTimeout:
             self.timed_out.append("release")
             self.say(f"warning: {self.calls - uac.count_events('END')} calls still open after "
                      f"{self.finish_timeout:.0f}s; stopping SIPp")
         self.pair.stop()
-        self.summary = uac.result()
-        self.say(f"  {uac.count_events('END')}/{self.calls} calls ended in {time.monotonic() - t0:.1f}s")
+        self.released = True
+        self.say(f"  {uac.count_events('END')}/{self.calls} calls ended in {self.clock() - t0:.1f}s")
 
     def drain_backup(self) -> None:
         """Wait until the backup's dlg_list is empty (ended dialogs linger until tm frees
@@ -408,7 +494,8 @@ class FailoverRun:
         self.say(f"waiting for {self.backup}'s dlg_list to empty …")
         try:
             wait_until(lambda: self.backup_mi.dlg_count() == 0, timeout=self.drain_timeout,
-                       interval=0.2, what=f"{self.backup}'s dlg_list to empty")
+                       interval=0.2, what=f"{self.backup}'s dlg_list to empty",
+                       clock=self.clock, sleep=self.sleep)
         except WaitTimeout:
             self.timed_out.append("drain")
             self.dialogs_left = self.backup_mi.dlg_count()
@@ -430,13 +517,60 @@ class FailoverRun:
         self.shm["total"] = stats.get("total_size")
 
     # -- evidence ------------------------------------------------------------------------
+    def judge(self) -> FailoverResult:
+        """Parse SIPp's trace and the capture and judge every call (`result_from`).
+
+        Seconds at 10,000 calls, so it is a step like the others: it runs in a worker
+        thread while `wait_until` reports its progress on stderr and bounds it by the
+        derived judge deadline (part of `deadline_s`); past it the run fails with what it
+        saw (a daemon thread left parsing does not hold the process up).
+        """
+        self.say(f"judging the evidence (deadline {self.judge_timeout:.0f}s) …")
+        outcome: list[FailoverResult | BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(result_from(self.evidence()))
+            except BaseException as err:  # handed to the waiting thread
+                outcome.append(err)
+
+        t0 = self.clock()
+        threading.Thread(target=work, name="failover-judge", daemon=True).start()
+        try:
+            wait_until(lambda: bool(outcome), timeout=self.judge_timeout, interval=0.1,
+                       what="the evidence to be judged",
+                       progress=lambda _v, t: self.say(f"  judging: {self.judging} ({t:.0f}s)"),
+                       progress_every=PROGRESS_S, clock=self.clock, sleep=self.sleep)
+        except WaitTimeout:
+            raise FailoverError(f"judging the evidence did not finish within its "
+                                f"{self.judge_timeout:.0f}s deadline (was {self.judging})") from None
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        self.say(f"  judged in {self.clock() - t0:.1f}s")
+        return outcome[0]
+
+    def _datagrams(self) -> list[CapturedDatagram]:
+        out: list[CapturedDatagram] = []
+        for d in read_udp(self.capture.path):
+            out.append(d)
+            if len(out) % 10000 == 0:
+                self.judging = f"reading the capture ({len(out)} datagrams so far)"
+        return out
+
     def evidence(self) -> Evidence:
-        if self.summary is None:
+        """What the run observed; parses SIPp's caller trace (once) and the capture."""
+        if not self.released:
             raise FailoverError("the calls were never released: no evidence to judge")
+        if self.summary is None:
+            self.judging = "parsing SIPp's caller trace"
+            self.summary = self.pair.uac.result()
+        self.judging = "reading the capture"
+        datagrams = self._datagrams()
+        self.judging = f"judging {len(self.summary.calls)} calls against {len(datagrams)} datagrams"
         addresses = self.cluster.addresses
         return Evidence(
             backend=self.cluster.backend.name, mode=self.mode, calls=self.calls, keys=self.keys,
-            summary=self.summary, datagrams=list(read_udp(self.capture.path)), kill_at=self.kill_at,
+            summary=self.summary, datagrams=datagrams, kill_at=self.kill_at,
             proxy=self.proxy, primary_bin=addresses[self.primary].bin_addr,
             backup_bin=addresses[self.backup].bin_addr, missing_on_backup=self.missing_on_backup,
             backup_stats_before=self.stats_before, backup_stats_after=self.stats_after,
@@ -454,8 +588,9 @@ class FailoverRun:
 
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
                  release_rate: float = DEFAULT_RELEASE_RATE, mode: str = "kill",
-                 probe_interval: float | None = 0.005,
+                 probe_interval: float | None = 0.005, setup_timeout: float | None = None,
                  progress: Progress | None = None) -> FailoverResult:
     """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun)."""
     return FailoverRun(cluster, calls, workdir=workdir, rate=rate, release_rate=release_rate,
-                       mode=mode, probe_interval=probe_interval, progress=progress).run()
+                       mode=mode, probe_interval=probe_interval, setup_timeout=setup_timeout,
+                       progress=progress).run()

@@ -108,7 +108,7 @@ class SippUAC(SippProcess):
             self._twin = wait_until(connect, timeout=timeout, what="the 3PCC twin socket to accept",
                                     alive=lambda: None if self.running() else self._fail_twin())
         except (WaitTimeout, SippError) as err:
-            self.stop()
+            self.halt()
             raise self._fail(f"3PCC twin socket {self.local_ip}:{self.twin_port} unreachable "
                              f"({str(err).splitlines()[0]})") from None
         # bounded: a release must not block forever on a SIPp that stopped reading

@@ -67,4 +67,4 @@ def test_every_subcommand_is_wired_with_the_shared_options():
 
 def test_failover_with_bad_numbers_is_one_line_exit_2(capsys):
     assert main(["failover", "--calls", "0"]) == 2
-    assert capsys.readouterr().err == "harness: --calls must be at least 1, --rate and --release-rate positive\n"
+    assert capsys.readouterr().err == "harness: --calls must be at least 1, --rate, --release-rate and --setup-timeout positive\n"

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness.node import NodeDied
-from harness.wait import WaitTimeout, wait_until
+from harness.wait import Count, WaitStalled, WaitTimeout, wait_until
 
 
 def test_returns_the_first_truthy_value() -> None:
@@ -52,3 +52,59 @@ def test_an_outcome_that_came_with_the_death_still_counts() -> None:
         raise NodeDied("late")
 
     assert wait_until(lambda: 7, timeout=1, what="x", alive=dead) == 7
+
+
+# -- progress and stall detection, on a fake clock -------------------------------------------
+
+class FakeClock:
+    """time.monotonic and time.sleep that only move when the wait sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_count_is_truthy_once_the_target_is_reached() -> None:
+    assert not Count(9, 10) and Count(10, 10) and Count(11, 10)
+    assert repr(Count(3, 10)) == "3/10"
+
+
+def test_progress_reports_the_last_value_at_its_own_pace() -> None:
+    clock, counts, seen = FakeClock(), itertools.count(), []
+    wait_until(lambda: Count(next(counts), 50), timeout=60, what="50 polls", interval=0.2,
+               progress=lambda v, t: seen.append((v.n, round(t, 1))), progress_every=2.0,
+               clock=clock, sleep=clock.sleep)
+    # one line per 2 s of the 10 s it took, each with the value of that poll
+    assert seen == [(10, 2.0), (20, 4.0), (30, 6.0), (40, 8.0)]
+    assert round(sum(clock.slept), 1) == 10.0  # nothing but the poll interval
+
+
+def test_a_value_that_stops_moving_ends_the_wait_early() -> None:
+    clock = FakeClock()
+    values = iter([Count(n, 100) for n in (0, 1, 2, 3)])
+    stuck = Count(3, 100)
+    with pytest.raises(WaitStalled) as info:
+        wait_until(lambda: next(values, stuck), timeout=600, what="100 calls held", interval=1.0,
+                   stall=20.0, clock=clock, sleep=clock.sleep, evidence=lambda: "SIPp: dead")
+    err = info.value
+    assert isinstance(err, WaitTimeout) and err.last == stuck
+    assert str(err) == "no progress for 20s (after 23s) waiting for 100 calls held (last: 3/100)"
+    assert err.__notes__ == ["SIPp: dead"]
+    assert clock.now - 100.0 == pytest.approx(23.0)  # last change at 3 s, + 20 s; not 600 s
+
+
+def test_a_value_that_keeps_moving_runs_to_the_deadline() -> None:
+    clock, counts = FakeClock(), itertools.count()
+    with pytest.raises(WaitTimeout) as info:
+        wait_until(lambda: Count(next(counts), 10**9), timeout=60, what="slow", interval=1.0,
+                   stall=5.0, clock=clock, sleep=clock.sleep)
+    assert type(info.value) is WaitTimeout and clock.now - 100.0 == pytest.approx(60.0)
+    assert str(info.value) == "timed out after 60s waiting for slow (last: 60/1000000000)"
