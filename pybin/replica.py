@@ -1,11 +1,16 @@
-"""A reference dialog table that applies replication like an OpenSIPS 1.10.5 backup.
+"""A reference dialog table that applies replication like an OpenSIPS backup.
 
-The rules are those of ``dlg_replication.c`` (``dlg_replicated_create`` / ``_update``
-/ ``_delete`` and ``receive_binary_packet``), with the helpers they call
+The rules are those of 1.10.5's ``dlg_replication.c`` (``dlg_replicated_create`` /
+``_update`` / ``_delete`` and ``receive_binary_packet``), with the helpers they call
 (``get_dlg``/``match_dialog``, ``fetch_socket_info``/``grep_sock_info``,
 ``read_dialog_vars``/``read_dialog_profiles``, ``next_state_dlg`` on BYE,
 ``dlg_ontimeout``). The harness compares real backups against it, so where 1.10 is
 odd we copy the oddity and say so in a comment.
+
+``Replica(..., release="1.10.2")`` applies another release's backup rules where they
+differ from 1.10.5's (``pybin.rules``: h_id kept or renumbered, the updated's timeout
+applied or not, a refused create left linked, ping flags deadlocking the receiver);
+the codec is the same for every release.
 
 Pure and clock-free (aioquic style): every call that needs the time takes ``now=``
 (unix seconds); ``expire(now)`` plays the dialog timer. No I/O, no sleeping.
@@ -30,6 +35,7 @@ from .dialog import (
     decode_packet,
 )
 from .errors import RemoteProtocolError
+from .rules import BASELINE, BackupRules, rules_for
 from .wire import Packet
 
 UINT_MAX = 0xFFFFFFFF
@@ -82,7 +88,19 @@ class Expired:
     bye_sent: bool = False
 
 
-Outcome = Union[Applied, Ignored, Rejected]
+@dataclass(frozen=True, slots=True)
+class Crashed:
+    """The packet kills the node (``hung=False``: SIGSEGV) or stops its BIN receiver for
+    good (``hung=True``: a deadlock) under this release's rules; nothing after it applies.
+    Never on 1.10.5: see ``BackupRules.failed_create_stays_linked`` / ``ping_flags_hang``."""
+
+    command: Command
+    key: DialogKey
+    reason: str
+    hung: bool = False
+
+
+Outcome = Union[Applied, Ignored, Rejected, Crashed]
 
 
 @dataclass(slots=True)
@@ -92,8 +110,11 @@ class ReplicaDialog:
     ``vars`` and ``profiles`` are in the backup's own list order: 1.10 prepends each
     value and profile link, so a created packet's pairs end up reversed, and this is
     the order the backup would send them in if it replicated the dialog itself.
-    ``h_id`` is the primary's: 1.10 relabels it to ``max(next_id, h_id + 1)`` with
-    ``next_id`` seeded by ``rand()``, which no one can predict; ``h_entry`` is exact.
+    ``h_id`` is the primary's (the packet's). Where ``h_id_kept`` the backup shows
+    exactly that (1.10.0-1.10.2, 1.11.0-1.11.2, 1.11.10+); otherwise (1.10.5) it
+    relabels it to ``max(next_id, h_id + 1)`` with ``next_id`` seeded by ``rand()``,
+    which no one can predict: ``h_id_matches`` says whether an observed h_id fits.
+    ``h_entry`` is always exact.
     """
 
     call_id: bytes
@@ -125,10 +146,19 @@ class ReplicaDialog:
     expires_at: int | None = None
     #: dlg->lifetime: 0 after create, the last relative timeout an update set
     lifetime: int = 0
+    #: the backup keeps ``h_id`` as sent (release rule ``keeps_h_id``)
+    h_id_kept: bool = False
 
     @property
     def key(self) -> DialogKey:
         return DialogKey(self.call_id, self.from_tag, self.to_tag)
+
+    def h_id_matches(self, observed: int) -> bool:
+        """Whether a backup's h_id for this dialog can be ``observed``: equal where the
+        release keeps it, else at least ``h_id + 1`` (any value when that wraps)."""
+        if self.h_id_kept:
+            return observed == self.h_id
+        return self.h_id == UINT_MAX or observed > self.h_id
 
     def matches(self, call_id: bytes, from_tag: bytes, to_tag: bytes) -> bool:
         """match_dialog(): the tags may come in either order (downstream or upstream)."""
@@ -239,13 +269,18 @@ def dlg_hash(call_id: bytes, size: int = DEFAULT_HASH_SIZE) -> int:
 
 
 class Replica:
-    """A 1.10.5 backup's dialog table, fed with decoded dialog messages.
+    """A backup's dialog table (1.10.5's unless ``release`` says), fed with decoded
+    dialog messages.
 
     ``listen_sockets`` are the node's own SIP sockets (``"udp:10.0.0.100:5060"``): a
     dialog whose caller or callee socket is not among them is rejected, as 1.10 does.
     ``profiles`` optionally predefines profiles (name → has a value), as a config's
     ``profiles_with_value`` / ``profiles_no_value`` would; others are defined on first
     sight, valued when their first value is not empty (add_profile_definitions).
+    ``release`` (``"1.10.0"`` … ``"1.11.11"``) picks that release's backup rules
+    (``self.rules``, from ``pybin.rules.CHANGES``); ValueError for any other string.
+    Under an older release's rules a packet may kill or hang the node: ``apply`` then
+    returns ``Crashed``, ``down`` says why, and nothing applies any more.
     """
 
     def __init__(
@@ -254,7 +289,10 @@ class Replica:
         *,
         profiles: Mapping[bytes, bool] | None = None,
         hash_size: int = DEFAULT_HASH_SIZE,
+        release: str = BASELINE,
     ) -> None:
+        self.rules: BackupRules = rules_for(release)
+        self.release = self.rules.release
         parsed = []
         for text in listen_sockets:
             sock = ListenSocket.parse(text)
@@ -269,6 +307,10 @@ class Replica:
         self.stats = ReplicaStats()
         # call_id → dialogs in link order (one hash bucket, narrowed to the Call-ID)
         self._table: dict[bytes, list[ReplicaDialog]] = {}
+        # failed_create_stays_linked: Call-IDs with a leg-less dialog in the hash
+        self._legless: dict[bytes, DialogKey] = {}
+        #: why the modelled node is dead or hung (None while it applies packets)
+        self.down: str | None = None
 
     # -- reading the table -------------------------------------------------------------
 
@@ -291,6 +333,13 @@ class Replica:
         for dlg in self:
             counts[dlg.state] = counts.get(dlg.state, 0) + 1
         return counts
+
+    @property
+    def legless(self) -> tuple[DialogKey, ...]:
+        """Refused creates a 1.10.0-1.10.2 / 1.11.0-1.11.2 backup left linked without
+        legs: not listed here (``__iter__``), but MI dlg_list on the real node walks them
+        and dereferences NULL legs, as does any later packet with the same Call-ID."""
+        return tuple(self._legless.values())
 
     def next_expiry(self) -> int | None:
         """When ``expire`` next has something to do (aioquic's get_timer)."""
@@ -316,14 +365,24 @@ class Replica:
 
     def apply(self, message: DialogMessage, *, now: int) -> Outcome:
         """Apply one decoded message at unix time ``now``; counters move as in 1.10."""
+        if not isinstance(message, (DialogCreated, DialogUpdated, DialogDeleted)):
+            raise TypeError(f"not a dialog message: {type(message).__name__}")
+        key = DialogKey(message.call_id, message.from_tag, message.to_tag)
+        if self.down is not None:
+            return Crashed(message.command, key, f"the node is down: {self.down}")
+        if message.call_id in self._legless:
+            # every handler starts with get_dlg, whose match_dialog reads dlg->legs[0]
+            self.down = ("SIGSEGV: a lookup of a Call-ID whose refused create was left "
+                         "linked without legs (failed_create_stays_linked)")
+            return Crashed(message.command, key, self.down)
         if isinstance(message, DialogCreated):
             outcome = self._create(message, now, check_duplicate=True)
         elif isinstance(message, DialogUpdated):
             outcome = self._update(message, now)
-        elif isinstance(message, DialogDeleted):
-            outcome = self._delete(message)
         else:
-            raise TypeError(f"not a dialog message: {type(message).__name__}")
+            outcome = self._delete(message)
+        if isinstance(outcome, Crashed):
+            return outcome  # the handler never returned
         # receive_binary_packet bumps *_recv after the handler, whatever it returned.
         self._count_recv(message.command)
         return outcome
@@ -353,6 +412,9 @@ class Replica:
         for which, sock in (("caller", msg.caller_sock), ("callee", msg.callee_sock)):
             if not self._serves(sock):
                 shown = sock.decode("ascii", "backslashreplace") or "(empty)"
+                if self.rules.failed_create_stays_linked:
+                    # linked before the socket check, left there by packet_error
+                    self._legless.setdefault(msg.call_id, key)
                 return Rejected(
                     command, key, f"{which} socket {shown} is not one of our listen sockets"
                 )
@@ -384,8 +446,15 @@ class Replica:
             callee_last_gen_cseq=msg.callee_last_gen_cseq,
             expires_at=now + remaining,
             lifetime=0,
+            h_id_kept=self.rules.keeps_h_id,
         )
         self._table.setdefault(msg.call_id, []).append(dlg)
+        if self.rules.ping_flags_hang and msg.flags & (DlgFlag.PING_CALLER | DlgFlag.PING_CALLEE):
+            # linked and in the timer, then ref_dlg() takes the bucket lock the receiver
+            # holds: vars, profiles, active_dialogs and *_recv are never reached
+            self.down = ("BIN receiver deadlocked: ref_dlg() on the bucket lock it holds, "
+                         "for a dialog with ping flags (ping_flags_hang)")
+            return Crashed(command, key, self.down, hung=True)
         self._read_vars(dlg, msg.vars)
         self._read_profiles(dlg, msg.profiles, double_check=False)
         # active_dialogs goes up whatever the state (active_dlgs_cnt, not exported,
@@ -399,14 +468,19 @@ class Replica:
             # "dialog not found, building new": a create without the duplicate check.
             return self._create(msg, now, check_duplicate=False)
         # Taken: state (assigned as is, no state machine), both cseqs, vars, profiles,
-        # user_flags, flags, timeout. Skipped: URIs, h_id, start_ts, sockets, route
+        # user_flags, flags, timeout (update_timeout_ignored: the callee's
+        # last_gen_cseq in its place). Skipped: URIs, h_id, start_ts, sockets, route
         # sets, contacts, mangled URIs, last_gen_cseqs.
         dlg.state = msg.state
         dlg.caller_cseq = msg.caller_cseq
         dlg.callee_cseq = msg.callee_cseq
         dlg.user_flags = msg.user_flags
         dlg.flags = msg.flags
-        lifetime = _as_int32(msg.timeout - now)
+        if self.rules.update_timeout_ignored:
+            # bin_skip_int(2); bin_pop_int(&timeout): the callee's last_gen_cseq, as is
+            lifetime = _as_int32(msg.callee_last_gen_cseq)
+        else:
+            lifetime = _as_int32(msg.timeout - now)
         if dlg.lifetime != lifetime:
             dlg.lifetime = lifetime
             # update_dlg_timer only re-arms a dialog still in the timer list
@@ -510,6 +584,7 @@ def _state_name(state: DlgState | int) -> str:
 
 __all__ = [
     "Applied",
+    "Crashed",
     "DialogKey",
     "Expired",
     "Ignored",
