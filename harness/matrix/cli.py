@@ -45,6 +45,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="only checks matching (repeatable), e.g. 'sip.*'")
     p.add_argument("--out", default="matrix", help="where matrix.md/json/junit go (default ./matrix)")
     p.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="pairs run at once per check, each on its own network (default 1)")
     p.add_argument("--json", action="store_true", help="print the matrix.json object on stdout")
     return p
 
@@ -55,6 +57,8 @@ def progress(line: str) -> None:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     try:
+        if args.jobs < 1:
+            raise MatrixUsage("--jobs must be at least 1")
         if args.backend == "local":
             if args.versions:
                 raise MatrixUsage("--versions is for --backend docker; local takes --opensips V=PATH")
@@ -76,7 +80,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     progress(f"{len(checks)} checks x {len(pairs)} pairs on the {args.backend} backend; "
              f"builds: {', '.join(b.describe() for b in builds.values())}")
     run = run_matrix(builds, pairs, checks, backend_factory(args.backend, builds[BASELINE]), settings,
-                     backend_name=args.backend, progress=progress)
+                     backend_name=args.backend, progress=progress, jobs=args.jobs)
     from harness.matrix.report import to_json, write_reports
 
     paths = write_reports(run, Path(args.out))

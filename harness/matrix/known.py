@@ -31,8 +31,8 @@ class KnownTableError(ValueError):
 class Known:
     """One upstream change and the observations it explains."""
 
-    #: glob of check names, e.g. ``sip.*``
-    check: str
+    #: globs of check names, e.g. ``("sip.*",)``
+    checks: tuple[str, ...]
     #: globs of (flattened) observation keys, e.g. ``primary.stats.delete_sent``
     keys: tuple[str, ...]
     #: whose release decides it: "primary" or "backup"
@@ -46,7 +46,7 @@ class Known:
 
     def explains(self, check: str, key: str, primary: str, backup: str, observed: Any) -> bool:
         """Whether this entry accounts for ``key`` of ``check`` differing on the pair."""
-        if not fnmatch.fnmatchcase(check, self.check):
+        if not any(fnmatch.fnmatchcase(check, c) for c in self.checks):
             return False
         if not any(fnmatch.fnmatchcase(key, k) for k in self.keys):
             return False
@@ -90,7 +90,8 @@ def load(path: Path = TABLE) -> list[Known]:
                 except ReleaseError as exc:
                     raise KnownTableError(f"{where}: releases: {exc}") from None
         keys = entry["keys"] if isinstance(entry["keys"], list) else [entry["keys"]]
-        out.append(Known(str(entry["check"]), tuple(str(k) for k in keys), entry["role"],
+        checks = entry["check"] if isinstance(entry["check"], list) else [entry["check"]]
+        out.append(Known(tuple(str(c) for c in checks), tuple(str(k) for k in keys), entry["role"],
                          str(entry["releases"]), commit, " ".join(str(entry["why"]).split()),
                          entry.get("observed")))
     return out

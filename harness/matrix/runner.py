@@ -13,7 +13,9 @@ from __future__ import annotations
 import fnmatch
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +125,12 @@ def observe(check: str, pair: Pair, backend_factory: Callable[[Settings], Backen
 def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], checks: Iterable[str],
                backend_factory: Callable[[Settings], Backend], settings: Settings, *,
                backend_name: str, baseline: str = BASELINE, table: list[Known] | None = None,
-               progress: Progress = print, workdir: Path | None = None) -> MatrixRun:
-    """Every check on every pair, baseline pair first; progress lines as cells complete."""
+               progress: Progress = print, workdir: Path | None = None, jobs: int = 1) -> MatrixRun:
+    """Every check on every pair, baseline pair first; progress lines as cells complete.
+
+    ``jobs`` > 1 runs that many pairs of one check at once (each on its own network),
+    once the check's baseline observation exists.
+    """
     table = load() if table is None else table
     run = MatrixRun(baseline, dict(builds), list(pairs), list(checks), backend_name)
     total = len(run.checks) * len(run.pairs)
@@ -132,22 +138,32 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
     root = Path(workdir or tempfile.mkdtemp(prefix="harness-matrix-"))
     done = 0
     try:
-        for check in run.checks:
-            base_obs: dict[str, Any] | None = None
-            for p, b in run.pairs:
+        lock = threading.Lock()
+
+        def cell(check: str, p: str, b: str, base_obs: dict[str, Any] | None) -> dict[str, Any]:
+            nonlocal done
+            start = time.monotonic()
+            pair = Pair(builds[p], builds[b])
+            obs = observe(check, pair, backend_factory, settings, root / f"{check}-{pair.id}")
+            base = obs if base_obs is None else base_obs
+            result = judge(check, p, b, obs, base, table,
+                           primary_version=builds[p].version, backup_version=builds[b].version)
+            result.seconds = round(time.monotonic() - start, 1)
+            with lock:
                 done += 1
-                start = time.monotonic()
-                pair = Pair(builds[p], builds[b])
-                obs = observe(check, pair, backend_factory, settings, root / f"{check}-{pair.id}")
-                if (p, b) == (baseline, baseline):
-                    base_obs = obs
-                assert base_obs is not None  # the baseline pair is planned first
-                result = judge(check, p, b, obs, base_obs, table,
-                               primary_version=builds[p].version, backup_version=builds[b].version)
-                result.seconds = round(time.monotonic() - start, 1)
                 run.results.append(result)
                 note = result.short() if result.outcome != "error" else f"error: {obs.get(ERROR_KEY, '')}"
                 progress(f"[{done}/{total}] {check} {result.pair}: {note} ({result.seconds:g} s)")
+            return obs
+
+        for check in run.checks:
+            base_obs = cell(check, baseline, baseline, None)
+            rest = [(p, b) for p, b in run.pairs if (p, b) != (baseline, baseline)]
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                for future in [pool.submit(cell, check, p, b, base_obs) for p, b in rest]:
+                    future.result()
+        order = {(c, p): i for i, (c, p) in enumerate((c, p) for c in run.checks for p in run.pairs)}
+        run.results.sort(key=lambda r: order[(r.check, (r.primary, r.backup))])
     finally:
         run.seconds = round(time.time() - run.started, 1)
         if own:

@@ -14,7 +14,7 @@ from harness.matrix.report import to_json, to_junit, to_markdown
 from harness.matrix.runner import MatrixError, MatrixRun, plan_pairs, select_checks, sort_labels
 from harness.releases import Build, expand_versions, in_range
 
-CREATED = Known("sip.*", ("primary.created",), "primary", "1.10.0-1.10.2,1.11.0-1.11.2",
+CREATED = Known(("sip.*",), ("primary.created",), "primary", "1.10.0-1.10.2,1.11.0-1.11.2",
                 "f" * 40, "created left before the 200 OK.", ["before 200 OK"])
 BASE = {"primary.created": ["after 200 OK"], "primary.stats": {"delete_sent": 4}, "nodes.alive": True}
 
