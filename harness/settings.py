@@ -76,7 +76,7 @@ class DialogSettings:
     hash_size: int = 4096
     match_mode: int = 1
     create_flags: str = "B"
-    options_ping_interval: int = 30
+    ping_interval: int = 30
 
 
 @dataclass(frozen=True)

@@ -114,9 +114,9 @@ def test_one_opensips_command_line_for_both_backends():
 def test_dialog_create_flags_and_ping_interval_are_settings():
     text = render("primary")
     assert 'create_dialog("B");' in text  # the default: nothing else changes
-    assert modparams(text, "dialog", "options_ping_interval") == ["30"]  # 1.10's own default
+    assert modparams(text, "dialog", "ping_interval") == ["30"]  # 1.10's own default
     s = load_settings(use_env=False).with_overrides({"dialog": {"create_flags": "BPp",
-                                                                "options_ping_interval": 2}})
+                                                                "ping_interval": 2}})
     text = render("primary", s)
     assert 'create_dialog("BPp");' in text
-    assert modparams(text, "dialog", "options_ping_interval") == ["2"]
+    assert modparams(text, "dialog", "ping_interval") == ["2"]
