@@ -75,6 +75,8 @@ class DialogSettings:
     flag: int = 3
     hash_size: int = 4096
     match_mode: int = 1
+    create_flags: str = "B"
+    ping_interval: int = 30
 
 
 @dataclass(frozen=True)

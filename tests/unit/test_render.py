@@ -109,3 +109,14 @@ def test_one_opensips_command_line_for_both_backends():
     s = load_settings(use_env=False)
     assert opensips_command("/o/sbin/opensips", "/c.cfg", s.opensips) == [
         "/o/sbin/opensips", "-F", "-E", "-f", "/c.cfg", "-m", "512", "-M", "16"]
+
+
+def test_dialog_create_flags_and_ping_interval_are_settings():
+    text = render("primary")
+    assert 'create_dialog("B");' in text  # the default: nothing else changes
+    assert modparams(text, "dialog", "ping_interval") == ["30"]  # 1.10's own default
+    s = load_settings(use_env=False).with_overrides({"dialog": {"create_flags": "BPp",
+                                                                "ping_interval": 2}})
+    text = render("primary", s)
+    assert 'create_dialog("BPp");' in text
+    assert modparams(text, "dialog", "ping_interval") == ["2"]
