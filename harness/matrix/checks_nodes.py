@@ -72,7 +72,7 @@ def wire_flags(msgs: Iterable[DialogMessage]) -> list[str]:
 
 
 _LOG_HEAD = re.compile(r"\w{3} +\d+ [\d:]+ \[\d+\] (?=[A-Z]+:)")
-_NUMBER = re.compile(r"\d+")
+_NUMBER = re.compile(r"0x[0-9a-fA-F]+|\d+")
 _FIRST_BYTES = re.compile(r"(First 10 bytes: ).*$", re.S)
 
 

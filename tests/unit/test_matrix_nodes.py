@@ -107,3 +107,9 @@ def test_sip_requests_told_apart_by_mac(tmp_path: Path):
     pcap.write_bytes(pcap.read_bytes()[:-5])
     assert sip_requests_by_sender(pcap, {"primary": "10.0.0.10"}, {}, "BYE") == \
         {"primary": ["10.0.0.200", "10.0.0.201"]}
+
+
+def test_log_category_hides_pointers():
+    assert log_category("ERROR:core:udp_send: sendto(sock,0x7f3ab2c1d0,12,0,0x7ffd8e9a1fd0,16): "
+                        "Network is unreachable(101)") == \
+        "ERROR:core:udp_send: sendto(sock,N,N,N,N,N): Network is unreachable(N)"
