@@ -77,8 +77,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
     config.addinivalue_line("markers", "node_deaths_expected: the test judges node deaths itself, "
                             "so teardown does not fail on a node that died")
-    config.addinivalue_line("markers", "any_release: the test holds on every release; "
-                            "--opensips-version / --opensips-pair parametrize it (ids show the releases)")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(GatePlugin(), PLUGIN_NAME)
 

@@ -159,9 +159,16 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
         for check in run.checks:
             base_obs = cell(check, baseline, baseline, None)
             rest = [(p, b) for p, b in run.pairs if (p, b) != (baseline, baseline)]
-            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+            try:
                 for future in [pool.submit(cell, check, p, b, base_obs) for p, b in rest]:
                     future.result()
+            except BaseException:
+                # Ctrl-C: start nothing new; cells already running tear down their own nodes
+                pool.shutdown(wait=False, cancel_futures=True)
+                progress(f"interrupted after {done} of {total} cells; running cells are tearing down")
+                raise
+            pool.shutdown()
         order = {(c, p): i for i, (c, p) in enumerate((c, p) for c in run.checks for p in run.pairs)}
         run.results.sort(key=lambda r: order[(r.check, (r.primary, r.backup))])
     finally:

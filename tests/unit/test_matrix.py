@@ -124,3 +124,18 @@ def test_reports_carry_the_contract_the_table_and_junit_outcomes() -> None:
     suite = ET.fromstring(to_junit(run))
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "0", "1")
     assert [c.get("classname") for c in suite] == ["matrix.1.10.5", "matrix.1.10.2"] * 2
+
+
+def test_the_readme_quotes_the_committed_matrix_table() -> None:
+    """README shows the table of the committed run (docs/matrix/matrix.md) as it is."""
+    root = Path(__file__).resolve().parents[2]
+    committed = (root / "docs/matrix/matrix.md").read_text()
+    table = [line for line in committed.splitlines() if line.startswith("| ")]
+    assert table and table[0].startswith("| check | 1.10.5 |")
+    readme = (root / "README.md").read_text()
+    assert "\n".join(table) in readme
+    data = json.loads((root / "docs/matrix/matrix.json").read_text())
+    s = data["summary"]
+    assert f"{s['unexplained']} unexplained" in readme
+    assert all(r["outcome"] in ("same", "differs", "error") for r in data["results"])
+    assert {r["outcome"] for r in data["results"] if r["primary"] == r["backup"] == "1.10.5"} == {"same"}

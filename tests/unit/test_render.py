@@ -120,3 +120,17 @@ def test_dialog_create_flags_and_ping_interval_are_settings():
     text = render("primary", s)
     assert 'create_dialog("BPp");' in text
     assert modparams(text, "dialog", "ping_interval") == ["2"]
+
+
+@pytest.mark.parametrize("version", ["1.10.0", "1.10.5", "1.11.0", "1.11.11"])
+def test_the_template_speaks_each_branchs_dialog_parameters(version: str) -> None:
+    """1.11 removed dialog's timeout_avp (a 1.11 node refuses the config): its lifetime
+    goes through $DLG_timeout, set before create_dialog so no extra updated is sent."""
+    text = render("primary", release=version)
+    if version.startswith("1.10."):
+        assert modparams(text, "dialog", "timeout_avp") == ['"$avp(dlg_timeout)"']
+        assert "$avp(dlg_timeout) = 7200;" in text and "$DLG_timeout" not in text
+    else:
+        assert modparams(text, "dialog", "timeout_avp") == []
+        assert text.index("$DLG_timeout = 7200;") < text.index('create_dialog("B")')
+    assert f"# OpenSIPS {version} -- harness node" in text
