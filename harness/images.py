@@ -355,7 +355,7 @@ def _build_images(client: Any, src: Path | None, base: str, progress: Progress,
         client.images.get(base)
     except Exception:
         progress(f"base image {base} not present locally; the engine will try to pull it")
-    plan = {"opensips": ("opensips-1.10", OPENSIPS_IMAGE), "sipp": ("sipp", SIPP_IMAGE)}
+    plan = {"opensips": ("opensips", OPENSIPS_IMAGE), "sipp": ("sipp", SIPP_IMAGE)}
     unknown = [w for w in which if w not in plan]
     if unknown:
         raise ImageError(f"unknown image {unknown[0]!r}: choose from {', '.join(plan)}")
