@@ -39,6 +39,7 @@ def test_opensips_dockerfile_pins_and_verifies_the_release() -> None:
     assert _arg(text, "OPENSIPS_VERIFIED") == "true" and "ARG OPENSIPS_VERIFIED" in runtime
     assert 'org.opensips-bin-harness.verified="${OPENSIPS_VERIFIED}"' in runtime
     assert 'org.opensips-bin-harness.opensips-version="${OPENSIPS_VERSION}"' in runtime
+    assert images.VERIFIED_LABEL in runtime and images.VERSION_LABEL in runtime
     # BASE_IMAGE must be declared before the first FROM to be usable in FROM lines
     assert text.index("ARG BASE_IMAGE") < text.index("FROM ")
     assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage: build + runtime
@@ -103,6 +104,7 @@ def test_host_mirror(tmp_path: Path, text: str, expected: str) -> None:
 def _fake_source(root: Path) -> Path:
     (root / "modules" / "dialog").mkdir(parents=True)
     (root / "Makefile").write_text("all:\n")
+    (root / "Makefile.defs").write_text("VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 5\nEXTRAVERSION =\n")
     (root / "bin_interface.c").write_text("int x;\n")
     (root / "action.o").write_bytes(b"\0")
     (root / ".git").mkdir()
