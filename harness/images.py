@@ -409,7 +409,7 @@ def check_source(tree: Path, build: OpenSIPSBuild, progress: Progress,
     said = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     if done.returncode != 0:
         first = next((line for line in said if line.startswith("error:")), said[0] if said else "")
-        first = first.removeprefix("error:").strip()
+        first = re.sub(r"\s*\(not the pinned release\?\)$", "", first.removeprefix("error:").strip())
         raise ImageError(f"{original or tree} is not upstream {build.version} ({first}): refused; "
                          "pass --unverified [--label NAME] to build a patched tree as it is")
     for line in said:

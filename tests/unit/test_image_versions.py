@@ -292,7 +292,8 @@ def test_check_source_refuses_one_changed_file_in_one_line(tmp_path: Path, git: 
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith("/my/tree is not upstream 1.11.11 (OpenSIPS source tree is ")
-    assert text.endswith("refused; pass --unverified [--label NAME] to build a patched tree as it is")
+    assert text.endswith(f", pinned {pinned}): refused; pass --unverified [--label NAME] to build "
+                         "a patched tree as it is")
 
 
 def test_check_source_unverified_records_the_tree(tmp_path: Path, git: None) -> None:
