@@ -17,9 +17,7 @@ from harness.node import Backend, ReleaseUnknown
 from harness.releases import UPSTREAM, Build, ReleaseError, expand_versions, version_key
 from harness.settings import Settings
 
-IMAGE_REPO = "opensips-bin-harness/opensips"
-VERIFIED_LABEL = "org.opensips-bin-harness.verified"
-VERSION_LABEL = "org.opensips-bin-harness.opensips-version"
+from harness.images import OPENSIPS_REPO as IMAGE_REPO  # noqa: E402
 #: ``V=PATH,V=PATH``: the local binaries a pytest run may use (or --opensips-binary)
 BINARIES_ENV = "HARNESS_OPENSIPS_BINARIES"
 
@@ -76,24 +74,18 @@ def local_builds(specs: Iterable[str]) -> dict[str, Build]:
 def image_build(version: str) -> Build:
     """The Build of image ``opensips-bin-harness/opensips:<version>``; BuildError if missing."""
     from harness.backends.docker.engine import client
-    from harness.backends.docker.node import image_release
+    from harness.backends.docker.node import image_build as build_of_image
 
     name = image_for(version)
-    engine = client()
     try:
-        image = engine.images.get(name)
+        client().images.get(name)
     except Exception:
         how = (f"harness image build --version {version}" if version in UPSTREAM
-               else "harness image build --source DIR --unverified --label " + version)
+               else f"harness image build --source DIR --unverified --label {version}")
         raise BuildError(f"no image {name}: build it with `{how}`") from None
-    labels = image.labels or {}
-    verified = labels.get(VERIFIED_LABEL)
-    # images made before the label existed came from the pinned-tree recipe only
-    ok = verified == "true" or (verified is None and labels.get(VERSION_LABEL) == version
-                                and version in UPSTREAM)
-    reported = image_release(name).version
-    _check_label(version, reported, name)
-    return Build(version, name, reported, verified=ok)
+    build = build_of_image(name)
+    _check_label(version, build.reported, name)
+    return Build(version, name, build.reported, build.verified)
 
 
 def docker_builds(versions: str | Sequence[str]) -> dict[str, Build]:

@@ -1,6 +1,6 @@
 """The ``harness`` command: every subcommand's arguments and wiring, in one place.
 
-    harness image base | build [--source DIR] [--base IMAGE]
+    harness image base | build [--version V ...] [--source DIR [--unverified [--label NAME]]] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
     harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--no-build]
@@ -38,11 +38,12 @@ from harness.cluster import Cluster
 from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
+from harness.images import DEFAULT_BASE, OPENSIPS_REPO, ImageError, build_images, make_base_image
 from harness.matrix.cli import MatrixUsage
-from harness.images import DEFAULT_BASE, ImageError, build_images, make_base_image
 from harness.node import NodeDied
 from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
                             record_corpus)
+from harness.releases import BASELINE
 from harness.settings import SETTINGS_ENV, Settings, SettingsError, load_settings
 from harness.sipp import SCENARIOS
 from harness.user_config import UserConfigError, preflight
@@ -176,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_image_build(args: argparse.Namespace) -> int:
     which = (args.only,) if args.only else ("opensips", "sipp")
-    for tag in build_images(args.source, args.base, say, which=which, no_cache=args.no_cache):
+    for tag in build_images(args.source, args.base, say, which=which, no_cache=args.no_cache,
+                            versions=args.version, unverified=args.unverified, label=args.label):
         say(f"built {tag}")
     return 0
 
@@ -295,9 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     image = sub.add_parser("image", help="build the images (image build / image base)")
     images = image.add_subparsers(dest="image_command", required=True)
-    p = images.add_parser("build", help="build the OpenSIPS 1.10.5 and SIPp images")
+    p = images.add_parser("build", help=f"build the OpenSIPS (default {BASELINE}) and SIPp images")
     p.set_defaults(func=cmd_image_build)
-    p.add_argument("--source", metavar="DIR", help="OpenSIPS 1.10.5 source tree instead of download")
+    p.add_argument("--version", action="append", metavar="V",
+                   help=f"OpenSIPS release(s) to build, each as {OPENSIPS_REPO}:V: repeatable or "
+                   f"comma-separated, or all, 1.10, 1.11 (default {BASELINE}; with --source, the "
+                   "tree's Makefile.defs)")
+    p.add_argument("--source", metavar="DIR", help="OpenSIPS source tree instead of the download, "
+                   "verified against the release's pinned git tree")
+    p.add_argument("--unverified", action="store_true", help="build a patched or private --source "
+                   "tree as it is, labelled unverified (no tree check)")
+    p.add_argument("--label", metavar="NAME", help=f"image tag of an --unverified build: "
+                   f"{OPENSIPS_REPO}:NAME (default <its version>-unverified)")
     p.add_argument("--base", metavar="IMAGE", help=f"base image (default {DEFAULT_BASE})")
     p.add_argument("--only", choices=("opensips", "sipp"), help="build one image only")
     p.add_argument("--no-cache", action="store_true", help="rebuild every layer")

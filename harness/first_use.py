@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from harness import images
-from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError, Progress
+from harness.images import SIPP_IMAGE, ImageError, Progress, opensips_image
+from harness.releases import BASELINE
 
 #: where the OpenSIPS build downloads upstream's release (see the Dockerfile's OPENSIPS_URL)
 DOWNLOAD_HOST = ("github.com", 443)
@@ -51,26 +52,35 @@ def build_on_first_use(
     no_build: bool = False,
     source: str | None = None,
     progress: Progress = print,
-    tags: Mapping[str, str] | None = None,
+    versions: Sequence[str] | None = None,
     missing: Callable[[Sequence[str]], list[str] | None] | None = None,
     reachable: Callable[[], str | None] | None = None,
     build: Callable[..., dict[str, str]] | None = None,
 ) -> dict[str, str]:
-    """Build the Docker images a command is about to need; {image: id} of what was built."""
+    """Build the Docker images a command is about to need; {image: id} of what was built.
+
+    ``versions``: the OpenSIPS releases it will run (default the baseline, 1.10.5); a
+    missing ``opensips-bin-harness/opensips:V`` is built as release V.
+    """
     if backend not in ("docker", "auto") or no_build:
         return {}
-    tags = dict(tags or {"opensips": OPENSIPS_IMAGE, "sipp": SIPP_IMAGE})
-    absent = (missing or engine_images_missing)(list(tags.values()))
+    wanted = list(dict.fromkeys(versions or [BASELINE]))
+    opensips = {opensips_image(v): v for v in wanted}
+    absent = (missing or engine_images_missing)([*opensips, SIPP_IMAGE])
     if not absent:
         return {}
-    which = tuple(what for what, tag in tags.items() if tag in absent)
-    if source is None and "opensips" in which and (why := (reachable or download_problem)()):
-        raise ImageError(f"docker image {tags['opensips']} is missing and OpenSIPS 1.10.5 cannot be "
+    todo = [v for image, v in opensips.items() if image in absent]
+    which = (*(("opensips",) if todo else ()), *(("sipp",) if SIPP_IMAGE in absent else ()))
+    if source is None and todo and (why := (reachable or download_problem)()):
+        images_ = ", ".join(opensips_image(v) for v in todo)
+        names = ", ".join(todo)
+        raise ImageError(f"docker image {images_} is missing and OpenSIPS {names} cannot be "
                          f"downloaded ({why}): run `harness image build --source DIR` with an "
-                         f"upstream 1.10.5 source tree (or pass --no-build)")
+                         f"upstream {names} source tree (or pass --no-build)")
     progress(f"docker image {', '.join(absent)} missing: building it now, once "
              f"({FIRST_BUILD_TIME}; --no-build skips this)")
     started = time.monotonic()
-    built = (build or images.build_images)(source, None, progress, which=which)
+    built = (build or images.build_images)(source, None, progress, which=which,
+                                           versions=todo or None)
     progress(f"first-use build done in {time.monotonic() - started:.0f}s")
     return built

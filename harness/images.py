@@ -16,21 +16,33 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.releases import BASELINE, ReleaseError, expand_versions, pin, version_key
 from harness.resources import package_path
 
 Progress = Callable[[str], Any]
 
-#: what the images are called; the docker backend runs these
-OPENSIPS_IMAGE = "opensips-bin-harness/opensips:1.10.5"
+#: where OpenSIPS images live; the tag is the release (or an unverified build's name)
+OPENSIPS_REPO = "opensips-bin-harness/opensips"
+#: what the images are called; the docker backend runs these by default
+OPENSIPS_IMAGE = f"{OPENSIPS_REPO}:{BASELINE}"
 SIPP_IMAGE = "opensips-bin-harness/sipp:latest"
 DEFAULT_BASE = "debian:bookworm-slim"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 #: label put on everything this module builds, so images can be recognised
 IMAGE_LABEL = "org.opensips-bin-harness.image"
+#: labels of an OpenSIPS image (set by the Dockerfile from its build arguments): the
+#: release it was built as, and "true" only when its source matched that release's pin
+VERSION_LABEL = "org.opensips-bin-harness.opensips-version"
+VERIFIED_LABEL = "org.opensips-bin-harness.verified"
+#: upstream's tag tarball of a release (its git-archive commit id is checked)
+UPSTREAM_URL = "https://github.com/OpenSIPS/opensips/archive/refs/tags/{version}.tar.gz"
+#: the recipe under harness/containers/ that builds every 1.10.x and 1.11.x release
+OPENSIPS_RECIPE = "opensips"
 
 CONTAINERS_DIR = package_path("containers")
 
@@ -250,10 +262,158 @@ def looks_like_opensips_source(path: Path) -> str | None:
     """Why ``path`` is not an OpenSIPS source tree, or None when it looks like one."""
     if not path.is_dir():
         return f"{path} is not a directory"
-    for needed in ("Makefile", "bin_interface.c", "modules/dialog"):
+    for needed in ("Makefile", "Makefile.defs", "bin_interface.c", "modules/dialog"):
         if not (path / needed).exists():
             return f"{path} does not look like an OpenSIPS source tree (no {needed})"
     return None
+
+
+def opensips_image(name: str) -> str:
+    """The image a release (or an unverified build's name) is built as."""
+    return f"{OPENSIPS_REPO}:{name}"
+
+
+#: what docker accepts as a tag
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def makefile_defs_version(text: str, where: str = "Makefile.defs") -> str:
+    """``VERSION.PATCHLEVEL.SUBLEVEL`` (plus any EXTRAVERSION) of an OpenSIPS Makefile.defs."""
+    fields: dict[str, str] = {}
+    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
+        if m := re.search(rf"^{name}[ \t]*:?=[ \t]*([^\s#]*)", text, re.MULTILINE):
+            fields[name] = m.group(1)
+    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL"):
+        if not fields.get(name, "").isdigit():
+            raise ImageError(f"{where} has no numeric {name} line: cannot tell which release "
+                             "the tree is (pass --version)")
+    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}{fields.get('EXTRAVERSION', '')}"
+
+
+def source_version(path: Path) -> str:
+    """The release an OpenSIPS source tree says it is (its Makefile.defs)."""
+    defs = path / "Makefile.defs"
+    try:
+        text = defs.read_text(errors="replace")
+    except OSError as exc:
+        raise ImageError(f"cannot read {defs}: {exc.strerror or exc}") from exc
+    return makefile_defs_version(text, str(defs))
+
+
+@dataclass(frozen=True)
+class OpenSIPSBuild:
+    """One OpenSIPS image to build: which release, from where, called what, checked or not."""
+
+    #: the release: pinned (verified) or what the tree's Makefile.defs says (unverified)
+    version: str
+    #: the image name, e.g. opensips-bin-harness/opensips:1.11.11
+    tag: str
+    #: True: the source must hash to the release's pinned git tree (download or --source)
+    verified: bool
+    #: a local tree replacing the download, or None
+    source: Path | None = None
+    #: OPENSIPS_* build arguments of the Dockerfile
+    buildargs: dict[str, str] = field(default_factory=dict)
+    #: said before the build (e.g. where the version came from)
+    note: str | None = None
+
+    @property
+    def tree(self) -> str:
+        return self.buildargs.get("OPENSIPS_TREE", "")
+
+
+def _pinned_buildargs(version: str) -> dict[str, str]:
+    commit, tree = pin(version)
+    return {"OPENSIPS_VERSION": version, "OPENSIPS_COMMIT": commit, "OPENSIPS_TREE": tree,
+            "OPENSIPS_URL": UPSTREAM_URL.format(version=version), "OPENSIPS_VERIFIED": "true"}
+
+
+def plan_opensips_builds(
+    versions: str | Sequence[str] | None = None,
+    source: Path | None = None,
+    *,
+    unverified: bool = False,
+    label: str | None = None,
+) -> list[OpenSIPSBuild]:
+    """What ``harness image build`` builds for these options; ImageError (one line) when it can't.
+
+    ``versions``: ``--version`` values (each may be a comma list, ``all``, ``1.10`` or
+    ``1.11``); none means the baseline, or with ``source`` the release its Makefile.defs
+    names. Offline: nothing here touches the engine or the network.
+    """
+    if label is not None and not unverified:
+        raise ImageError("--label names an unverified build: use it with --source DIR --unverified "
+                         "(a verified image is named by its release)")
+    if unverified and source is None:
+        raise ImageError("--unverified needs --source DIR: a download is always the pinned "
+                         "upstream release, verified")
+    try:
+        wanted = expand_versions(list(versions) if not isinstance(versions, str) else versions) \
+            if versions else []
+        if source is None:
+            return [OpenSIPSBuild(v, opensips_image(v), True, None, _pinned_buildargs(v))
+                    for v in (wanted or [BASELINE])]
+    except ReleaseError as exc:
+        raise ImageError(str(exc)) from None
+    if len(wanted) > 1:
+        raise ImageError(f"--source DIR is one tree: give it one --version, not {len(wanted)} "
+                         f"({', '.join(wanted)})")
+    if why := looks_like_opensips_source(source):
+        raise ImageError(why)
+    says = source_version(source)
+    version = wanted[0] if wanted else says
+    note = None if wanted else f"no --version given: {source}/Makefile.defs says {says}"
+    if unverified:
+        name = label if label is not None else f"{version}-unverified"
+        if not _TAG.match(name):
+            raise ImageError(f"--label {name!r} is not a docker tag (letters, digits, '_', '.', '-'; "
+                             "at most 128)")
+        try:
+            version_key(name)
+        except ReleaseError:
+            pass
+        else:
+            raise ImageError(f"--label {name} is a release's name, kept for the verified upstream "
+                             f"image: name the unverified build otherwise (default {version}-unverified)")
+        args = {"OPENSIPS_VERSION": version, "OPENSIPS_COMMIT": "", "OPENSIPS_TREE": "",
+                "OPENSIPS_URL": "", "OPENSIPS_VERIFIED": "false"}
+        return [OpenSIPSBuild(version, opensips_image(name), False, source, args, note)]
+    if wanted and says != version:
+        raise ImageError(f"{source} is {says} by its Makefile.defs, not {version}: pass --version "
+                         f"{says}, or --unverified to build the tree as it is")
+    try:
+        args = _pinned_buildargs(version)
+    except ReleaseError as exc:
+        raise ImageError(f"{exc}: {source} says it is {version}; pass --unverified to build it "
+                         "as it is") from None
+    return [OpenSIPSBuild(version, opensips_image(version), True, source, args, note)]
+
+
+def check_source(tree: Path, build: OpenSIPSBuild, progress: Progress,
+                 original: Path | None = None) -> None:
+    """Run the recipe's verify-tree.sh on a staged copy of a local tree, before the build.
+
+    The same check runs again inside the build (which is what the image's verified label
+    rests on); running it here first refuses a wrong tree in one line, in seconds, and
+    ships only the checked files. It deletes what it did not hash, so never run it on
+    the user's own tree. Without git or sh here, the build's own check is the only one.
+    """
+    script = CONTAINERS_DIR / OPENSIPS_RECIPE / "verify-tree.sh"
+    if shutil.which("git") is None or shutil.which("sh") is None:
+        progress("git not found here: the source tree is checked inside the build only")
+        return
+    verified = "true" if build.verified else "false"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    done = subprocess.run(["sh", str(script), str(tree), build.tree, verified], capture_output=True,
+                          text=True, errors="replace", env=env)
+    said = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    if done.returncode != 0:
+        first = next((line for line in said if line.startswith("error:")), said[0] if said else "")
+        first = re.sub(r"\s*\(not the pinned release\?\)$", "", first.removeprefix("error:").strip())
+        raise ImageError(f"{original or tree} is not upstream {build.version} ({first}): refused; "
+                         "pass --unverified [--label NAME] to build a patched tree as it is")
+    for line in said:
+        progress(line)
 
 
 def stage_context(name: str, source_dir: Path | None, dest: Path) -> Path:
@@ -261,12 +421,13 @@ def stage_context(name: str, source_dir: Path | None, dest: Path) -> Path:
 
     The build context always has an ``opensips-src/`` directory: empty means "download
     the pinned release", non-empty means "use this tree" (still verified against the
-    pinned git tree id inside the build).
+    pinned git tree id inside the build, unless the build is an unverified one).
     """
     src = CONTAINERS_DIR / name
     if not (src / "Dockerfile").is_file():
         raise ImageError(f"no Dockerfile in {src}")
     ctx = dest / name
+    dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, ctx, ignore=shutil.ignore_patterns("opensips-src"))
     local = ctx / "opensips-src"
     if source_dir is not None:
@@ -287,6 +448,7 @@ def _docker_build(
 ) -> str:
     """One classic-builder build with streamed output; returns the image id."""
     last: list[str] = []
+    said: list[str] = []  # the recipe's own "error: ..." line, clearer than docker's
     try:
         stream = client.api.build(
             path=str(ctx),
@@ -304,6 +466,8 @@ def _docker_build(
             if "error" in chunk:
                 detail = chunk.get("error", "").strip().splitlines()
                 msg = detail[-1] if detail else "unknown error"
+                if said:
+                    msg = said[-1]
                 hint = ""
                 if "pull access denied" in msg or "not found" in msg and "manifest" in msg:
                     hint = " (base image missing: run `harness image base` or pass --base)"
@@ -314,6 +478,8 @@ def _docker_build(
                 if line:
                     progress(line)
                     last = (last + [line])[-5:]
+                    if line.startswith("error: "):
+                        said.append(line[len("error: "):])
     except ImageError:
         raise
     except Exception as exc:
@@ -332,47 +498,65 @@ def build_images(
     *,
     which: Sequence[str] = ("opensips", "sipp"),
     no_cache: bool = False,
+    versions: str | Sequence[str] | None = None,
+    unverified: bool = False,
+    label: str | None = None,
 ) -> dict[str, str]:
-    """Build the OpenSIPS 1.10.5 and SIPp images; returns {image name: image id}.
+    """Build OpenSIPS images (one per release) and the SIPp image; returns {image name: image id}.
 
-    ``source_dir`` replaces the download of the pinned upstream release (air-gapped
-    machines); ``base`` replaces the Debian bookworm slim base image.
+    ``versions`` picks the releases (default the baseline, 1.10.5; see
+    :func:`plan_opensips_builds`); ``source_dir`` replaces the download of the pinned
+    upstream release (air-gapped machines) and is verified the same way, unless
+    ``unverified``; ``base`` replaces the Debian bookworm slim base image.
     """
+    unknown = [w for w in which if w not in ("opensips", "sipp")]
+    if unknown:
+        raise ImageError(f"unknown image {unknown[0]!r}: choose from opensips, sipp")
     src = Path(source_dir).expanduser().resolve() if source_dir is not None else None
-    if src is not None and (why := looks_like_opensips_source(src)):
-        raise ImageError(why)
+    plans = plan_opensips_builds(versions, src, unverified=unverified, label=label) \
+        if "opensips" in which else []
     client = _client()
     try:
-        return _build_images(client, src, base or DEFAULT_BASE, progress, which, no_cache)
+        return _build_images(client, plans, base or DEFAULT_BASE, progress, which, no_cache)
     finally:
         client.close()
 
 
-def _build_images(client: Any, src: Path | None, base: str, progress: Progress,
+def _build_images(client: Any, plans: Sequence[OpenSIPSBuild], base: str, progress: Progress,
                   which: Sequence[str], no_cache: bool) -> dict[str, str]:
     """build_images' work, with a client its caller closes."""
     try:
         client.images.get(base)
     except Exception:
         progress(f"base image {base} not present locally; the engine will try to pull it")
-    plan = {"opensips": ("opensips-1.10", OPENSIPS_IMAGE), "sipp": ("sipp", SIPP_IMAGE)}
-    unknown = [w for w in which if w not in plan]
-    if unknown:
-        raise ImageError(f"unknown image {unknown[0]!r}: choose from {', '.join(plan)}")
     built: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="harness-build-") as tmp:
         for what in which:
-            directory, tag = plan[what]
-            args = {"BASE_IMAGE": base}
-            how = "upstream release download"
-            if what == "opensips":
-                if src is not None:
-                    how = f"local source {src}"
-                progress(f"== building {tag} on {base} from {how}")
-                ctx = stage_context(directory, src, Path(tmp))
-            else:
-                progress(f"== building {tag} on {base}")
-                ctx = stage_context(directory, None, Path(tmp))
-            built[tag] = _docker_build(client, ctx, tag, args, progress, no_cache=no_cache)
-            progress(f"== {tag} built ({built[tag][7:19]})")
+            if what == "sipp":
+                progress(f"== building {SIPP_IMAGE} on {base}")
+                ctx = stage_context("sipp", None, Path(tmp))
+                built[SIPP_IMAGE] = _docker_build(client, ctx, SIPP_IMAGE, {"BASE_IMAGE": base},
+                                                  progress, no_cache=no_cache)
+                progress(f"== {SIPP_IMAGE} built ({built[SIPP_IMAGE][7:19]})")
+                continue
+            for n, plan in enumerate(plans, 1):
+                count = f"[{n}/{len(plans)}] " if len(plans) > 1 else ""
+                if plan.note:
+                    progress(plan.note)
+                how = f"local source {plan.source}" if plan.source else "upstream release download"
+                check = "verified against the pinned tree" if plan.verified else "UNVERIFIED"
+                progress(f"== {count}building {plan.tag} ({plan.version}, {check}) on {base} from {how}")
+                ctx = stage_context(OPENSIPS_RECIPE, plan.source, Path(tmp) / f"opensips-{n}")
+                if plan.source is not None:
+                    check_source(ctx / "opensips-src", plan, progress, original=plan.source)
+                try:
+                    built[plan.tag] = _docker_build(client, ctx, plan.tag,
+                                                    {"BASE_IMAGE": base, **plan.buildargs},
+                                                    progress, no_cache=no_cache)
+                except ImageError as exc:
+                    done = f" (built before it: {', '.join(built)})" if built else ""
+                    raise ImageError(f"{exc}{done}") from exc
+                finally:
+                    shutil.rmtree(ctx.parent, ignore_errors=True)
+                progress(f"== {count}{plan.tag} built ({built[plan.tag][7:19]})")
     return built

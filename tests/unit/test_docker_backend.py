@@ -130,7 +130,7 @@ def test_death_report_reads_dockers_finish_time() -> None:
 
 
 def test_module_path_matches_the_image_install_prefix() -> None:
-    script = ROOT / "harness" / "containers" / "opensips-1.10" / "build-opensips.sh"
+    script = ROOT / "harness" / "containers" / "opensips" / "build-opensips.sh"
     assert "prefix=/usr/local" in script.read_text()
     assert docker_node.MODULE_PATH == "/usr/local/lib64/opensips/modules"
     assert docker_node.CONFIG_PATH.startswith("/usr/local/etc/opensips/")

@@ -14,8 +14,8 @@ class FakeBuild:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    def __call__(self, source, base, progress, *, which):
-        self.calls.append((source, base, which))
+    def __call__(self, source, base, progress, *, which, versions=None):
+        self.calls.append((source, base, which, versions))
         progress("Step 1/9 : FROM debian:bookworm-slim")
         return {OPENSIPS_IMAGE: "sha256:new"}
 
@@ -46,7 +46,7 @@ def test_a_missing_image_is_built_with_progress_and_the_reason():
     built = build_on_first_use("auto", progress=said.append, missing=lambda names: [OPENSIPS_IMAGE],
                                reachable=lambda: None, build=build)
     assert built == {OPENSIPS_IMAGE: "sha256:new"}
-    assert build.calls == [(None, None, ("opensips",))]
+    assert build.calls == [(None, None, ("opensips",), ["1.10.5"])]
     assert said[0] == (f"docker image {OPENSIPS_IMAGE} missing: building it now, once "
                        "(about 3½ minutes on 2 cores; --no-build skips this)")
     assert said[1] == "Step 1/9 : FROM debian:bookworm-slim"
@@ -68,7 +68,7 @@ def test_a_source_tree_replaces_the_download():
     build = FakeBuild()
     build_on_first_use("docker", source="/src/opensips-1.10.5", progress=lambda line: None,
                        missing=lambda names: [OPENSIPS_IMAGE, SIPP_IMAGE], reachable=_never, build=build)
-    assert build.calls == [("/src/opensips-1.10.5", None, ("opensips", "sipp"))]
+    assert build.calls == [("/src/opensips-1.10.5", None, ("opensips", "sipp"), ["1.10.5"])]
 
 
 def test_the_engine_check_is_real_and_names_only_what_is_missing():
@@ -99,8 +99,41 @@ def test_each_command_builds_through_the_same_helper(monkeypatch, capsys):
     monkeypatch.setattr(images, "build_images", build)
     code = main(["up", "--backend", "docker", "--settings", "/nonexistent.yaml"])
     captured = capsys.readouterr()
-    assert build.calls == [(None, None, ("opensips",))]
+    assert build.calls == [(None, None, ("opensips",), ["1.10.5"])]
     assert f"docker image {OPENSIPS_IMAGE} missing: building it now, once" in captured.out
     # the build came first: only then did the missing settings file stop the command
     assert (code, captured.err) == (1, "harness: cannot read settings file "
                                        "/nonexistent.yaml: No such file or directory\n")
+
+
+def test_a_missing_image_of_another_release_is_built_as_that_release():
+    build = FakeBuild()
+    wanted = images.opensips_image("1.11.11")
+    asked: list[list[str]] = []
+
+    def missing(names):
+        asked.append(list(names))
+        return [wanted]
+
+    build_on_first_use("docker", versions=["1.10.5", "1.11.11"], progress=lambda line: None,
+                       missing=missing, reachable=lambda: None, build=build)
+    assert asked == [[OPENSIPS_IMAGE, wanted, SIPP_IMAGE]]
+    assert build.calls == [(None, None, ("opensips",), ["1.11.11"])]
+
+
+def test_only_sipp_missing_builds_no_opensips():
+    build = FakeBuild()
+    build_on_first_use("docker", versions=["1.11.11"], progress=lambda line: None,
+                       missing=lambda names: [SIPP_IMAGE], reachable=_never, build=build)
+    assert build.calls == [(None, None, ("sipp",), None)]
+
+
+def test_the_offline_message_names_the_missing_release():
+    with pytest.raises(ImageError) as info:
+        build_on_first_use("docker", versions=["1.11.11"],
+                           missing=lambda names: [images.opensips_image("1.11.11")],
+                           reachable=lambda: "github.com:443 unreachable (timed out)", build=_never)
+    assert str(info.value).startswith(
+        "docker image opensips-bin-harness/opensips:1.11.11 is missing and OpenSIPS 1.11.11 "
+        "cannot be downloaded")
+    assert "upstream 1.11.11 source tree" in str(info.value)

@@ -11,7 +11,7 @@ import pytest
 from harness import cli, images
 
 ROOT = Path(__file__).resolve().parents[2]
-OPENSIPS = ROOT / "harness" / "containers" / "opensips-1.10"
+OPENSIPS = ROOT / "harness" / "containers" / "opensips"
 SIPP = ROOT / "harness" / "containers" / "sipp"
 
 #: git tree and commit of upstream tag 1.10.5 (`git rev-parse 1.10.5^{tree}`)
@@ -33,7 +33,13 @@ def test_opensips_dockerfile_pins_and_verifies_the_release() -> None:
     assert _arg(text, "OPENSIPS_URL") == (
         "https://github.com/OpenSIPS/opensips/archive/refs/tags/1.10.5.tar.gz")
     assert _arg(text, "CC_EXTRA_OPTS") == "-fcommon -fgnu89-inline"
-    assert "verify-tree.sh" in text and "${OPENSIPS_TREE}" in text
+    assert "verify-tree.sh" in text and '"${OPENSIPS_TREE}" "${OPENSIPS_VERIFIED}"' in text
+    runtime = text[text.rindex("FROM "):]
+    # the label says what the build stage checked: the same argument drives both
+    assert _arg(text, "OPENSIPS_VERIFIED") == "true" and "ARG OPENSIPS_VERIFIED" in runtime
+    assert 'org.opensips-bin-harness.verified="${OPENSIPS_VERIFIED}"' in runtime
+    assert 'org.opensips-bin-harness.opensips-version="${OPENSIPS_VERSION}"' in runtime
+    assert images.VERIFIED_LABEL in runtime and images.VERSION_LABEL in runtime
     # BASE_IMAGE must be declared before the first FROM to be usable in FROM lines
     assert text.index("ARG BASE_IMAGE") < text.index("FROM ")
     assert text.count("FROM ${BASE_IMAGE}") == 2  # multi-stage: build + runtime
@@ -98,6 +104,7 @@ def test_host_mirror(tmp_path: Path, text: str, expected: str) -> None:
 def _fake_source(root: Path) -> Path:
     (root / "modules" / "dialog").mkdir(parents=True)
     (root / "Makefile").write_text("all:\n")
+    (root / "Makefile.defs").write_text("VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 5\nEXTRAVERSION =\n")
     (root / "bin_interface.c").write_text("int x;\n")
     (root / "action.o").write_bytes(b"\0")
     (root / ".git").mkdir()
@@ -107,7 +114,7 @@ def _fake_source(root: Path) -> Path:
 def test_stage_context_with_local_source(tmp_path: Path) -> None:
     src = _fake_source(tmp_path / "src")
     assert images.looks_like_opensips_source(src) is None
-    ctx = images.stage_context("opensips-1.10", src, tmp_path / "ctx")
+    ctx = images.stage_context("opensips", src, tmp_path / "ctx")
     assert (ctx / "Dockerfile").is_file()
     assert (ctx / "opensips-src" / "bin_interface.c").is_file()
     assert not (ctx / "opensips-src" / "action.o").exists()  # build junk not shipped
@@ -115,7 +122,7 @@ def test_stage_context_with_local_source(tmp_path: Path) -> None:
 
 
 def test_stage_context_without_source_has_empty_dir(tmp_path: Path) -> None:
-    ctx = images.stage_context("opensips-1.10", None, tmp_path)
+    ctx = images.stage_context("opensips", None, tmp_path)
     assert (ctx / "opensips-src").is_dir() and not any((ctx / "opensips-src").iterdir())
 
 

@@ -22,9 +22,10 @@ from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait
 from harness.backends.docker.engine import (DockerBackendError, client, labels_for, quietly,
                                             register, slug, unregister)
 from harness.backends.docker.network import DockerNetwork
-from harness.images import OPENSIPS_IMAGE
+from harness.images import OPENSIPS_IMAGE, VERIFIED_LABEL
 from harness.mi import MIClient
 from harness.node import NodeAddresses, NodeDied, Release, parse_release
+from harness.releases import Build
 from harness.settings import OpenSIPSSettings
 from harness.wait import WaitTimeout, wait_until
 
@@ -46,6 +47,26 @@ def image_release(image: str) -> Release:
     out = engine.containers.run(image, ["opensips", "-V"], remove=True,
                                 stdout=True, stderr=True).decode("utf-8", "replace")
     return parse_release(out, image, str(engine.images.get(image).id))
+
+
+def image_label(image: str) -> str:
+    """What reports call an image: its tag (``…/opensips:1.11.11`` -> ``1.11.11``), else its name."""
+    repo, sep, tag = image.rpartition(":")
+    return tag if sep and "/" not in tag and not repo.endswith("sha256") else image
+
+
+@functools.cache
+def image_build(image: str) -> Build:
+    """The :class:`~harness.releases.Build` an OpenSIPS image is, for reports.
+
+    ``label`` is the image's tag, ``reported`` what ``opensips -V`` in it says, and
+    ``verified`` is true only when the image carries the verified label that its build
+    sets after the source matched the release's pinned upstream tree (`harness image
+    build`); an image built any other way is unverified.
+    """
+    labels = client().images.get(image).labels or {}
+    verified = labels.get(VERIFIED_LABEL) == "true"
+    return Build(image_label(image), image, image_release(image).version, verified)
 
 
 def _finished_at(stamp: str | None) -> float | None:
