@@ -13,11 +13,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from harness.images import OPENSIPS_REPO as IMAGE_REPO
 from harness.node import Backend, ReleaseUnknown
 from harness.releases import UPSTREAM, Build, ReleaseError, expand_versions, version_key
 from harness.settings import Settings
 
-from harness.images import OPENSIPS_REPO as IMAGE_REPO  # noqa: E402
 #: ``V=PATH,V=PATH``: the local binaries a pytest run may use (or --opensips-binary)
 BINARIES_ENV = "HARNESS_OPENSIPS_BINARIES"
 
