@@ -44,7 +44,7 @@ def test_behaviour_is_the_baselines_or_a_known_difference(
     if (opensips_pair.primary.label, opensips_pair.backup.label) == (BASELINE, BASELINE):
         if check not in BASELINE_EXPECT:
             pytest.fail(f"{check} has no expected 1.10.5 behaviour in harness.matrix.expected")
-        wrong = deviations(check, observed)
+        wrong = deviations(check, observed, opensips_backend.name or "")
         assert not wrong, f"{check} on {BASELINE}: " + "; ".join(wrong)
         return
     if check not in _BASELINE:

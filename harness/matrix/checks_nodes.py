@@ -62,13 +62,12 @@ def flag_names(flags: int) -> str:
 
 
 def wire_flags(msgs: Iterable[DialogMessage]) -> list[str]:
-    """Distinct ``created: FLAGS`` / ``updated: FLAGS`` of created and updated packets."""
-    out = set()
-    for m in msgs:
-        if isinstance(m, (DialogCreated, DialogUpdated)):
-            kind = "created" if isinstance(m, DialogCreated) else "updated"
-            out.add(f"{kind}: {flag_names(m.flags)}")
-    return sorted(out)
+    """Distinct flag sets (``BYEONTIMEOUT|ISINIT``) of created and updated packets.
+
+    Not per command: 1.10.3+ skips created when the ACK was handled first, and the
+    observation must not depend on that race (created and updated carry the same
+    dlg->flags)."""
+    return sorted({flag_names(m.flags) for m in msgs if isinstance(m, (DialogCreated, DialogUpdated))})
 
 
 _LOG_HEAD = re.compile(r"\w{3} +\d+ [\d:]+ \[\d+\] (?=[A-Z]+:)")
@@ -329,10 +328,12 @@ def expiry(ctx: CheckContext) -> Observation:
         _sentinel_fence(cluster, node)
     for node, addr in (("primary", primary_bin), ("backup", backup_bin)):
         grouped = by_call(cluster.peer, addr)
+        # created left out: 1.10.3+ skips it when the ACK wins the race (sip.* checks
+        # observe where created sits)
         obs[f"{node}.packets"] = sorted({" ".join(
-            "created" if isinstance(m, DialogCreated) else
             "updated" if isinstance(m, DialogUpdated) else "deleted"
-            for m in grouped.get(cid, [])) or "(none)" for cid in held})
+            for m in grouped.get(cid, []) if not isinstance(m, DialogCreated)) or "(none)"
+            for cid in held})
     cluster.capture.stop()
     byes = sip_requests_by_sender(cluster.capture.path, _node_ips(cluster), _clients(pair), "BYE")
     for node in ("primary", "backup"):

@@ -45,6 +45,7 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "pairs": [{"primary": p, "backup": b} for p, b in run.pairs],
         "checks": {name: CHECKS[name].covers for name in run.checks},
         "summary": summary(run),
+        "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
     }
 
@@ -97,6 +98,14 @@ def to_markdown(run: MatrixRun) -> str:
         lines.append(f"| {check} | " + " | ".join(cells) + " |")
     lines += ["", "## Checks", ""]
     lines += [f"- `{name}`: {CHECKS[name].covers}" for name in run.checks]
+    if run.baseline_deviations:
+        bad = {c: d for c, d in run.baseline_deviations.items() if d}
+        lines += ["", "## The baseline against its own code", ""]
+        if not bad:
+            lines.append(f"In every check {run.baseline} showed what its sources say it does "
+                         "(`harness/matrix/expected.py`).")
+        for check, devs in bad.items():
+            lines.append(f"- {check}: " + "; ".join(_md_escape(d) for d in devs))
     diffs = [r for r in run.results if r.outcome == "differs"]
     if diffs:
         lines += ["", "## Differences", ""]

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.matrix.checks import CHECKS
 from harness.matrix.context import CheckContext, Pair
+from harness.matrix.expected import deviations
 from harness.matrix.judge import ERROR_KEY, Result, judge
 from harness.matrix.known import Known, load
 from harness.node import Backend
@@ -96,6 +97,9 @@ class MatrixRun:
     checks: list[str]
     backend: str
     results: list[Result] = field(default_factory=list)
+    #: per check, how the baseline's own observation deviates from what 1.10.5's code
+    #: does (harness.matrix.expected); empty lists when it behaved as expected
+    baseline_deviations: dict[str, list[str]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
 
@@ -158,6 +162,8 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
 
         for check in run.checks:
             base_obs = cell(check, baseline, baseline, None)
+            if baseline == BASELINE and ERROR_KEY not in base_obs:
+                run.baseline_deviations[check] = deviations(check, base_obs, backend_name)
             rest = [(p, b) for p, b in run.pairs if (p, b) != (baseline, baseline)]
             pool = ThreadPoolExecutor(max_workers=max(1, jobs))
             try:

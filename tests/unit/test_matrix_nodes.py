@@ -17,11 +17,13 @@ def test_flag_names_sorted_and_unknown_bits_in_hex():
     assert flag_names(int(DlgFlag.PING_CALLER) | 1 << 20) == "0x100000|PING_CALLER"
 
 
-def test_wire_flags_per_command_distinct():
+def test_wire_flags_are_distinct_sets_whether_or_not_created_was_sent():
     a = make(Command.CREATED, call_id=b"c", flags=int(DlgFlag.BYEONTIMEOUT))
     b = make(Command.UPDATED, call_id=b"c", flags=int(DlgFlag.BYEONTIMEOUT))
+    p = make(Command.UPDATED, call_id=b"c", flags=int(DlgFlag.BYEONTIMEOUT | DlgFlag.ISINIT))
     d = make(Command.DELETED, call_id=b"c")
-    assert wire_flags([a, b, b, d]) == ["created: BYEONTIMEOUT", "updated: BYEONTIMEOUT"]
+    assert wire_flags([a, b, b, d]) == wire_flags([b, d]) == ["BYEONTIMEOUT"]
+    assert wire_flags([b, p]) == ["BYEONTIMEOUT", "BYEONTIMEOUT|ISINIT"]
 
 
 LOG = ("=== harness: start #1 of backup at 14:55:40 ===\n"
