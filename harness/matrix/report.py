@@ -19,12 +19,20 @@ from harness.matrix.runner import MatrixRun
 
 
 def harness_version() -> str:
-    """The installed distribution's version (what a report was made with)."""
+    """The installed distribution's version (what a report was made with), and the git
+    commit when the harness runs from a checkout."""
+    import subprocess
     from importlib.metadata import PackageNotFoundError, version
     try:
-        return version("pybin-opensips")
+        text = version("pybin-opensips")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
+        text = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{text}, git {commit}" if commit else text
 
 
 def _pair_id(pair: tuple[str, str]) -> str:
