@@ -278,7 +278,11 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 def makefile_defs_version(text: str, where: str = "Makefile.defs") -> str:
-    """``VERSION.PATCHLEVEL.SUBLEVEL`` (plus any EXTRAVERSION) of an OpenSIPS Makefile.defs."""
+    """``VERSION.PATCHLEVEL.SUBLEVEL`` of an OpenSIPS Makefile.defs: the release it is.
+
+    EXTRAVERSION is left out: upstream's own tag 1.10.0 says ``EXTRAVERSION = beta``
+    (its binary reports 1.10.0beta), and the pinned tree, not that suffix, decides
+    whether a tree is the release."""
     fields: dict[str, str] = {}
     for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
         if m := re.search(rf"^{name}[ \t]*:?=[ \t]*([^\s#]*)", text, re.MULTILINE):
@@ -287,7 +291,7 @@ def makefile_defs_version(text: str, where: str = "Makefile.defs") -> str:
         if not fields.get(name, "").isdigit():
             raise ImageError(f"{where} has no numeric {name} line: cannot tell which release "
                              "the tree is (pass --version)")
-    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}{fields.get('EXTRAVERSION', '')}"
+    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}"
 
 
 def source_version(path: Path) -> str:

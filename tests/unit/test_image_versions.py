@@ -48,7 +48,10 @@ def test_makefile_defs_version() -> None:
     assert images.makefile_defs_version(MAKEFILE_DEFS) == "1.11.11"
     assert images.makefile_defs_version("VERSION=1\nPATCHLEVEL=10\nSUBLEVEL=2\n") == "1.10.2"
     assert images.makefile_defs_version(
-        "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 5\nEXTRAVERSION = -dev # local\n") == "1.10.5-dev"
+        "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 5\nEXTRAVERSION = -dev # local\n") == "1.10.5"
+    # upstream's tag 1.10.0 is "beta" by its Makefile.defs, and still release 1.10.0
+    assert images.makefile_defs_version(
+        "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION = beta\n") == "1.10.0"
 
 
 def test_makefile_defs_without_a_version_is_one_line() -> None:
