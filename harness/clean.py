@@ -13,14 +13,18 @@ to remove is decided in one place (``chosen``) so the rule is tested offline.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from harness.backends.docker import engine
 from harness.backends.local import netns
@@ -200,18 +204,64 @@ def sweep(*, everything: bool = False, docker: bool = True, local: bool = True) 
     return outcome
 
 
-def sweep_quietly(**kw: bool) -> list[str]:
-    """The run-start sweep: what it removed; never fails a run (errors become lines too)."""
+#: one sweep at a time on this machine: every run start sweeps, and parallel runs (xdist
+#: workers, matrix jobs) would otherwise race each other over the same leftovers
+SWEEP_LOCK = Path(tempfile.gettempdir()) / "harness-sweep.lock"
+_in_process = threading.RLock()
+_depth = 0
+_lock_file: IO[bytes] | None = None
+
+
+@contextlib.contextmanager
+def sweep_lock(*, wait: bool = True) -> Iterator[bool]:
+    """Hold the machine's sweep lock (flock on SWEEP_LOCK); re-entrant in one thread.
+
+    Yields False without waiting when ``wait`` is false and another sweep holds it: a
+    run-start sweep then skips, since the other sweep removes the same leftovers.
+    ``harness clean`` waits."""
+    global _depth, _lock_file
+    if not _in_process.acquire(blocking=wait):
+        yield False
+        return
     try:
-        outcome = sweep(**kw)
-    except Exception as exc:  # a sweep must not stop the run it precedes
-        return [f"sweep failed: {first_line(exc)}"]
+        if _depth == 0:
+            _lock_file = open(SWEEP_LOCK, "ab")
+            try:
+                fcntl.flock(_lock_file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                _lock_file.close()
+                _lock_file = None
+                yield False
+                return
+        _depth += 1
+        try:
+            yield True
+        finally:
+            _depth -= 1
+            if _depth == 0 and _lock_file is not None:
+                _lock_file.close()  # closing drops the flock
+                _lock_file = None
+    finally:
+        _in_process.release()
+
+
+def sweep_quietly(**kw: bool) -> list[str]:
+    """The run-start sweep: what it removed; never fails a run (errors become lines too).
+    Skipped while another sweep runs (it removes the same leftovers)."""
+    with sweep_lock(wait=False) as mine:
+        if not mine:
+            return []
+        try:
+            outcome = sweep(**kw)
+        except Exception as exc:  # a sweep must not stop the run it precedes
+            return [f"sweep failed: {first_line(exc)}"]
     return outcome.removed + outcome.errors
 
 
 def clean_command(everything: bool, say: Callable[[str], None], warn: Callable[[str], None]) -> int:
     """``harness clean [--all]``: one line per thing removed; 1 if anything resisted."""
-    outcome = sweep(everything=everything)
+    with sweep_lock():
+        outcome = sweep(everything=everything)
     for line in outcome.removed:
         say(line)
     if not outcome.removed and not outcome.errors:

@@ -26,6 +26,7 @@ import pytest
 
 from harness.backends import BackendChoice
 from harness.backends.docker.host_tools import host_tools_in_container
+from harness.clean import clean_command, sweep_lock
 from harness.owner import OWNER_ENV, Owner
 from harness.wait import wait_until
 
@@ -180,11 +181,16 @@ def test_harness_clean_removes_what_a_killed_runner_left(
         killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice) -> None:
     owner, run = killed_runner()
     backend = str(opensips_backend.name)
-    assert_left_behind(owner, run, backend)
-    out = subprocess.run([sys.executable, "-m", "harness.cli", "clean"], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    mine = [line for line in out.stdout.splitlines() if f"(owner {owner})" in line]
+    # Holding the sweep lock keeps other xdist workers' run-start sweeps (they skip while
+    # it is held) from removing the leftovers between this check and `harness clean`,
+    # which runs here, in this thread, under the same lock (seen: an -n auto run where a
+    # cluster start elsewhere swept them first and clean found nothing).
+    lines: list[str] = []
+    with sweep_lock():
+        assert_left_behind(owner, run, backend)
+        status = clean_command(False, lines.append, lines.append)
+    assert status == 0, lines
+    mine = [line for line in lines if f"(owner {owner})" in line]
     kinds = sorted({line.split()[1] for line in mine})
     assert kinds == (["container", "network", "process"] if backend == "docker"
                      else ["directory", "namespace", "process"])
