@@ -12,7 +12,7 @@ def test_run_start_sweeps_skip_while_another_process_sweeps(tmp_path, monkeypatc
     """The sweep lock: re-entrant here, and another process's run-start sweep skips."""
     monkeypatch.setattr(clean, "SWEEP_LOCK", tmp_path / "sweep.lock")
     probe = ("import sys; from pathlib import Path; from harness import clean; "
-             f"clean.SWEEP_LOCK = Path({str(tmp_path / 'sweep.lock')!r}); "
+             f"clean.SWEEP_LOCK = Path({str(tmp_path / 'sweep.lock')!r})\n"
              "with clean.sweep_lock(wait=False) as got: print(got)")
     with clean.sweep_lock() as outer:
         with clean.sweep_lock(wait=False) as inner:  # same thread: re-entrant
