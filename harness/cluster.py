@@ -59,7 +59,7 @@ class Cluster:
                  artifacts: Mapping[str, str] | None = None) -> None:
         self.backend = backend
         self.settings = settings or backend.settings
-        self.roles = self._names(roles)
+        self.roles = self.node_roles(roles)
         self._replicate = {k: list(v) for k, v in (replicate or {}).items()}
         for name in self._replicate:
             if name not in self.roles:
@@ -84,7 +84,8 @@ class Cluster:
         self.capture: Capture | None = None
 
     @staticmethod
-    def _names(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    def node_roles(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+        """{node name: role}: a mapping as given, a sequence named by role (numbered if repeated)."""
         if isinstance(roles, Mapping):
             named = dict(roles)
         else:

@@ -324,7 +324,7 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendCh
             live.peer = BinPeer((backend.harness_ip, 0),
                                 socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
             extra.append(live.peer.address)
-        named = Cluster._names(roles)
+        named = Cluster.node_roles(roles)
         live.cluster = Cluster(backend, named, settings=effective, replicate=replicate,
                                extra_destinations=extra, warmup=warmup,
                                artifacts={k: v for k, v in artifacts.items()

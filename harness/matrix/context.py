@@ -85,7 +85,7 @@ class CheckContext:
         backend = self.backend_factory(effective)
         self._stack.callback(backend.close)
         backend.open()
-        named = Cluster._names(roles if isinstance(roles, Mapping) else tuple(roles))
+        named = Cluster.node_roles(roles if isinstance(roles, Mapping) else tuple(roles))
         cap = None
         if capture:
             cap = Capture(backend.capture_host(), self._dir("capture") / "capture.pcap",
