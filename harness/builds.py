@@ -89,15 +89,44 @@ def image_build(version: str) -> Build:
 
 
 def docker_builds(versions: str | Sequence[str]) -> dict[str, Build]:
-    """{label: Build} for ``1.10.0,1.10.5`` / ``all`` / ``1.10`` (pinned) or private labels."""
+    """{label: Build} for ``1.10.0,1.10.5`` / ``all`` / ``1.10`` (pinned), private labels of
+    ``opensips-bin-harness/opensips`` images, or whole image names (``acme/opensips:x``,
+    an image you built FROM ours: it needs our entrypoint and tools), labelled by tag."""
     items = versions.split(",") if isinstance(versions, str) else list(versions)
-    labels: list[str] = []
+    out: dict[str, Build] = {}
     for item in (i.strip() for i in items if i.strip()):
+        if "/" in item:
+            build = own_image_build(item)
+            out[build.label] = build
+            continue
         try:
-            labels += expand_versions(item)
+            labels = expand_versions(item)
         except ReleaseError:
-            labels.append(item)  # a private image label, e.g. 1.10.5-patched
-    return {label: image_build(label) for label in dict.fromkeys(labels)}
+            labels = [item]  # a private label, e.g. 1.10.5-patched
+        for label in labels:
+            out[label] = image_build(label)
+    return out
+
+
+def own_image_build(name: str) -> Build:
+    """The Build of an image named in full. Verified only when it *is* our verified image
+    of the release it reports (same image id): an image built FROM ours inherits our
+    ``verified`` label, whatever it changed."""
+    from harness.backends.docker.engine import client
+    from harness.backends.docker.node import image_build as build_of_image
+
+    engine = client()
+    try:
+        image_id = engine.images.get(name).id
+    except Exception:
+        raise BuildError(f"no image {name} on this engine") from None
+    build = build_of_image(name)
+    _check_label(build.label, build.reported, name)
+    try:
+        ours = engine.images.get(image_for(build.reported)).id
+    except Exception:
+        ours = None
+    return Build(build.label, name, build.reported, build.verified and image_id == ours)
 
 
 def backend_factory(backend: str, default: Build) -> Callable[[Settings], Backend]:

@@ -37,7 +37,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="a local opensips binary and its label (repeatable; PATH alone: labelled "
                         "with the version it reports)")
     p.add_argument("--versions", metavar="LIST",
-                   help="docker: comma-separated releases (or all, 1.10, 1.11) whose images to use")
+                   help="docker: comma-separated releases (or all, 1.10, 1.11) whose images to use, "
+                        "private labels of ours, or whole image names (repo/name:tag)")
     p.add_argument("--pairs", default="default",
                    help="default (each with itself, baseline with each both ways), all, "
                         "or P:B,P:B (primary:backup)")
