@@ -36,7 +36,7 @@ from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, def
 from harness.clean import clean_command
 from harness.cluster import Cluster
 from harness.failover import (DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover,
-                              witness)
+                              witness, witness_topology)
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.images import DEFAULT_BASE, OPENSIPS_REPO, ImageError, build_images, make_base_image
@@ -223,7 +223,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
             raise
         try:
             with Cluster(backend, ("primary", "backup"), settings=settings,
-                         extra_destinations=[peer.address]) as cluster:
+                         replicate=witness_topology(peer)) as cluster:
                 cluster.peer = peer
                 result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
                                       release_rate=args.release_rate, mode=str(seen["mode"]),

@@ -35,7 +35,7 @@ from typing import Any
 
 from harness.calls import CallPair
 from harness.capture import Capture
-from harness.cluster import Cluster
+from harness.cluster import Cluster, Destination
 from harness.failover_figures import (JSON_KEYS, Addr, CallKey, Evidence, FailoverResult,
                                       WireBin, result_from)
 from harness.mi import MIClient, MIError
@@ -48,7 +48,7 @@ from pybin.pcap import CapturedDatagram, read_udp
 
 __all__ = ["DEFAULT_RELEASE_RATE", "FAILURE_KEYS", "JSON_KEYS", "FailoverError", "FailoverResult",
            "FailoverRun", "Prober", "deadlines", "error_lines", "failure_json", "run_failover",
-           "witness", "witnessed"]
+           "witness", "witness_topology", "witnessed"]
 
 Progress = Callable[[str], None]
 
@@ -599,8 +599,8 @@ class FailoverRun:
 def witness(backend: Any) -> BinPeer:
     """A started pybin peer at the harness address: the run's live replication witness.
 
-    Give its address to the cluster (``Cluster(..., extra_destinations=[w.address])``,
-    then ``cluster.peer = w``): every node then replicates to it as well, and the
+    Give it to the cluster (``Cluster(..., replicate=witness_topology(w))``, then
+    ``cluster.peer = w``): every node then replicates to it as well, and the
     backup's own ``updated``/``deleted`` after the kill reach a destination that is
     alive, whatever became of the primary's address (a dead container's neighbour entry
     fails and the kernel drops what the backup sends there before any capture sees
@@ -608,6 +608,21 @@ def witness(backend: Any) -> BinPeer:
     """
     return BinPeer((backend.harness_ip, 0),
                    socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
+
+
+def witness_topology(peer: BinPeer, nodes: tuple[str, str] = ("primary", "backup")
+                     ) -> dict[str, list[Destination]]:
+    """``Cluster(replicate=...)`` for a primary/backup pair plus the witness ``peer``.
+
+    The witness is configured *first*: 1.10's dialog module prepends each
+    ``replicate_dialogs_to`` to its list (``dialog.c``: ``rd->next =
+    replication_dests``), so the last one configured is sent to first. Configured
+    first, the witness is sent to after the other node, and the replication lag (the
+    200 OK to the first BIN packet to the backup) does not include a send to it
+    (appended, it added ~0.05 ms to the local p50: 0.09-0.10 against 0.03-0.05 ms).
+    """
+    a, b = nodes
+    return {a: [peer.address, b], b: [peer.address, a]}
 
 
 def witnessed(peer: BinPeer) -> list[WireBin]:
