@@ -14,7 +14,10 @@ numbers on it, on either backend:
    (``Cluster.failover()``, which also flushes the clients' neighbour entries), and
    every call is released: each sends its re-INVITE, then its BYE, through the VIP.
 3. From SIPp's per-call logs and one tcpdump capture of the cluster network (SIP and
-   BIN on the same clock) we judge and measure.
+   BIN on the same clock) we judge and measure; when the cluster has a live witness
+   (`witness`: a pybin peer both nodes also replicate to, ``cluster.peer``), what it
+   received proves recovered calls too, so the proof does not hang on packets sent to
+   the dead primary (which a dead host's failed neighbour entry keeps off the wire).
 
 A run that cannot finish (calls not set up in time, SIPp or a node dying) raises
 `FailoverError` carrying what was seen until then (``seen``, keys `FAILURE_KEYS`): the
