@@ -35,7 +35,8 @@ from pathlib import Path
 from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
 from harness.clean import clean_command
 from harness.cluster import Cluster
-from harness.failover import DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover
+from harness.failover import (DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover,
+                              witness, witness_topology)
 from harness.first_use import build_on_first_use
 from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
 from harness.images import DEFAULT_BASE, OPENSIPS_REPO, ImageError, build_images, make_base_image
@@ -210,12 +211,27 @@ def cmd_failover(args: argparse.Namespace) -> int:
         choice, settings = backend_for(args)
         seen["backend"] = choice.name
         progress(f"failover: backend {choice.name}; starting primary + backup (BIN warm-up) …")
-        with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
-            result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
-                                  release_rate=args.release_rate, mode=str(seen["mode"]),
-                                  setup_timeout=args.setup_timeout,
-                                  progress=lambda line: progress(f"failover: {line}"))
-            seen["step"] = "stop"
+        backend = choice.factory()(settings)
+        try:
+            backend.open()
+            # the live witness: a pybin peer both nodes also replicate to, so the proof of
+            # each recovered call does not hang on packets to the dead primary
+            # (harness.failover.witness)
+            peer = witness(backend)
+        except BaseException:
+            backend.close()
+            raise
+        try:
+            with Cluster(backend, ("primary", "backup"), settings=settings,
+                         replicate=witness_topology(peer)) as cluster:
+                cluster.peer = peer
+                result = run_failover(cluster, args.calls, workdir=workdir, rate=args.rate,
+                                      release_rate=args.release_rate, mode=str(seen["mode"]),
+                                      setup_timeout=args.setup_timeout,
+                                      progress=lambda line: progress(f"failover: {line}"))
+                seen["step"] = "stop"
+        finally:
+            peer.close()
     except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
         if not keep:  # (exit 1): said as main() says them, and as JSON too when asked
             shutil.rmtree(workdir, ignore_errors=True)

@@ -6,9 +6,13 @@ capture's datagrams, SIPp's per-call results, the backup's MI figures) into a
 
 What counts as *not lost*: a call is recovered when its re-INVITE (CSeq 2) and its BYE
 both got a 200 **and** the backup proved that its dialog module matched them to the
-replicated dialog — the capture shows the backup sending BIN ``updated`` (the
-re-INVITE moved the dialog's cseq) and ``deleted`` (the BYE ended it) for that Call-ID
-after the kill. A 200 alone proves nothing: ``loose_route`` would relay an in-dialog
+replicated dialog — the backup sent BIN ``updated`` (the re-INVITE moved the
+dialog's cseq) and ``deleted`` (the BYE ended it) for that Call-ID after the kill, as
+seen in the capture (to any destination) or as received by the run's live witness (a
+pybin peer every node also replicates to, `Evidence.witnessed`). The witness is what
+makes the proof independent of the dead primary: packets the backup addresses to it may
+never reach the wire (a dead host's neighbour entry fails and the kernel drops them),
+and tcpdump may drop some under load; either source suffices. A 200 alone proves nothing: ``loose_route`` would relay an in-dialog
 request to the callee (which answers 200) even for a dialog the backup never had.
 ``lost`` is N minus the recovered calls; the reason for each is kept.
 
@@ -64,7 +68,10 @@ JSON_KEYS = ("calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_
              "setup_rate", "release_rate", "release_rate_asked", "retransmissions",
              "failed_requests", "backup_shm_used_before", "backup_shm_used_after",
              "backup_shm_max_used", "backup_alive", "backup_errors", "missing_on_backup",
-             "backup_dialogs_left", "timed_out", "deadline_s", "lost_calls")
+             "backup_dialogs_left", "timed_out", "deadline_s",
+             # where the proof of recovery came from: the backup's BIN packets after the
+             # kill in the capture and at the live witness; packets tcpdump dropped
+             "backup_bin_captured", "backup_bin_witnessed", "capture_drops", "lost_calls")
 #: lost calls listed in the JSON (all are counted in ``lost``)
 LOST_LISTED = 50
 
@@ -340,6 +347,10 @@ class FailoverResult:
     timed_out: list[str] = field(default_factory=list)
     #: the bound on the whole run, derived from its size and rates
     deadline_s: float | None = None
+    #: BIN dialog packets the backup sent after the kill: seen in the capture (to any
+    #: destination), received by the live witness (None: the run had none)
+    backup_bin_captured: int = 0
+    backup_bin_witnessed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {key: getattr(self, key) for key in JSON_KEYS}
@@ -374,6 +385,8 @@ class FailoverResult:
             ("backup update_sent / delete_sent", f"+{self._delta('update_sent')} / "
                                                  f"+{self._delta('delete_sent')}"),
             ("backup dialogs left", str(self.backup_dialogs_left)),
+            ("backup BIN captured / witnessed",
+             f"{self.backup_bin_captured} / {self.backup_bin_witnessed}"),
         ]
         if self.workdir is not None:
             rows.append(("artifacts", str(self.workdir)))
@@ -428,6 +441,9 @@ class Evidence:
     backup_alive: bool = True
     backup_errors: list[str] = field(default_factory=list)
     deadline_s: float | None = None
+    #: BIN dialog packets the run's live witness (a pybin peer replicated to) received,
+    #: with its arrival times; None: the run had no witness
+    witnessed: list[WireBin] | None = None
 
 
 def _mb(v: int | None) -> str:
@@ -445,7 +461,9 @@ def result_from(ev: Evidence) -> FailoverResult:
     sip, bins = split_capture(ev.datagrams)
     gap = service_gap(sip, ev.proxy, ev.kill_at)
     lags = replication_lags(sip, bins, ev.proxy, ev.primary_bin, ev.backup_bin, until=ev.kill_at)
-    lost_calls = judge_calls(by_id.values(), backup_commands(bins, ev.backup_bin, ev.kill_at))
+    witnessed = ev.witnessed or []
+    lost_calls = judge_calls(by_id.values(),
+                             backup_commands([*bins, *witnessed], ev.backup_bin, ev.kill_at))
     for cid in {k[0] for k in ev.keys} - set(by_id):
         lost_calls[cid] = "no SIPp record of the call"
     recovery = recovery_times(by_id.values())
@@ -471,4 +489,7 @@ def result_from(ev: Evidence) -> FailoverResult:
         backup_shm_used_after=ev.backup_shm.get("used_after"),
         backup_shm_max_used=ev.backup_shm.get("max_used"),
         backup_alive=ev.backup_alive, backup_errors=list(ev.backup_errors),
-        timed_out=list(ev.timed_out), deadline_s=ev.deadline_s)
+        timed_out=list(ev.timed_out), deadline_s=ev.deadline_s,
+        backup_bin_captured=sum(1 for b in bins if b.src == ev.backup_bin and b.t >= ev.kill_at),
+        backup_bin_witnessed=None if ev.witnessed is None else sum(
+            1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at))

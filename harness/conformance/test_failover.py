@@ -29,7 +29,8 @@ def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
                                    request: pytest.FixtureRequest, tmp_path: Path,
                                    mode: str) -> None:
     n: int = request.config.getoption("--failover-calls")
-    cluster = opensips_cluster(("primary", "backup"))
+    # peer: the live witness both nodes also replicate to (harness.failover.witness)
+    cluster = opensips_cluster(("primary", "backup"), peer=True)
     result = run_failover(cluster, n, workdir=tmp_path / "failover", mode=mode)
     # what record_property does, without its warning under junit_family xunit2 (the
     # default, used by `harness run`), which filterwarnings=error turns into an error
@@ -52,6 +53,9 @@ def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
     assert after["delete_sent"] - before["delete_sent"] == n
     assert result.backup_dialogs_left == 0
     assert cluster.mi("backup").dlg_list() == []
+    # the proof reached a live destination too: the witness got the backup's own
+    # updated and deleted for every call (not only the capture of packets to the primary)
+    assert result.backup_bin_witnessed is not None and result.backup_bin_witnessed >= 2 * n
 
     # the figures are present and sane (no bounds: those are the benchmark's)
     figures = result.to_json()
@@ -73,7 +77,7 @@ def test_backup_carries_calls_at_size_with_a_paced_release(
     10000`` for the full size), released at 1,000 requests/s after the kill. The run
     ends within its derived deadline, and the new figures are there and consistent."""
     n = max(1000, request.config.getoption("--failover-calls"))
-    cluster = opensips_cluster(("primary", "backup"))
+    cluster = opensips_cluster(("primary", "backup"), peer=True)
     result = run_failover(cluster, n, workdir=tmp_path / "failover", release_rate=1000.0)
     request.node.user_properties.extend(
         (k, v) for k, v in result.to_json().items() if not isinstance(v, (dict, list)))
@@ -82,6 +86,7 @@ def test_backup_carries_calls_at_size_with_a_paced_release(
     assert result.lost == 0, f"{result.lost} of {n} dialogs lost, e.g. {lost}; backup: {result.backup_errors[:3]}"
     assert result.timed_out == [] and result.backup_alive and result.backup_dialogs_left == 0
     assert result.failed_requests == 0
+    assert result.backup_bin_witnessed is not None and result.backup_bin_witnessed >= 2 * n
     figures = result.to_json()
     # paced: the caller's in-dialog requests went out at about the asked rate, not a burst
     assert figures["release_rate_asked"] == 1000.0

@@ -8,6 +8,7 @@ import itertools
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -321,3 +322,53 @@ def test_warmup_reports_a_crash_after_an_earlier_defect_death(monkeypatch: pytes
     assert "exited by a signal 11" in str(info.value)
     assert (stats.probed, stats.died) == (1, 1)
     assert node.current_logs() == "start 2\n" + OTHER_CRASH.decode()
+
+
+class _NetContainer(_Container):
+    """A container on a network, with a MAC, that records what is exec'd in it."""
+
+    def __init__(self, network: str, mac: str) -> None:
+        super().__init__()
+        self.network, self.mac, self.execs, self.events = network, mac, [], []
+
+    @property
+    def attrs(self) -> dict[str, object]:
+        return {"State": {"Status": self.status, "ExitCode": 137, "FinishedAt": "now"},
+                "NetworkSettings": {"Networks": {self.network: {"MacAddress": self.mac}}}}
+
+    def kill(self, signal: str) -> None:
+        self.events.append(("kill", signal))
+        self.status = "exited"
+
+    def exec_run(self, cmd: list[str], stdout: bool = True, stderr: bool = True):
+        self.execs.append(cmd)
+        return SimpleNamespace(exit_code=0, output=b"")
+
+
+def test_a_killed_node_stays_resolvable_on_its_siblings_until_it_starts_again() -> None:
+    """docker kill removes the container's network namespace too: the backup's neighbour
+    entry for it would fail and a 1.10 backup replicating to it blocks in sendto. Before
+    the kill every running sibling pins the node's address to its MAC (as on a live host
+    whose OpenSIPS crashed); a restart removes the pin. Stopped siblings are left alone."""
+    net = DockerNetwork("c", subnet="10.99.7.0/24", run="r")
+    net.name = "osh-r-w0-0-c"
+    primary = docker_node.DockerNode("primary", net, "10.99.7.10", "cfg")
+    backup = docker_node.DockerNode("backup", net, "10.99.7.11", "cfg")
+    idle = docker_node.DockerNode("idle", net, "10.99.7.12", "cfg")
+    boxes = {n: _NetContainer(net.name, f"02:42:0a:63:07:{i:02x}")
+             for i, n in enumerate((primary, backup, idle), 10)}
+    for node, box in boxes.items():
+        node._tc, node._iface = _Wrapped(box), "eth0"
+        node._expect_down = False
+        node.siblings = lambda node=node: [n for n in boxes if n is not node]
+    boxes[idle].status = "exited"
+    primary.kill()
+    pin = ["ip", "neigh", "replace", "10.99.7.10", "lladdr", "02:42:0a:63:07:0a", "dev", "eth0",
+           "nud", "permanent"]
+    assert boxes[backup].execs == [pin] and boxes[idle].execs == []
+    assert boxes[primary].events == [("kill", "SIGKILL")]
+    primary.wait_ready = lambda timeout=None: None  # type: ignore[method-assign]
+    primary.start()
+    assert boxes[backup].execs[-1] == ["ip", "neigh", "del", "10.99.7.10", "dev", "eth0"]
+    primary.kill()  # pinned again, once
+    assert boxes[backup].execs.count(pin) == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.failover_figures import (JSON_KEYS, LOST_LISTED, Evidence, FailoverResult, Gap,
+from harness.failover_figures import (JSON_KEYS, LOST_LISTED, Evidence, FailoverResult, Gap, WireBin,
                                       backup_commands, failed_requests, judge_calls, percentile,
                                       recovery_times, release_rate, replication_lags, result_from,
                                       retransmitted, service_gap, setup_rate, split_capture)
@@ -214,6 +214,56 @@ def test_the_result_is_built_from_the_evidence_alone() -> None:
     assert (r.replication_lag_ms_p50, r.replication_lag_ms_p99) == (0.2, 3.0)
     assert r.release_spread_ms == 10.0
     assert "backup update_sent / delete_sent  +1 / +0" in r.table().splitlines()
+
+
+def witnessed_evidence(witnessed: list[WireBin] | None, datagrams: list | None = None) -> Evidence:
+    """call-2 of the ladder, relayed with 200s; the capture lacks the backup's proof."""
+    relayed = call("call-2",
+                   (10.060, "sent", sip("INVITE", "call-2", "2 INVITE")),
+                   (10.070, "received", sip(200, "call-2", "2 INVITE")),
+                   (10.100, "sent", sip("BYE", "call-2", "3 BYE")),
+                   (10.110, "received", sip(200, "call-2", "3 BYE")))
+    return Evidence(backend="docker", mode="kill", calls=1, keys={("call-2", "a", "b")},
+                    summary=SippSummary("uac", "reinvite", 0, 1, 0, [relayed]),
+                    datagrams=ladder() if datagrams is None else datagrams, kill_at=T0 + 10.0,
+                    proxy=VIP, primary_bin=PRIMARY_BIN, backup_bin=BACKUP_BIN,
+                    witnessed=witnessed)
+
+
+def test_the_live_witness_proves_what_never_reached_the_capture() -> None:
+    """The backup's updated/deleted to the dead primary may never reach the wire (the dead
+    host's neighbour entry failed): received by the live witness, they prove the call."""
+    witness = ("10.9.0.1", 40001)
+    seen = [WireBin(T0 + 10.065, BACKUP_BIN, witness, 2, "call-2"),
+            WireBin(T0 + 10.105, BACKUP_BIN, witness, 3, "call-2")]
+    assert result_from(witnessed_evidence(None)).lost == 1  # capture alone: no proof
+    r = result_from(witnessed_evidence(seen))
+    assert (r.lost, r.lost_calls) == (0, {})
+    # the ladder's capture holds two backup packets after the kill (call-1's)
+    assert (r.backup_bin_captured, r.backup_bin_witnessed) == (2, 2)
+    assert r.to_json()["backup_bin_witnessed"] == 2
+    assert result_from(witnessed_evidence(None)).backup_bin_witnessed is None
+
+
+def test_the_witness_proves_only_the_backups_own_packets_after_the_kill() -> None:
+    """Same rule as the capture: the primary's packets, or the backup's before the kill,
+    prove nothing; one of updated/deleted is not enough."""
+    witness = ("10.9.0.1", 40001)
+    for seen in ([WireBin(T0 + 10.065, PRIMARY_BIN, witness, 2, "call-2"),
+                  WireBin(T0 + 10.105, PRIMARY_BIN, witness, 3, "call-2")],
+                 [WireBin(T0 + 9.0, BACKUP_BIN, witness, 2, "call-2"),
+                  WireBin(T0 + 9.5, BACKUP_BIN, witness, 3, "call-2")],
+                 [WireBin(T0 + 10.065, BACKUP_BIN, witness, 2, "call-2")]):
+        r = result_from(witnessed_evidence(seen))
+        assert r.lost == 1 and "backup sent no BIN" in r.lost_calls["call-2"]
+
+
+def test_the_capture_alone_still_proves_a_call_the_witness_missed() -> None:
+    """Either source suffices: the witness's socket may lose a packet too."""
+    cap = ladder() + [dg(10.065, BACKUP_BIN, PRIMARY_BIN, bin_packet(2, "call-2")),
+                      dg(10.105, BACKUP_BIN, PRIMARY_BIN, bin_packet(3, "call-2"))]
+    r = result_from(witnessed_evidence([], datagrams=cap))
+    assert r.lost == 0 and (r.backup_bin_captured, r.backup_bin_witnessed) == (4, 0)
 
 
 # -- the published form ------------------------------------------------------------------

@@ -272,15 +272,34 @@ def test_judging_returns_the_result_and_passes_on_its_errors(make_run, monkeypat
 @pytest.fixture
 def failing_command(monkeypatch: pytest.MonkeyPatch):
     """cmd_failover with its backend and cluster faked; ``fail`` is what run_failover raises."""
+    class Backend:
+        opened = closed = 0
+
+        def open(self) -> None:
+            Backend.opened += 1
+
+        def close(self) -> None:
+            Backend.closed += 1
+
     class Choice:
         name = "local"
 
         def factory(self):
-            return lambda settings: "backend"
+            return lambda settings: Backend()
+
+    class Peer:
+        address = ("10.0.0.1", 40000)
+        closed = 0
+
+        def close(self) -> None:
+            Peer.closed += 1
 
     class Cluster:
+        made: list[dict[str, object]] = []
+
         def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
+            Cluster.made.append(kwargs)
+            self.peer = None
 
         def __enter__(self):
             return self
@@ -291,13 +310,29 @@ def failing_command(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(cli, "first_use", lambda args: None)
     monkeypatch.setattr(cli, "backend_for", lambda args: (Choice(), None))
     monkeypatch.setattr(cli, "Cluster", Cluster)
-    fail: list[BaseException] = []
+    monkeypatch.setattr(cli, "witness", lambda backend: Peer())
+    class Failures(list):  # what run_failover raises; the fakes, for assertions
+        cluster, peer = Cluster, Peer
+
+    fail = Failures()
 
     def run_failover(*args: object, **kwargs: object):
         raise fail[0]
 
     monkeypatch.setattr(cli, "run_failover", run_failover)
     return fail
+
+
+def test_the_command_replicates_to_a_live_witness_and_closes_it(failing_command, capsys, tmp_path) -> None:
+    """Both nodes replicate to the pybin witness too (the proof of recovery must not hang
+    on packets to the dead primary); the witness is closed whatever the run did."""
+    failing_command.append(FailoverError("boom"))
+    assert cli.main(["failover", "--calls", "10", "--json", "--workdir", str(tmp_path)]) == 1
+    # the witness first: 1.10 sends to the last configured destination first, so the
+    # other node is sent to before it (the replication lag does not include it)
+    assert failing_command.cluster.made[-1]["replicate"] == {
+        "primary": [("10.0.0.1", 40000), "backup"], "backup": [("10.0.0.1", 40000), "primary"]}
+    assert failing_command.peer.closed == 1
 
 
 def test_a_failed_setup_prints_one_json_object_and_exits_1(failing_command, capsys, tmp_path) -> None:
@@ -336,3 +371,21 @@ def test_a_node_dying_mid_run_keeps_its_log_as_detail(make_run, failing_command,
     assert cli.main(["failover", "--calls", "100", "--json", "--workdir", str(tmp_path)]) == 1
     obj = json.loads(capsys.readouterr().out)
     assert obj["error_detail"] == ["last: boom"] and obj["calls_held"] == 5 and obj["step"] == "setup"
+
+
+def test_witnessed_turns_the_peers_packets_into_capture_like_records() -> None:
+    """What the live witness received is evidence beside the capture: decoded dialog
+    packets with their arrival time and sender; what is no dialog packet is skipped."""
+    from pybin import dialog
+    from pybin.wire import parse_header
+
+    from harness.failover_figures import WireBin
+    from harness.peer import PeerPacket
+
+    good = parse_header(dialog.make(3, call_id=b"c-1", from_tag=b"a", to_tag=b"b").encode())
+    other = parse_header(dialog.make(2, call_id=b"c-2", from_tag=b"a", to_tag=b"b").encode())
+    peer = SimpleNamespace(address=("10.9.0.1", 40001), received=[
+        PeerPacket(5.0, ("10.9.0.12", 5062), good), PeerPacket(6.0, ("10.9.0.11", 5062), other)])
+    assert failover.witnessed(peer) == [  # type: ignore[arg-type]
+        WireBin(5.0, ("10.9.0.12", 5062), ("10.9.0.1", 40001), 3, "c-1"),
+        WireBin(6.0, ("10.9.0.11", 5062), ("10.9.0.1", 40001), 2, "c-2")]

@@ -136,6 +136,7 @@ class DockerBackend(PlannedBackend):
             stop_timeout=s.timeouts.stop, mi_timeout=s.timeouts.mi,
             bin_children=s.opensips.bin_children,
         )
+        node.siblings = lambda: [n for n in self.nodes.values() if n is not node]
         self.nodes[name] = node
         return node
 

@@ -14,7 +14,7 @@ import base64
 import functools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -114,6 +114,10 @@ class DockerNode:
         self._tc: Any = None
         self._iface: str | None = None
         self.starts = 0
+        #: the other nodes of the cluster (set by the backend): kill() pins this node's
+        #: address on them, start() unpins it
+        self.siblings: Callable[[], Iterable[DockerNode]] = lambda: ()
+        self._pinned_on: list[DockerNode] = []
 
     @property
     def container_name(self) -> str:
@@ -148,6 +152,7 @@ class DockerNode:
                 raise DockerBackendError(f"{self.name}: already {status}")
             self._log_offset = len(self.logs())  # the engine keeps one log for every start
             self._expect_down = False
+            self._unpin()
             self.container.start()
         self.starts += 1
         self._iface = None
@@ -181,11 +186,23 @@ class DockerNode:
             c.stop(timeout=int(max(1, self.stop_timeout)))
 
     def kill(self) -> None:
-        """SIGKILL the container's init: the kernel kills every process of the node at once."""
+        """SIGKILL the container's init: the kernel kills every process of the node at once.
+
+        A crashed OpenSIPS on a live host still has its address: its kernel answers ARP
+        (and sends ICMP port unreachable), as on the local backend, whose namespaces
+        outlive the processes. ``docker kill`` also removes the container's network
+        namespace -- a dead *host*: peers' neighbour entries for it fail, and a 1.10
+        peer replicating to it then blocks its SIP workers in ``sendto`` (the BIN
+        socket's send buffer fills with packets queued for ARP, ~3 s per attempt).
+        So, before the kill, every running sibling gets a permanent neighbour entry
+        for this node's address and MAC (`_pin`): frames to it still leave on the
+        bridge and are dropped there, as after a process crash. `start` removes it.
+        """
         self._expect_down = True
         c = self.container
         if c is None or self.state().get("Status") not in _UP:
             return
+        self._pin(self._mac())
         try:
             c.kill(signal="SIGKILL")
         except Exception as exc:  # it exited between the look and the kill: what we wanted
@@ -193,6 +210,31 @@ class DockerNode:
                 raise
         wait_until(lambda: self.state().get("Status") not in _UP,
                    timeout=self.stop_timeout, what=f"the container of {self.name} to exit")
+
+    def _mac(self) -> str | None:
+        """This node's MAC on the cluster network (from the engine's last inspect)."""
+        c = self.container
+        networks = ((c.attrs or {}).get("NetworkSettings") or {}).get("Networks") or {} if c else {}
+        return (networks.get(self.network.name) or {}).get("MacAddress") or None
+
+    def _pin(self, mac: str | None) -> None:
+        """A permanent neighbour entry ``ip -> mac`` on every running sibling (best effort)."""
+        if not mac:
+            return
+        for node in self.siblings():
+            if node is self or not node.is_running():
+                continue
+            code, _ = node.exec(["ip", "neigh", "replace", self.ip, "lladdr", mac, "dev",
+                                 node.interface(), "nud", "permanent"], check=False)
+            if code == 0:
+                self._pinned_on.append(node)
+
+    def _unpin(self) -> None:
+        """Remove the entries `_pin` made (the restarted node answers ARP itself)."""
+        pinned, self._pinned_on = self._pinned_on, []
+        for node in pinned:
+            if node.is_running():
+                node.exec(["ip", "neigh", "del", self.ip, "dev", node.interface()], check=False)
 
     def freeze(self) -> None:
         """Freeze every process of the node (cgroup freezer via docker pause).
