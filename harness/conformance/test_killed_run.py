@@ -179,29 +179,33 @@ def nothing_left(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
 
 def test_harness_clean_removes_what_a_killed_runner_left(
         killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice) -> None:
-    owner, run = killed_runner()
     backend = str(opensips_backend.name)
-    # Holding the sweep lock keeps other xdist workers' run-start sweeps (they skip while
-    # it is held) from removing the leftovers between this check and `harness clean`,
-    # which runs here, in this thread, under the same lock (seen: an -n auto run where a
-    # cluster start elsewhere swept them first and clean found nothing).
+    # The machine's sweep lock is held from before the kill to the end: other xdist
+    # workers' run-start sweeps skip while it is held, so none of them removes the
+    # leftovers first (seen twice: an -n auto run where another worker's cluster start
+    # swept them before this test looked), and `harness clean` runs here, in this
+    # thread, under the same lock.
     lines: list[str] = []
     with sweep_lock():
+        owner, run = killed_runner()
         assert_left_behind(owner, run, backend)
         status = clean_command(False, lines.append, lines.append)
-    assert status == 0, lines
-    mine = [line for line in lines if f"(owner {owner})" in line]
-    kinds = sorted({line.split()[1] for line in mine})
-    assert kinds == (["container", "network", "process"] if backend == "docker"
-                     else ["directory", "namespace", "process"])
-    assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
+        assert status == 0, lines
+        mine = [line for line in lines if f"(owner {owner})" in line]
+        kinds = sorted({line.split()[1] for line in mine})
+        assert kinds == (["container", "network", "process"] if backend == "docker"
+                         else ["directory", "namespace", "process"])
+        assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
 
 
 def test_the_next_cluster_start_removes_what_a_killed_runner_left(
         killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice,
         opensips_cluster: Callable[..., object]) -> None:
-    owner, run = killed_runner()
     backend = str(opensips_backend.name)
-    assert_left_behind(owner, run, backend)
-    opensips_cluster(("primary",), capture=False)
-    assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
+    # held from before the kill, so the sweep that removes the leftovers is this test's
+    # own cluster start (re-entrant in this thread), not another worker's
+    with sweep_lock():
+        owner, run = killed_runner()
+        assert_left_behind(owner, run, backend)
+        opensips_cluster(("primary",), capture=False)
+        assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
