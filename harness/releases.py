@@ -16,6 +16,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pybin.rules import in_range as _in_range
+from pybin.rules import version_key as _version_key
+
 #: the release every other one is compared with
 BASELINE = "1.10.5"
 
@@ -41,19 +44,17 @@ UPSTREAM: dict[str, tuple[str, str]] = {
     "1.11.11": ("4ec29c3101c5ba9bb4ec0b62cc12a114034d7138", "1b7f2059c2945c3026da06aff859bfc495c25616"),
 }
 
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-
-
 class ReleaseError(ValueError):
     """A version or release range the harness cannot use (one line, says what is valid)."""
 
 
 def version_key(version: str) -> tuple[int, int, int]:
-    """``"1.10.2"`` -> (1, 10, 2), for ordering and ranges; ReleaseError when not x.y.z."""
-    m = _VERSION.match(version.strip())
-    if not m:
-        raise ReleaseError(f"{version!r} is not a release number like 1.10.5")
-    return (int(m[1]), int(m[2]), int(m[3]))
+    """``"1.10.2"`` -> (1, 10, 2), for ordering and ranges; ReleaseError when not x.y.z.
+    (pybin's backup rules own the parsing; harness only names the error.)"""
+    try:
+        return _version_key(version)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 def family(version: str) -> str:
@@ -97,22 +98,12 @@ def expand_versions(spec: str | list[str]) -> list[str]:
 
 
 def in_range(version: str, spec: str) -> bool:
-    """Whether ``version`` is in ``spec``: ``"1.10.0-1.10.2"``, ``"1.11.7+"``, ``"1.10.3"``,
-    or several of those joined by commas."""
-    v = version_key(version)
-    for part in (p.strip() for p in spec.split(",")):
-        if part.endswith("+"):
-            low = version_key(part[:-1])
-            # "1.11.7+" means the rest of that branch, not every later branch
-            if v[:2] == low[:2] and v >= low:
-                return True
-        elif "-" in part:
-            lo, hi = (version_key(x) for x in part.split("-", 1))
-            if lo <= v <= hi:
-                return True
-        elif part and v == version_key(part):
-            return True
-    return False
+    """Whether ``version`` is in ``spec``: ``"1.10.0-1.10.2"``, ``"1.11.7+"`` (the rest of
+    that branch only), ``"1.10.3"``, or several joined by commas (pybin.rules.in_range)."""
+    try:
+        return _in_range(version, spec)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 @dataclass(frozen=True)
