@@ -165,16 +165,11 @@ class _Builds:
         named = local_builds(self.specs)
         if label in named:
             return named[label]
-        default = local_build(find_default_binary())
+        default = local_build(load_settings().opensips_binary())
         if default.label == label:
             return default
         raise BuildError(f"no local binary of release {label}: pass --opensips-binary {label}=PATH "
                          f"(or ${BINARIES_ENV}); the default binary reports {default.label}")
-
-
-def find_default_binary() -> str:
-    from harness.settings import find_opensips_binary
-    return find_opensips_binary(load_settings().opensips.binary)
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def statistics(cluster: Cluster, node: str, names: tuple[str, ...]) -> dict[str,
     except MIError as err:
         return f"unavailable: {str(err).splitlines()[0][:80]}"
     if not stats:
-        return "unavailable: no dialog statistics (built without STATS?)"
+        return "unavailable: get_statistics returned no dialog statistics"
     return {n: stats.get(n) for n in names}
 
 

@@ -40,10 +40,7 @@ class MatrixError(ValueError):
 def register_all() -> None:
     """Import every module that registers checks (they register on import)."""
     import harness.matrix.checks  # noqa: F401
-    try:
-        import harness.matrix.checks_nodes  # noqa: F401
-    except ImportError:  # pragma: no cover - only while that module does not exist
-        pass
+    import harness.matrix.checks_nodes  # noqa: F401
 
 
 def select_checks(patterns: Sequence[str] | None) -> list[str]:
