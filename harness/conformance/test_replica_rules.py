@@ -10,7 +10,7 @@ rules say it does (1.10.0-1.10.2, 1.11.0-1.11.2) and build the dialog elsewhere.
 
 Ordering: the backup runs one BIN receiver (bin_children 1), so after each step a
 fresh "fence" dialog is created and, once it is listed, everything sent before it
-was applied. No statistics are needed (1.10.0 builds may have STATS off).
+was applied. No statistics are needed: the fence and dlg_list alone order the steps.
 """
 
 from __future__ import annotations
