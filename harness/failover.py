@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import node_log
 from harness.calls import CallPair
 from harness.capture import Capture
 from harness.cluster import Cluster, Destination
@@ -131,9 +132,8 @@ def deadlines(calls: int, rate: float, release_rate: float) -> dict[str, float]:
 
 
 def error_lines(log: str) -> list[str]:
-    """OpenSIPS's ERROR/CRITICAL/ALERT lines of a log, in order."""
-    return [ln.strip() for ln in log.splitlines()
-            if any(f"{lvl}:" in ln for lvl in ("ERROR", "CRITICAL", "ALERT", "BUG"))]
+    """OpenSIPS's ERROR/CRITICAL/ALERT records of a log, in order, as written."""
+    return [r.full for r in node_log.errors(log)]
 
 
 # --------------------------------------------------------------------------- the prober

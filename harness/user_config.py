@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from harness import node_log
 from harness.node import NodeAddresses
 from harness.render import PLACEHOLDERS, RenderError, render_config
 from harness.settings import Settings, SettingsError
@@ -274,11 +275,10 @@ def opensips_check(text: str, backend: str, binary: str | None, image: str | Non
 
 def first_error(log: str) -> str | None:
     """``line 32: failed to load module`` from OpenSIPS's -c output (its first error)."""
-    for line in log.splitlines():
-        m = re.search(r"(?:ERROR|CRITICAL):core:\w+: (.*)", line)
-        if not m:
+    for record in node_log.errors(log):
+        if record.module != "core":
             continue
-        msg = m.group(1)
+        msg = record.text.strip()
         where = re.search(r"parse error in config file \S+, (line \d+)[^:]*: (.*)", msg)
         return f"{where.group(1)}: {where.group(2)}" if where else msg
     return None

@@ -17,12 +17,12 @@ settings.warmup.max_restarts times; any other death is a real failure (NodeDied)
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness import node_log
 from harness.node import Node, NodeDied
 from harness.settings import Settings
 from harness.wait import WaitTimeout, wait_until
@@ -35,9 +35,8 @@ SENTINEL_CMD = 424242
 LOG_LINES = 20
 #: sends a datagram from the cluster network: send(packet, (ip, port))
 Send = Callable[[bytes, tuple[str, int]], None]
-_SENTINEL_RE = re.compile(
-    r"\[(\d+)\] ERROR:dialog:receive_binary_packet: "
-    rf"Invalid dialog binary packet command: {SENTINEL_CMD}\b")
+#: the record a dialog module's BIN receiver logs for the sentinel (1.10.5 dlg_replication.c)
+SENTINEL_MESSAGE = f"ERROR:dialog:receive_binary_packet: Invalid dialog binary packet command: {SENTINEL_CMD}"
 
 
 class _ReceiverGone(Exception):
@@ -67,8 +66,13 @@ def died_of_defect(log_text: str) -> bool:
     return DEFECT_SIGNATURE in log_text and SIGCHLD_SIGNATURE in log_text
 
 
+def sentinel_records(log_text: str) -> list[node_log.LogRecord]:
+    """The records in which a receiver logged the sentinel: who (pid) and when."""
+    return [r for r in node_log.iter_records(log_text) if r.message.rstrip() == SENTINEL_MESSAGE]
+
+
 def sentinel_pids(log_text: str) -> set[int]:
-    return {int(m.group(1)) for m in _SENTINEL_RE.finditer(log_text)}
+    return {r.pid for r in sentinel_records(log_text)}
 
 
 @dataclass
@@ -191,13 +195,13 @@ def _probe_sentinel(node: Node, send: Send, addr: tuple[str, int], pids: set[int
     """Probe + sentinel until every receiver logged the sentinel; True if the node died."""
     def round_(todo: set[int]) -> Callable[[], set[int] | None]:
         logs = node.current_logs()
-        before, deaths = len(_SENTINEL_RE.findall(logs)), logs.count(DEFECT_SIGNATURE)
+        before, deaths = len(sentinel_records(logs)), logs.count(DEFECT_SIGNATURE)
         send(probe_packet(settings.warmup.module), addr)
         send(sentinel_packet(), addr)
 
         def answered() -> set[int] | None:
             logs = node.current_logs()
-            if len(_SENTINEL_RE.findall(logs)) > before:
+            if len(sentinel_records(logs)) > before:
                 return sentinel_pids(logs) & pids
             if logs.count(DEFECT_SIGNATURE) > deaths:
                 raise _ReceiverGone

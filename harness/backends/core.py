@@ -13,12 +13,12 @@ import itertools
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
+from harness import node_log
 from harness.mi import MIClient, MITimeout
 from harness.node import NodeAddresses
 from harness.settings import OpenSIPSSettings, PortSettings, Settings
@@ -240,8 +240,9 @@ def wait_until_serving(mi: MIClient, want: int, timeout: float, *, name: str,
 
 
 def clock(when: float) -> str:
-    """``HH:MM:SS.mmm`` local time, the resolution node logs are read at."""
-    return time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when % 1 * 1000):03d}"
+    """``Dec  6 16:05:33.123 UTC``: a time as the nodes' logs write it (plus ms), so a
+    death report reads against the log tail it quotes."""
+    return f"{node_log.stamp(when)}.{int(when % 1 * 1000):03d} UTC"
 
 
 def death_report(name: str, ip: str, when: float | None, exit_code: int | None, logs: str,

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness import node_log
 from harness.bench.flood import Sent, send_paced
 from harness.bench.kernel import KernelCounters, read_counters
 from harness.mi import MIClient
@@ -22,8 +23,9 @@ from harness.node import Node
 from harness.wait import WaitTimeout, wait_until
 
 RECV = ("create_recv", "update_recv", "delete_recv")
-#: what in a node's log says a step went wrong (the first such lines are reported)
-FAILURE_MARKS = ("ERROR", "CRITICAL", "No more", "out of memory", "not enough")
+#: besides an error level, what in a node's log says a step went wrong (the first such
+#: records are reported)
+FAILURE_MARKS = ("No more", "out of memory", "not enough")
 #: seconds the backup may take to drain what was offered, beyond the offer itself
 SETTLE = 15.0
 
@@ -38,8 +40,10 @@ def recv_total(stats: dict[str, int]) -> int:
 
 
 def failure_lines(log: str, limit: int = 5) -> list[str]:
-    """The first lines of ``log`` that say something failed."""
-    return [line for line in log.splitlines() if any(m in line for m in FAILURE_MARKS)][:limit]
+    """The first records of ``log`` that say something failed (an error level, or a
+    message about memory), as written."""
+    return [r.full for r in node_log.iter_records(log)
+            if r.is_error or any(m in r.text for m in FAILURE_MARKS)][:limit]
 
 
 @dataclass

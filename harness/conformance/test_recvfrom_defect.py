@@ -12,11 +12,11 @@ printed and recorded as a JUnit property (``recvfrom_defect_died`` / ``_nodes``)
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import pytest
 
+from harness import node_log
 from harness.warmup import DEFECT_SIGNATURE, SIGCHLD_SIGNATURE, sentinel_packet
 
 from _dialogs import wait_until
@@ -27,11 +27,6 @@ NODES = 10
 SENTINEL_LINE = "ERROR:dialog:receive_binary_packet: Invalid dialog binary packet command: 424242"
 #: logged right after the sentinel line: the receiver finished with the packet
 HANDLED_LINE = "ERROR:dialog:receive_binary_packet: Failed to process a binary packet!"
-
-
-def _lines_after_start(log: str) -> list[str]:
-    """The node's log lines from its (only) start, without the startup banner noise."""
-    return [ln for ln in log.splitlines() if re.match(r"\w{3} +\d+ [\d:]+ \[\d+\] ", ln)]
 
 
 @pytest.mark.node_deaths_expected  # deaths are what it measures, each one checked below
@@ -67,21 +62,21 @@ def test_fresh_nodes_survive_or_die_of_the_known_defect(
     fate = wait_until(settled, 30, "every fresh node to survive or die of its first BIN packet")
     for n, what in fate.items():
         node = cluster.nodes[n]
-        lines = _lines_after_start(node.logs())
-        errors = [ln for ln in lines if re.search(r"\] (ERROR|CRITICAL|ALERT|BUG):", ln)]
+        records = node_log.records(node.logs())
+        errors = [r for r in records if r.is_error]
         (receiver,) = receivers[n]
         if what == "survived":
             assert node.is_running()
             assert cluster.mi(n).get_statistics()["processed_dialogs"] == 0
-            assert [ln.split("] ", 1)[1] for ln in errors] == [SENTINEL_LINE, HANDLED_LINE]
-            assert f"[{receiver}] {SENTINEL_LINE}" in node.logs()
+            assert [r.message for r in errors] == [SENTINEL_LINE, HANDLED_LINE]
+            assert errors[0].pid == receiver
         else:
             # exactly: the receiver's recvfrom fails with EINVAL, it exits with 255,
             # and the main process takes the whole node down
-            assert [ln.split(" ", 3)[3] for ln in errors] == [f"[{receiver}] ERROR:core:{DEFECT_SIGNATURE}"], n
-            after = lines[lines.index(errors[0]) + 1:]
-            assert re.search(rf"INFO:core:handle_sigs: child process {receiver} exited normally, status=255",
-                             after[0]), (n, after[:3])
+            assert [r.line for r in errors] == [f"[{receiver}] ERROR:core:{DEFECT_SIGNATURE}"], n
+            after = [r.message for r in records[records.index(errors[0]) + 1:]]
+            assert after[0] == f"INFO:core:handle_sigs: child process {receiver} exited normally, status=255", \
+                (n, after[:3])
             assert SIGCHLD_SIGNATURE in after[1], (n, after[:3])
     died = sum(1 for what in fate.values() if what == "died")
     # what record_property does, without its PytestWarning under junit_family xunit2

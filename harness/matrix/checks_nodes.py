@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness import node_log
 from harness.cluster import Cluster
 from harness.compare import diff_entries, diff_message_entry
 from harness.failover import FailoverError, FailoverRun
@@ -70,21 +71,14 @@ def wire_flags(msgs: Iterable[DialogMessage]) -> list[str]:
     return sorted({flag_names(m.flags) for m in msgs if isinstance(m, (DialogCreated, DialogUpdated))})
 
 
-_LOG_HEAD = re.compile(r"\w{3} +\d+ [\d:]+ \[\d+\] (?=[A-Z]+:)")
 _NUMBER = re.compile(r"0x[0-9a-fA-F]+|\d+")
 _FIRST_BYTES = re.compile(r"(First 10 bytes: ).*$", re.S)
 
 
 def log_records(text: str) -> list[str]:
-    """OpenSIPS log records of ``text`` without their date and pid, in order. A record
-    starts at its ``Mon DD HH:MM:SS [pid] LEVEL:`` head, not at a newline: some 1.10
-    messages (bin_pop_int's) have no newline, so several records share a line."""
-    heads = list(_LOG_HEAD.finditer(text))
-    out = []
-    for i, m in enumerate(heads):
-        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-        out.append(text[m.end():end].strip())
-    return out
+    """OpenSIPS log records of ``text`` without their date and pid, in order
+    (`harness.node_log`: several records may share a line)."""
+    return [m.strip() for m in node_log.messages(node_log.iter_records(text))]
 
 
 def log_category(record: str) -> str:

@@ -146,10 +146,11 @@ def test_shmem_statistics_and_bytes_per_dialog() -> None:
 
 def test_recv_total_and_failure_lines() -> None:
     assert recv_total({"create_recv": 3, "update_recv": 4, "delete_recv": 5, "create_sent": 9}) == 12
-    log = ("Mar  1 INFO:core:main: using rcv buffer of 512 kb\n"
-           "Mar  1 ERROR:dialog:dlg_replicated_create: Failed to create replicated dialog!\n"
-           "Mar  1 ERROR:core:fm_malloc: not enough free shm memory (8 bytes left)\n")
-    assert failure_lines(log) == log.splitlines()[1:]
+    log = ("Mar  1 09:00:01 [7] INFO:core:main: using rcv buffer of 512 kb\n"
+           "Mar  1 09:00:02 [8] ERROR:dialog:dlg_replicated_create: Failed to create replicated dialog!\n"
+           "Mar 11 09:00:02 [8] WARNING:core:fm_malloc: not enough free shm memory (8 bytes left)\n"
+           "Mar 11 09:00:03 [8] INFO:core:x: an ERROR: in the text is no error\n")
+    assert failure_lines(log) == log.splitlines()[1:3]
     assert rcvbuf_from_log(log) == 512 * 1024
     assert rcvbuf_from_log("nothing") is None
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from harness import node_log
 from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
 from harness.backends.docker.engine import (DockerBackendError, client, labels_for, quietly,
                                             register, slug, unregister)
@@ -141,7 +142,8 @@ class DockerNode:
     def start(self) -> None:
         """Start (or restart) the container and return once MI answers."""
         if self.container is None:
-            env = {"OPENSIPS_CFG_B64": base64.b64encode(self.config.encode()).decode()}
+            env = {"OPENSIPS_CFG_B64": base64.b64encode(self.config.encode()).decode(),
+                   "TZ": node_log.NODE_TZ}
             command = opensips_command("opensips", CONFIG_PATH, self.opensips)
             self._expect_down = False
             self._log_offset = 0

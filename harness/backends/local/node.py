@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import node_log
 from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
 from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
@@ -95,11 +96,11 @@ class LocalNode:
         with open(self.log_path, "ab") as log:
             self._log_offset = log.tell()
             log.write(f"=== harness: start #{self.starts} of {self.name} at "
-                      f"{time.strftime('%H:%M:%S')} ===\n".encode())
+                      f"{node_log.stamp(time.time())} ===\n".encode())
             log.flush()
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          env=child_env())
+                                          env=child_env() | {"TZ": node_log.NODE_TZ})
         self._death = None
         self._exited.clear()
         self._expected = True
