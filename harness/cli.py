@@ -5,7 +5,7 @@
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
     harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--no-build]
 
-up, run and failover build a missing Docker image on first use (harness.first_use),
+up, run and failover build a missing Docker image on first use (harness.backends.first_use),
 unless --no-build; --source DIR builds from a local OpenSIPS tree.
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
     harness clean [--all]
@@ -15,7 +15,7 @@ unless --no-build; --source DIR builds from a local OpenSIPS tree.
 The work lives in the modules named per subcommand; this one only parses, picks the
 backend, and turns failures into one line on stderr with a non-zero exit status
 (2: bad arguments or no backend; 1: the command ran and failed; `run` also 6: the
-suite passed but no live test ran or one was skipped, see harness.gate).
+suite passed but no live test ran or one was skipped, see harness.experiments.gate).
 """
 
 from __future__ import annotations
@@ -32,22 +32,44 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
-from harness.clean import clean_command
+from harness.backends import (
+    BACKEND_CHOICES,
+    BackendChoice,
+    choose_backend,
+    default_backend,
+)
+from harness.backends.clean import clean_command
+from harness.backends.first_use import build_on_first_use
+from harness.backends.images import (
+    DEFAULT_BASE,
+    OPENSIPS_REPO,
+    ImageError,
+    build_images,
+    make_base_image,
+)
+from harness.base.releases import BASELINE
+from harness.base.settings import SETTINGS_ENV, Settings, SettingsError, load_settings
 from harness.cluster import Cluster
-from harness.failover import (DEFAULT_RELEASE_RATE, FailoverError, failure_json, run_failover,
-                              witness, witness_topology)
-from harness.first_use import build_on_first_use
-from harness.gate import EXIT_NOT_LIVE, GateError, run_gate
-from harness.images import DEFAULT_BASE, OPENSIPS_REPO, ImageError, build_images, make_base_image
-from harness.matrix.cli import MatrixUsage
-from harness.node import NodeDied
-from harness.record import (DEFAULT_CALLS, DEFAULT_OUT, DEFAULT_SUBNET, RecordError,
-                            record_corpus)
-from harness.releases import BASELINE
-from harness.settings import SETTINGS_ENV, Settings, SettingsError, load_settings
-from harness.sipp import SCENARIOS
-from harness.user_config import UserConfigError, preflight
+from harness.cluster.interfaces import NodeDied
+from harness.cluster.user_config import UserConfigError, preflight
+from harness.experiments.failover import (
+    DEFAULT_RELEASE_RATE,
+    FailoverError,
+    failure_json,
+    run_failover,
+    witness,
+    witness_topology,
+)
+from harness.experiments.gate import EXIT_NOT_LIVE, GateError, run_gate
+from harness.experiments.matrix.cli import MatrixUsage
+from harness.experiments.record import (
+    DEFAULT_CALLS,
+    DEFAULT_OUT,
+    DEFAULT_SUBNET,
+    RecordError,
+    record_corpus,
+)
+from harness.instruments.sipp import SCENARIOS
 
 #: failures whose message is written for a person: shown as they are
 EXPLAINED = (NodeDied, FailoverError, RecordError, GateError, SettingsError, ImageError)
@@ -73,7 +95,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--backend, --settings, --config: how every cluster-starting subcommand runs OpenSIPS."""
     parser.add_argument("--backend", default=default_backend(),
                         choices=BACKEND_CHOICES, help="how to run OpenSIPS (default auto, or $HARNESS_BACKEND)")
-    parser.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+    parser.add_argument("--settings", help="YAML file overriding harness/base/defaults.yaml")
     parser.add_argument("--config", metavar="FILE", help="your own OpenSIPS config: a Jinja template "
                         "using the README's placeholders, checked before any node starts")
 
@@ -87,7 +109,7 @@ def add_first_use_options(parser: argparse.ArgumentParser) -> None:
 
 
 def first_use(args: argparse.Namespace) -> None:
-    """Build a missing Docker image before the command needs it (harness.first_use)."""
+    """Build a missing Docker image before the command needs it (harness.backends.first_use)."""
     try:
         build_on_first_use(args.backend, no_build=args.no_build, source=args.source, progress=say)
     except ImageError as err:  # nothing to run OpenSIPS with
@@ -98,7 +120,7 @@ def backend_for(args: argparse.Namespace, overrides: dict[str, object] | None = 
                 roles: tuple[str, ...] = ("primary", "backup")) -> tuple[BackendChoice, Settings]:
     """The settings (file, overrides, --config) and the backend that can run them.
 
-    A --config template is checked here, before any node starts (harness.user_config).
+    A --config template is checked here, before any node starts (harness.cluster.user_config).
     """
     settings = load_settings(args.settings).with_overrides(overrides)
     settings, note = preflight(settings, args.config, roles, args.backend)
@@ -195,7 +217,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
     """Run the scenario; a run that cannot finish still reports what it saw.
 
     With --json that is one JSON object with an ``error`` key (the one-line cause) and
-    the figures seen so far (`harness.failover.FAILURE_KEYS`), exit 1 (2 for bad
+    the figures seen so far (`harness.experiments.failover.FAILURE_KEYS`), exit 1 (2 for bad
     arguments or no backend); without, one line on stderr. Never a traceback.
     """
     if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
@@ -216,7 +238,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
             backend.open()
             # the live witness: a pybin peer both nodes also replicate to, so the proof of
             # each recovered call does not hang on packets to the dead primary
-            # (harness.failover.witness)
+            # (harness.experiments.failover.witness)
             peer = witness(backend)
         except BaseException:
             backend.close()
@@ -282,7 +304,9 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from harness.bench.replication import run_replication_bench  # pybin/SIPp load only here
+    from harness.experiments.bench.replication import (
+        run_replication_bench,  # pybin/SIPp load only here
+    )
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in ("local", "docker")]
@@ -386,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("bench", cmd_bench, "capacity figures: the replication rate a real backup takes without loss")
     p.add_argument("what", choices=["replication"], help="what to measure")
-    p.add_argument("--settings", help="YAML file overriding harness/defaults.yaml")
+    p.add_argument("--settings", help="YAML file overriding harness/base/defaults.yaml")
     p.add_argument("--backends", default="local,docker", help="comma-separated (default local,docker)")
     p.add_argument("--bin-children", default="1,2,4", help="BIN receivers per backup to try (default 1,2,4)")
     p.add_argument("--start", type=float, default=2000.0, help="first offered rate, packets/s (default 2000)")
@@ -398,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sip", action="store_true", help="skip the SIPp-fed primary -> backup run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    from harness.matrix.cli import add_parser as add_matrix
+    from harness.experiments.matrix.cli import add_parser as add_matrix
 
     add_matrix(sub)
     return parser

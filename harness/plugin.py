@@ -2,9 +2,9 @@
 
 Fixtures (each small and overridable in your own conftest.py):
 
-- ``harness_settings`` — the YAML settings (``harness/defaults.yaml`` + ``$HARNESS_SETTINGS``),
+- ``harness_settings`` — the YAML settings (``harness/base/defaults.yaml`` + ``$HARNESS_SETTINGS``),
   with ``--opensips-config FILE`` (your own config template, checked once up front by
-  harness.user_config) when given.
+  harness.cluster.user_config) when given.
 - ``opensips_backend`` — which backend runs OpenSIPS (``--opensips-backend``); with
   ``auto`` skips the test with the exact reason when none can, with a backend named
   explicitly fails (error) with that backend's reason.
@@ -32,19 +32,36 @@ from typing import Any
 
 import pytest
 
-from harness.backends import BACKEND_CHOICES, BackendChoice, choose_backend, default_backend
-from harness.builds import BINARIES_ENV, BuildError, env_binaries, image_build, local_build, local_builds
-from harness.capture import Capture, CaptureError, ladder_lines, render_ladder
-from harness.calls import CallPair
-from harness.clean import sweep_quietly
+from harness.backends import (
+    BACKEND_CHOICES,
+    BackendChoice,
+    choose_backend,
+    default_backend,
+)
+from harness.backends.builds import (
+    BINARIES_ENV,
+    BuildError,
+    env_binaries,
+    image_build,
+    local_build,
+    local_builds,
+)
+from harness.backends.clean import sweep_quietly
+from harness.base.releases import BASELINE, Build, ReleaseError, expand_versions
+from harness.base.settings import Settings, load_settings
 from harness.cluster import Cluster, Destination
-from harness.gate import PLUGIN_NAME, GatePlugin, observe
-from harness.node import Backend, NodeDied
-from harness.peer import BinPeer
-from harness.releases import BASELINE, Build, ReleaseError, expand_versions
-from harness.settings import Settings, load_settings
-from harness.user_config import UserConfigError, preflight
-from harness.warmup import STATS
+from harness.cluster.interfaces import Backend, NodeDied
+from harness.cluster.user_config import UserConfigError, preflight
+from harness.cluster.warmup import STATS
+from harness.experiments.calls import CallPair
+from harness.experiments.gate import PLUGIN_NAME, GatePlugin, observe
+from harness.instruments.capture import (
+    Capture,
+    CaptureError,
+    ladder_lines,
+    render_ladder,
+)
+from harness.instruments.peer import BinPeer
 
 _REPORT_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -182,7 +199,7 @@ def opensips_builds(request: pytest.FixtureRequest, opensips_backend: BackendCho
 @pytest.fixture
 def opensips_pair(request: pytest.FixtureRequest, opensips_builds: _Builds) -> Any:
     """The (primary, backup) builds this test instance runs on (see --opensips-version)."""
-    from harness.matrix.context import Pair
+    from harness.experiments.matrix.context import Pair
 
     primary, backup = getattr(request, "param", (BASELINE, BASELINE))
     try:
@@ -403,7 +420,7 @@ def bin_peer(opensips_cluster: Callable[..., Cluster]) -> Callable[..., BinPeer]
 def sip_calls(tmp_path: Path) -> Iterator[Callable[..., CallPair]]:
     """Factory: ``sip_calls(cluster, "basic", calls=5)`` starts a SIPp callee and caller.
 
-    Returns a started ``harness.calls.CallPair``; ``.wait(timeout)`` gives the caller's
+    Returns a started ``harness.experiments.calls.CallPair``; ``.wait(timeout)`` gives the caller's
     parsed results. Everything still running is stopped when the test ends.
     """
     pairs: list[CallPair] = []

@@ -19,10 +19,10 @@ import tempfile
 from pathlib import Path
 
 from harness.backends import BACKEND_CHOICES, choose_backend, default_backend
-from harness.calls import CallPair
+from harness.base.settings import load_settings
+from harness.base.wait import wait_until
 from harness.cluster import Cluster
-from harness.settings import load_settings
-from harness.wait import wait_until
+from harness.experiments.calls import CallPair
 
 SCENARIO = Path(__file__).resolve().parent / "info"
 

@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.node import Backend
-from harness.settings import Settings
+from harness.base.settings import Settings
+from harness.cluster.interfaces import Backend
 
 BACKENDS = ("docker", "local")
 #: what ``--backend`` / ``--opensips-backend`` accept, written once

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
 
-from harness import node_log
-from harness.mi import MIClient, MITimeout
-from harness.node import NodeAddresses
-from harness.settings import OpenSIPSSettings, PortSettings, Settings
-from harness.wait import wait_until
+from harness.base.settings import OpenSIPSSettings, PortSettings, Settings
+from harness.base.wait import wait_until
+from harness.cluster.interfaces import NodeAddresses
+from harness.instruments import node_log
+from harness.instruments.mi import MIClient, MITimeout
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 #: cluster subnets: one block per xdist worker, one /24 per cluster

@@ -11,10 +11,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from harness.peer import PeerPacket
-from harness.wait import WaitTimeout
-from harness.wait import wait_until as harness_wait
-from pybin.dialog import DialogCreated, DialogDeleted, DialogMessage, DialogUpdated, DlgFlag
+from harness.base.wait import WaitTimeout
+from harness.base.wait import wait_until as harness_wait
+from harness.instruments.peer import PeerPacket
+from pybin.dialog import (
+    DialogCreated,
+    DialogDeleted,
+    DialogMessage,
+    DialogUpdated,
+    DlgFlag,
+)
 
 T = TypeVar("T")
 
@@ -28,7 +34,7 @@ WIRE_FLAGS = int(DlgFlag.ISINIT | DlgFlag.BYEONTIMEOUT)
 #: once on 2 cores): timeout - start_ts - lifetime was -1 (38), 0 (1154) or +1 (64) of
 #: 1256 packets, never more.
 TIMEOUT_TOLERANCE = 1
-#: calls of one test allowed to lack a created packet (harness.compare.sequence_ok,
+#: calls of one test allowed to lack a created packet (harness.experiments.compare.sequence_ok,
 #: created_required=False: 1.10.5 skips created when the ACK is handled before tm's
 #: RESPONSE_OUT callback). Measured: 4 of 420 calls (measure_timers.py, above); a
 #: primary that never replicates created loses it for every call, and fails.

@@ -9,12 +9,12 @@ Prints one JSON line per run (``MEASURED {...}``):
   over every created/updated packet the pybin peer received (harness/conformance/_dialogs.py
   TIMEOUT_TOLERANCE);
 - ``mi_primary_minus_packet``: the primary's dlg_list timeout minus the last packet's
-  (harness.compare.MI_TIMEOUT_SLACK);
+  (harness.experiments.compare.MI_TIMEOUT_SLACK);
 - ``backup_drift_over_burst``: the backup's dlg_list timeout after BURST hostile
   datagrams (in sentinel-closed rounds, as test_robustness sends them) minus before
   (test_robustness TIMER_DRIFT);
 - ``calls_without_created``: calls whose packets at the peer had no created
-  (harness.compare.sequence_ok).
+  (harness.experiments.compare.sequence_ok).
 """
 
 from __future__ import annotations
@@ -24,11 +24,10 @@ from collections import Counter
 from typing import Any, Callable
 
 import pytest
-
-from harness.warmup import sentinel_packet
-from pybin.dialog import DialogCreated, DialogUpdated
-
 from _dialogs import all_have, by_call, is_confirmed_update, is_deleted, wait_until
+
+from harness.cluster.warmup import sentinel_packet
+from pybin.dialog import DialogCreated, DialogUpdated
 
 CALLS = 60
 BURST = 3000

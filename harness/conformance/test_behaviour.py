@@ -2,7 +2,7 @@
 
 Without ``--opensips-version`` / ``--opensips-pair`` each check runs on the baseline
 (1.10.5 primary and backup) and must show what 1.10.5's code does
-(harness.matrix.expected). With them, each check also runs on each named pair and is
+(harness.experiments.matrix.expected). With them, each check also runs on each named pair and is
 compared with the baseline pair's observation made in the same session: the test
 passes when they are the same or every difference is a known one (its upstream
 commit is in the report), and fails listing each unexplained difference as
@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from harness.backends import BackendChoice
-from harness.matrix.context import Pair
-from harness.matrix.expected import BASELINE_EXPECT, deviations
-from harness.matrix.judge import ERROR_KEY, judge
-from harness.matrix.known import load
-from harness.matrix.runner import observe, select_checks
-from harness.releases import BASELINE
-from harness.settings import Settings
+from harness.base.releases import BASELINE
+from harness.base.settings import Settings
+from harness.experiments.matrix.context import Pair
+from harness.experiments.matrix.expected import BASELINE_EXPECT, deviations
+from harness.experiments.matrix.judge import ERROR_KEY, judge
+from harness.experiments.matrix.known import load
+from harness.experiments.matrix.runner import observe, select_checks
 
 pytestmark = pytest.mark.live
 
@@ -43,7 +43,7 @@ def test_behaviour_is_the_baselines_or_a_known_difference(
     baseline_pair = Pair(opensips_builds.get(BASELINE), opensips_builds.get(BASELINE))
     if (opensips_pair.primary.label, opensips_pair.backup.label) == (BASELINE, BASELINE):
         if check not in BASELINE_EXPECT:
-            pytest.fail(f"{check} has no expected 1.10.5 behaviour in harness.matrix.expected")
+            pytest.fail(f"{check} has no expected 1.10.5 behaviour in harness.experiments.matrix.expected")
         wrong = deviations(check, observed, opensips_backend.name or "")
         assert not wrong, f"{check} on {BASELINE}: " + "; ".join(wrong)
         return

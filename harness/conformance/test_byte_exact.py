@@ -11,7 +11,7 @@ Three checks per packet, the last two independent of pybin's encoder:
 - harness/conformance/_independent.py, a second encoder written from docs/PROTOCOL.md with struct
   and zlib, rebuilds the same bytes from pybin's decoded fields (a codec that swapped
   two fields both ways would pass the first check, not this one);
-- the decoded fields equal the dialog the SIP messages define (harness.compare):
+- the decoded fields equal the dialog the SIP messages define (harness.experiments.compare):
   Call-ID, tags, URIs, contacts, route sets and sockets.
 The calls cover every confirmed scenario, so long Call-IDs (2.3 KB packets, IP
 fragments), escaped vars, extra route sets and re-INVITE cseqs all go through.
@@ -22,14 +22,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-
-from _independent import dialog_bytes
-from harness.compare import diff_message_sip, sip_dialog
-from pybin.dialog import MODULE_NAME, decode
-from pybin.pcap import CaptureError, CapturedDatagram, read_udp
-from pybin.wire import MARKER, PacketBuilder, parse_header
-
 from _dialogs import all_have, is_deleted, vip_socket, wait_until
+from _independent import dialog_bytes
+
+from harness.experiments.compare import diff_message_sip, sip_dialog
+from pybin.dialog import MODULE_NAME, decode
+from pybin.pcap import CapturedDatagram, CaptureError, read_udp
+from pybin.wire import MARKER, PacketBuilder, parse_header
 
 pytestmark = pytest.mark.live
 

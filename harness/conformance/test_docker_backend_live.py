@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from _dialogs import backend_can_run
 from _dialogs import wait_until as _wait
 
@@ -22,11 +21,11 @@ from harness.backends.docker import engine  # noqa: E402
 from harness.backends.docker.backend import DockerBackend  # noqa: E402
 from harness.backends.docker.network import DockerNetwork  # noqa: E402
 from harness.backends.docker.node import DockerNode  # noqa: E402
-from harness.gate import observe  # noqa: E402
-from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE  # noqa: E402
-from harness.node import Node, NodeDied  # noqa: E402
-from harness.render import render_config  # noqa: E402
-from harness.settings import load_settings  # noqa: E402
+from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE  # noqa: E402
+from harness.base.settings import load_settings  # noqa: E402
+from harness.cluster.interfaces import Node, NodeDied  # noqa: E402
+from harness.cluster.render import render_config  # noqa: E402
+from harness.experiments.gate import observe  # noqa: E402
 
 _reason = engine.docker_backend_unavailable()
 pytestmark = [pytest.mark.live, pytest.mark.backend_only("docker")]
@@ -130,7 +129,7 @@ def test_kill_freeze_thaw(backend: DockerBackend) -> None:
     node.start()
     node.freeze()
     assert node.is_frozen() and node.is_running()
-    from harness.mi import MITimeout
+    from harness.instruments.mi import MITimeout
 
     with pytest.raises(MITimeout):
         node.mi().command("ps", timeout=0.5)
@@ -186,7 +185,7 @@ def test_bin_packet_between_two_containers(backend: DockerBackend, tmp_path: Pat
     # Capture on the host side of the bridge, not inside the backup: the backup may die
     # of 1.10.5's recvfrom defect on this very packet, taking an in-container capture
     # with it.
-    from harness.capture import Capture
+    from harness.instruments.capture import Capture
     from pybin.errors import PybinError
 
     capture = Capture(backend.capture_host(), tmp_path / "bin.pcap", bpf=f"udp port {dst.bin_port}")
@@ -210,7 +209,7 @@ def test_bin_packet_between_two_containers(backend: DockerBackend, tmp_path: Pat
     assert d.src[0] == primary.ip and d.dst == (dst.ip, dst.bin_port)
     assert parse_header(d.data).module == b"harness-probe"
     # The backup may die on this first packet: 1.10.5's recvfrom defect, not ours.
-    from harness.mi import MITimeout
+    from harness.instruments.mi import MITimeout
 
     def settled() -> str:
         try:
@@ -260,9 +259,9 @@ def test_cluster_replicates_a_sipp_call(tmp_path: Path, request: pytest.FixtureR
     sipp is needed; the primary's BIN packets to the backup must decode as dialog
     created/updated/deleted for the call's Call-ID.
     """
-    from harness.capture import Capture
     from harness.cluster import Cluster
-    from harness.sipp import SippUAC, SippUAS
+    from harness.instruments.capture import Capture
+    from harness.instruments.sipp import SippUAC, SippUAS
     from pybin.pcap import read_datagrams
     from pybin.wire import parse_header
 
@@ -296,7 +295,7 @@ def test_cluster_replicates_a_sipp_call(tmp_path: Path, request: pytest.FixtureR
                 if d.src == primary.bin_addr and d.dst == backup.bin_addr]
         commands = [parse_header(d.data).command for d in bins if parse_header(d.data).module == b"dialog"]
         # one call: created, the ACK's updated, deleted (created may follow the updated,
-        # or be skipped when the ACK is handled first: harness.compare.sequence_ok and
+        # or be skipped when the ACK is handled first: harness.experiments.compare.sequence_ok and
         # LOST_CREATED_ALLOWED; seen once under load)
         assert [c for c in commands if c != 1] == [2, 3] and commands.count(1) <= 1, commands
         # the backup counted exactly what reached it

@@ -3,7 +3,7 @@
 N held calls (``--failover-calls``, default 200; the paced test at size at least 1,000)
 through the primary; the primary is SIGKILLed (or SIGSTOPped: hung, not dead), the VIP
 moves, every call sends its re-INVITE and BYE through the backup. No dialog may be lost, and the backup must prove it matched
-each request to the replicated dialog (harness.failover explains the proof and every
+each request to the replicated dialog (harness.experiments.failover explains the proof and every
 figure). Figures are recorded as JUnit properties; timing targets belong in the
 benchmark (`harness failover`), so nothing here bounds wall-clock time.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.cluster import Cluster
-from harness.failover import JSON_KEYS, run_failover
+from harness.experiments.failover import JSON_KEYS, run_failover
 
 #: No host-tool skipif: on the Docker backend SIPp and tcpdump run in containers, and
 #: the local backend is unavailable (skip / explicit-backend error) without them.
@@ -29,7 +29,7 @@ def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
                                    request: pytest.FixtureRequest, tmp_path: Path,
                                    mode: str) -> None:
     n: int = request.config.getoption("--failover-calls")
-    # peer: the live witness both nodes also replicate to (harness.failover.witness)
+    # peer: the live witness both nodes also replicate to (harness.experiments.failover.witness)
     cluster = opensips_cluster(("primary", "backup"), peer=True)
     result = run_failover(cluster, n, workdir=tmp_path / "failover", mode=mode)
     # what record_property does, without its warning under junit_family xunit2 (the

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 
 from harness.backends import BackendChoice
+from harness.backends.clean import clean_command, sweep_lock
 from harness.backends.docker.host_tools import host_tools_in_container
-from harness.clean import clean_command, sweep_lock
-from harness.owner import OWNER_ENV, Owner
-from harness.wait import wait_until
+from harness.base.owner import OWNER_ENV, Owner
+from harness.base.wait import wait_until
 
 pytestmark = pytest.mark.live
 
@@ -48,11 +48,11 @@ RUNNER = '''
 import json, os, signal, sys
 from pathlib import Path
 from harness.backends import choose_backend
-from harness.calls import CallPair
-from harness.capture import Capture
+from harness.experiments.calls import CallPair
+from harness.instruments.capture import Capture
 from harness.cluster import Cluster
-from harness.owner import me
-from harness.settings import load_settings
+from harness.base.owner import me
+from harness.base.settings import load_settings
 
 backend_name, work = sys.argv[1], Path(sys.argv[2])
 settings = load_settings()

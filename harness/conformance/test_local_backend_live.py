@@ -14,20 +14,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _dialogs import backend_can_run
+from _dialogs import wait_until as wait_for
 
 from harness.backends.core import AddressPlan
 from harness.backends.local import netns
 from harness.backends.local.backend import LocalBackend, local_backend_unavailable
+from harness.base.resources import shipped
 from harness.cluster import Cluster
-from harness.compare import MI_TIMEOUT_SLACK
-from harness.gate import observe
-from harness.mi import MITimeout
-from harness.node import NodeDied
+from harness.cluster.interfaces import NodeDied
+from harness.experiments.compare import MI_TIMEOUT_SLACK
+from harness.experiments.gate import observe
+from harness.instruments.mi import MITimeout
 
-from _dialogs import backend_can_run
-from _dialogs import wait_until as wait_for
-
-DATA = Path(__file__).parent / "data"
+DATA = shipped("scenarios")
 _reason = local_backend_unavailable()  # includes sipp and tcpdump on the host
 pytestmark = [pytest.mark.live, pytest.mark.backend_only("local")]
 

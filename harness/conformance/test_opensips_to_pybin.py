@@ -2,7 +2,7 @@
 
 For calls of every harness scenario, the created / updated / deleted packets the
 primary sends to the pybin peer decode, and each field matches the SIP messages SIPp
-exchanged (harness.compare.sip_dialog), what the template puts in every dialog
+exchanged (harness.experiments.compare.sip_dialog), what the template puts in every dialog
 (vars, profiles, flags, lifetime) and the primary's own dlg_list while the call is
 up. A call that never reaches 200 OK (CANCEL) replicates nothing at all.
 """
@@ -12,13 +12,24 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
+from _dialogs import (
+    LOST_CREATED_ALLOWED,
+    all_have,
+    by_call,
+    is_confirmed_update,
+    is_deleted,
+    script_diffs,
+    vip_socket,
+)
 
-from harness.compare import (command_states, diff_message_entry, diff_message_sip, sequence_ok,
-                             sip_dialog)
+from harness.experiments.compare import (
+    command_states,
+    diff_message_entry,
+    diff_message_sip,
+    sequence_ok,
+    sip_dialog,
+)
 from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated
-
-from _dialogs import (LOST_CREATED_ALLOWED, all_have, by_call, is_confirmed_update, is_deleted,
-                      script_diffs, vip_socket)
 
 pytestmark = pytest.mark.live
 

@@ -15,15 +15,14 @@ import time
 from typing import Any, Callable
 
 import pytest
+from _dialogs import all_have, is_confirmed_update, is_deleted, vip_socket, wait_until
 
-from harness.compare import diff_entries, diff_replica_entry
-from harness.wait import WaitTimeout
-from harness.wait import wait_until as harness_wait
+from harness.base.wait import WaitTimeout
+from harness.base.wait import wait_until as harness_wait
+from harness.experiments.compare import diff_entries, diff_replica_entry
 from pybin.dialog import decode
 from pybin.pcap import CaptureError, read_datagrams
 from pybin.replica import Replica
-
-from _dialogs import all_have, is_confirmed_update, is_deleted, vip_socket, wait_until
 
 pytestmark = pytest.mark.live
 

@@ -13,11 +13,10 @@ import time
 from typing import Any, Callable
 
 import pytest
-
-from harness.compare import diff_message_entry
-from pybin.dialog import Command, DlgFlag, DlgState, make
-
 from _dialogs import vip_socket, wait_until
+
+from harness.experiments.compare import diff_message_entry
+from pybin.dialog import Command, DlgFlag, DlgState, make
 
 pytestmark = pytest.mark.live
 

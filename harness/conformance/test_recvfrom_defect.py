@@ -15,11 +15,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-
-from harness import node_log
-from harness.warmup import DEFECT_SIGNATURE, SIGCHLD_SIGNATURE, sentinel_packet
-
 from _dialogs import wait_until
+
+from harness.cluster.warmup import DEFECT_SIGNATURE, SIGCHLD_SIGNATURE, sentinel_packet
+from harness.instruments import node_log
 
 pytestmark = pytest.mark.live
 

@@ -19,13 +19,12 @@ import time
 from typing import Any, Callable
 
 import pytest
+from _dialogs import vip_socket, wait_until
 
-from harness.compare import diff_replica_entry
-from harness.warmup import DEFECT_SIGNATURE
+from harness.cluster.warmup import DEFECT_SIGNATURE
+from harness.experiments.compare import diff_replica_entry
 from pybin.dialog import Command, DlgFlag, DlgState, make
 from pybin.replica import Applied, Crashed, Rejected, Replica
-
-from _dialogs import vip_socket, wait_until
 
 pytestmark = pytest.mark.live
 

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
+from _dialogs import vip_socket, wait_until
 
-from harness.compare import diff_entries
-from harness.warmup import sentinel_packet
+from harness.cluster.warmup import sentinel_packet
+from harness.experiments.compare import diff_entries
 from pybin.dialog import Command, DlgState, decode_packet, make
 from pybin.endpoint import BinEndpoint, send_datagrams
 from pybin.wire import BUF_SIZE, DropReason, PacketBuilder, checksum
-
-from _dialogs import vip_socket, wait_until
 
 SENTINEL_LINE = "Invalid dialog binary packet command: 424242"
 #: the largest UDP payload IPv4 carries: a 65535-byte BIN packet (BUF_SIZE) cannot

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.sipp import SippError, SippSummary, SippUAC, SippUAS, sipp_version
+from harness.instruments.sipp import (
+    SippError,
+    SippSummary,
+    SippUAC,
+    SippUAS,
+    sipp_version,
+)
 
 VERSION = sipp_version()
 pytestmark = [

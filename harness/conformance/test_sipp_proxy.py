@@ -19,9 +19,9 @@ from typing import Iterator
 
 import pytest
 
-from harness.mi import MIClient
-from harness.sipp import SippSummary, SippUAC, SippUAS, sipp_version
-from harness.wait import WaitTimeout, wait_until
+from harness.base.wait import WaitTimeout, wait_until
+from harness.instruments.mi import MIClient
+from harness.instruments.sipp import SippSummary, SippUAC, SippUAS, sipp_version
 
 UAS_IP, UAC_IP, PROXY_IP = "127.0.0.2", "127.0.0.1", "127.0.0.1"
 

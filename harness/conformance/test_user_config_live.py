@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from harness.backends import BackendChoice
+from harness.base.settings import Settings
 from harness.cluster import Cluster
-from harness.failover import run_failover
-from harness.mi import MIError
-from harness.settings import Settings
-from harness.user_config import preflight
+from harness.cluster.user_config import preflight
+from harness.experiments.failover import run_failover
+from harness.instruments.mi import MIError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "user-config" / "opensips.cfg.j2"
 if not EXAMPLE.is_file():  # installed: the examples live in the repository, not the wheel

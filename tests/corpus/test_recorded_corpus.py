@@ -7,7 +7,7 @@ machines still check pybin against real bytes: decoding is exact, re-encoding is
 byte-exact, every dialog packet matches the SIP dialog it came from, and pybin's
 reference replica, fed the same packets, ends where the real backup ended.
 
-A scenario added to ``harness.sipp.SCENARIOS`` without a recording fails here:
+A scenario added to ``harness.instruments.sipp.SCENARIOS`` without a recording fails here:
 record it with ``harness record --scenario NAME``.
 """
 
@@ -23,11 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _independent import dialog_bytes
-from harness.sip import SipMessage, sip_datagram
-from harness.sipp import SCENARIOS
-from pybin.dialog import DialogCreated, DialogDeleted, DialogUpdated, DlgState, decode_packet
+
+from harness.instruments.sip import SipMessage, sip_datagram
+from harness.instruments.sipp import SCENARIOS
+from pybin.dialog import (
+    DialogCreated,
+    DialogDeleted,
+    DialogUpdated,
+    DlgState,
+    decode_packet,
+)
 from pybin.jsonio import packet_from_json, packet_to_json
 from pybin.pcap import CapturedDatagram, read_datagrams, read_udp
 from pybin.replica import Applied, Replica
@@ -180,7 +186,7 @@ def check_replicated(rec: Recording) -> None:
 def test_every_scenario_has_a_recording() -> None:
     recorded = {p.name for p in RECORDED.iterdir() if p.is_dir() and not p.name.startswith(".")}
     assert recorded == set(SCENARIOS), (
-        f"recorded {sorted(recorded)} but harness.sipp.SCENARIOS is {sorted(SCENARIOS)}: "
+        f"recorded {sorted(recorded)} but harness.instruments.sipp.SCENARIOS is {sorted(SCENARIOS)}: "
         "run `harness record` for the missing ones / delete the stale ones")
 
 

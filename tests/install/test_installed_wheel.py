@@ -87,7 +87,7 @@ def test_the_harness_extra_runs_from_the_installed_package(wheel: Path, tmp_path
     installed = _run([str(bin_dir / "pip"), "install", "--quiet", f"{wheel}[harness]"], cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr[-2000:]
     where = _run([str(bin_dir / "python"), "-c",
-                  "from harness.resources import package_path, checkout_root;"
+                  "from harness.base.resources import package_path, checkout_root;"
                   "print(package_path('containers', 'opensips', 'Dockerfile'));"
                   "print(package_path('opensips-cfg', 'opensips.cfg.j2'));"
                   "print(package_path('conformance', 'test_failover.py'));"

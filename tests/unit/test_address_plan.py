@@ -11,7 +11,7 @@ import pytest
 
 from harness.backends.local import backend as local_backend
 from harness.backends.local.topology import Topology
-from harness.settings import load_settings
+from harness.base.settings import load_settings
 
 pytest.importorskip("docker")
 from harness.backends.docker import backend as docker_backend  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.capture import Capture, CaptureError
+from harness.instruments.capture import Capture, CaptureError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from pybin.cli import main
 from pybin.dialog import DIALOG_FIELDS
 from pybin.pcap import CapturedDatagram, write_pcap
 
-
 DIALOG_KEYS = [name for name, _ in DIALOG_FIELDS]
 
 

@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
+from harness.base.settings import load_settings
 from harness.cluster import Cluster, ClusterError
-from harness.node import NodeAddresses, NodeDied, Release
-from harness.settings import load_settings
+from harness.cluster.interfaces import NodeAddresses, NodeDied, Release
 
 
 class FakeNode:

@@ -1,4 +1,4 @@
-"""harness.compare on literal data taken from a real 1.10.5 record-route call.
+"""harness.experiments.compare on literal data taken from a real 1.10.5 record-route call.
 
 The values below are what SIPp, the primary's dlg_list, the BIN packet and a backup
 showed for one call of the ``record_route`` scenario; each test also changes one
@@ -11,7 +11,7 @@ import dataclasses
 
 import pytest
 
-from harness.compare import (
+from harness.experiments.compare import (
     SipDialogError,
     command_states,
     diff_entries,
@@ -23,9 +23,9 @@ from harness.compare import (
     split_header_list,
     uri_of,
 )
-from harness.mi import DialogEntry, DialogLeg
-from harness.sip import SipMessage
-from harness.sipp import build_calls
+from harness.instruments.mi import DialogEntry, DialogLeg
+from harness.instruments.sip import SipMessage
+from harness.instruments.sipp import build_calls
 from pybin.dialog import Command, DlgState, make
 from pybin.replica import Replica, dlg_hash
 

@@ -21,7 +21,7 @@ from harness.backends.docker import backend as docker_backend  # noqa: E402
 from harness.backends.docker import engine, host_tools  # noqa: E402
 from harness.backends.docker import node as docker_node  # noqa: E402
 from harness.backends.docker.network import DockerNetwork  # noqa: E402
-from harness.owner import start_time  # noqa: E402
+from harness.base.owner import start_time  # noqa: E402
 
 
 def test_worker_index_parses_xdist_names() -> None:
@@ -132,7 +132,7 @@ def test_death_report_reads_dockers_finish_time() -> None:
 
 
 def test_module_path_matches_the_image_install_prefix() -> None:
-    script = ROOT / "harness" / "containers" / "opensips" / "build-opensips.sh"
+    script = ROOT / "containers" / "opensips" / "build-opensips.sh"
     assert "prefix=/usr/local" in script.read_text()
     assert docker_node.MODULE_PATH == "/usr/local/lib64/opensips/modules"
     assert docker_node.CONFIG_PATH.startswith("/usr/local/etc/opensips/")
@@ -295,9 +295,9 @@ def test_warmup_reports_a_crash_after_an_earlier_defect_death(monkeypatch: pytes
     """The first start dies of the known defect (restart: fine); the second dies of
     something else. Reading docker's whole log, the second death carried the first's
     signature and was restarted too; judged by its own start it is a NodeDied."""
-    from harness.node import NodeDied
-    from harness.settings import load_settings
-    from harness.warmup import WarmupStats, warm_up
+    from harness.base.settings import load_settings
+    from harness.cluster.interfaces import NodeDied
+    from harness.cluster.warmup import WarmupStats, warm_up
 
     net = DockerNetwork("c", subnet="10.99.7.0/24", run="r")
     node = docker_node.DockerNode("backup", net, net.addresses().node_ip(1), "cfg")

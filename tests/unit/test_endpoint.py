@@ -21,7 +21,14 @@ from hypothesis import strategies as st
 from pybin import dialog
 from pybin.endpoint import BinEndpoint, EndpointError, parse_address, send_datagrams
 from pybin.errors import TruncatedPacket
-from pybin.wire import MARKER, DropReason, PacketBuilder, PacketRejected, checksum, parse_header
+from pybin.wire import (
+    MARKER,
+    DropReason,
+    PacketBuilder,
+    PacketRejected,
+    checksum,
+    parse_header,
+)
 
 T = TypeVar("T")
 DEADLINE = 5.0

@@ -1,6 +1,6 @@
 """FailoverRun's steps offline: the setup wait (progress, stall, SIPp or a node dying),
 the release drain, the bounded judging, and what a failed run reports — on fake SIPp,
-fake nodes and a fake clock (every wait goes through harness.wait with it: no real
+fake nodes and a fake clock (every wait goes through harness.base.wait with it: no real
 sleep, no OpenSIPS)."""
 
 from __future__ import annotations
@@ -13,10 +13,16 @@ from types import SimpleNamespace
 import pytest
 
 import harness.cli as cli
-import harness.failover as failover
-from harness.failover import (FAILURE_KEYS, STALL_S, FailoverError, FailoverRun, deadlines,
-                              failure_json)
-from harness.node import NodeDied
+import harness.experiments.failover as failover
+from harness.cluster.interfaces import NodeDied
+from harness.experiments.failover import (
+    FAILURE_KEYS,
+    STALL_S,
+    FailoverError,
+    FailoverRun,
+    deadlines,
+    failure_json,
+)
 
 
 class FakeClock:
@@ -376,11 +382,10 @@ def test_a_node_dying_mid_run_keeps_its_log_as_detail(make_run, failing_command,
 def test_witnessed_turns_the_peers_packets_into_capture_like_records() -> None:
     """What the live witness received is evidence beside the capture: decoded dialog
     packets with their arrival time and sender; what is no dialog packet is skipped."""
+    from harness.experiments.failover_figures import WireBin
+    from harness.instruments.peer import PeerPacket
     from pybin import dialog
     from pybin.wire import parse_header
-
-    from harness.failover_figures import WireBin
-    from harness.peer import PeerPacket
 
     good = parse_header(dialog.make(3, call_id=b"c-1", from_tag=b"a", to_tag=b"b").encode())
     other = parse_header(dialog.make(2, call_id=b"c-2", from_tag=b"a", to_tag=b"b").encode())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import first_use, images
+from harness.backends import first_use, images
+from harness.backends.first_use import build_on_first_use
+from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError
 from harness.cli import main
-from harness.first_use import build_on_first_use
-from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError
 
 
 class FakeBuild:

@@ -11,8 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.gate import EXIT_NOT_LIVE, ClusterOrigin, RunRecord, gate_exit, observe, origin_of
-from harness.node import parse_release
+from harness.cluster.interfaces import parse_release
+from harness.experiments.gate import (
+    EXIT_NOT_LIVE,
+    ClusterOrigin,
+    RunRecord,
+    gate_exit,
+    observe,
+    origin_of,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -111,7 +118,7 @@ def test_origin_of_a_docker_backend_names_image_and_id():
 
 
 def test_observe_records_a_backend_whose_release_fails_without_failing(pytestconfig):
-    from harness.gate import PLUGIN_NAME
+    from harness.experiments.gate import PLUGIN_NAME
 
     def broken():
         raise OSError("no binary")

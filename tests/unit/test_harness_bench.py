@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bench.flood import dialog_packets, interleave
-from harness.bench.kernel import (KernelCounters, KernelReadError, counters, parse_proc_net_udp,
-                                  parse_snmp_udp, read_counters)
-from harness.bench.probe import Step, failure_lines, recv_total
-from harness.bench.report import Config, Memory, Report, rcvbuf_from_log
-from harness.bench.stepping import step_rates
 from harness.cli import main
-from harness.mi import parse_reply, parse_statistics
+from harness.experiments.bench.flood import dialog_packets, interleave
+from harness.experiments.bench.kernel import (
+    KernelCounters,
+    KernelReadError,
+    counters,
+    parse_proc_net_udp,
+    parse_snmp_udp,
+    read_counters,
+)
+from harness.experiments.bench.probe import Step, failure_lines, recv_total
+from harness.experiments.bench.report import Config, Memory, Report, rcvbuf_from_log
+from harness.experiments.bench.stepping import step_rates
+from harness.instruments.mi import parse_reply, parse_statistics
 from pybin.dialog import Command, DialogCreated, DialogDeleted, DialogUpdated, decode
 
 # /proc/net/snmp of this machine (the UdpLite lines must not be mistaken for Udp)

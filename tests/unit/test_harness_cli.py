@@ -7,9 +7,17 @@ import json
 import pytest
 
 from harness.backends import BACKEND_CHOICES
-from harness.cli import (build_parser, cmd_failover, cmd_image_base, cmd_image_build,
-                         cmd_record, cmd_run, cmd_up, main)
-from harness.gate import summary_table
+from harness.cli import (
+    build_parser,
+    cmd_failover,
+    cmd_image_base,
+    cmd_image_build,
+    cmd_record,
+    cmd_run,
+    cmd_up,
+    main,
+)
+from harness.experiments.gate import summary_table
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="0" failures="1" skipped="1" tests="3">

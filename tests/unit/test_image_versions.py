@@ -11,10 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import cli, images, releases
+from harness import cli
+from harness.backends import images
 from harness.backends.docker import node as docker_node
-from harness.images import ImageError, OpenSIPSBuild, plan_opensips_builds
-from harness.node import Release
+from harness.backends.images import ImageError, OpenSIPSBuild, plan_opensips_builds
+from harness.base import releases
+from harness.cluster.interfaces import Release
 
 MAKEFILE_DEFS = """\
 # main binary name

@@ -1,4 +1,4 @@
-"""Offline checks of the image recipes and of harness.images' plumbing."""
+"""Offline checks of the image recipes and of harness.backends.images' plumbing."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, images
+from harness import cli
+from harness.backends import images
 
 ROOT = Path(__file__).resolve().parents[2]
-OPENSIPS = ROOT / "harness" / "containers" / "opensips"
-SIPP = ROOT / "harness" / "containers" / "sipp"
+OPENSIPS = ROOT / "containers" / "opensips"
+SIPP = ROOT / "containers" / "sipp"
 
 #: git tree and commit of upstream tag 1.10.5 (`git rev-parse 1.10.5^{tree}`)
 TAG_TREE = "72f51f009d8c2b5809bc83c6e88cbd216a70b582"

@@ -1,6 +1,6 @@
 """Both backends satisfy the harness's interfaces, member by member (offline).
 
-`harness.node.Node`, `Backend` and `ClientHost` are what every caller relies on; a
+`harness.cluster.interfaces.Node`, `Backend` and `ClientHost` are what every caller relies on; a
 backend that lacks a member, or takes it with other parameters, would make a caller
 inspect the concrete class again. Checked on the classes, so no engine, root or
 binary is needed.
@@ -15,7 +15,7 @@ import pytest
 
 from harness.backends.local.backend import LocalBackend, LocalClientHost
 from harness.backends.local.node import LocalNode
-from harness.node import Backend, ClientHost, Node
+from harness.cluster.interfaces import Backend, ClientHost, Node
 
 docker = pytest.importorskip("docker")
 from harness.backends.docker.backend import DockerBackend, DockerClientHost  # noqa: E402

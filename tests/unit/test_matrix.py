@@ -8,11 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.matrix.judge import flatten, judge
-from harness.matrix.known import Known, KnownTableError, explain, load
-from harness.matrix.report import to_json, to_junit, to_markdown
-from harness.matrix.runner import MatrixError, MatrixRun, plan_pairs, select_checks, sort_labels
-from harness.releases import Build, expand_versions, in_range
+from harness.base.releases import Build, expand_versions, in_range
+from harness.experiments.matrix.judge import flatten, judge
+from harness.experiments.matrix.known import Known, KnownTableError, explain, load
+from harness.experiments.matrix.report import to_json, to_junit, to_markdown
+from harness.experiments.matrix.runner import (
+    MatrixError,
+    MatrixRun,
+    plan_pairs,
+    select_checks,
+    sort_labels,
+)
 
 CREATED = Known(("sip.*",), ("primary.created",), "primary", "1.10.0-1.10.2,1.11.0-1.11.2",
                 "f" * 40, "created left before the 200 OK.", ["before 200 OK"])
@@ -142,7 +148,7 @@ def test_the_readme_quotes_the_committed_matrix_table() -> None:
 
 
 def test_baseline_expectations_name_each_deviation_and_local_only_checks_say_na() -> None:
-    from harness.matrix.expected import BASELINE_EXPECT, deviations
+    from harness.experiments.matrix.expected import BASELINE_EXPECT, deviations
     assert set(BASELINE_EXPECT) == set(select_checks(None))  # every check has its expectation
     good = {"primary.own_copy": "expired", "backup.stats": {"expired_dialogs": 1}}
     wrong = deviations("expiry", good)

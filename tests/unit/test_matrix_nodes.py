@@ -1,12 +1,20 @@
-"""Pure helpers of the node behaviour checks (harness.matrix.checks_nodes), offline."""
+"""Pure helpers of the node behaviour checks (harness.experiments.matrix.checks_nodes), offline."""
 
 from pathlib import Path
 
 import dpkt
 
-from harness.matrix.checks_nodes import (defect_verdict, flag_names, log_categories, log_category,
-                                         log_records, replica_differences, short_packet,
-                                         sip_requests_by_sender, wire_flags)
+from harness.experiments.matrix.checks_nodes import (
+    defect_verdict,
+    flag_names,
+    log_categories,
+    log_category,
+    log_records,
+    replica_differences,
+    short_packet,
+    sip_requests_by_sender,
+    wire_flags,
+)
 from pybin.dialog import Command, DlgFlag, make
 from pybin.wire import checksum
 

@@ -10,9 +10,16 @@ import threading
 
 import pytest
 
-from harness.mi import (MIClient, MIError, MITimeout, format_request, parse_dialogs,
-                        parse_ps, parse_reply, parse_statistics)
-
+from harness.instruments.mi import (
+    MIClient,
+    MIError,
+    MITimeout,
+    format_request,
+    parse_dialogs,
+    parse_ps,
+    parse_reply,
+    parse_statistics,
+)
 
 # dlg_list (no arguments)
 ALL = (

@@ -1,13 +1,13 @@
-"""harness.node_log: one parser for OpenSIPS log records, on one- and two-digit days."""
+"""harness.instruments.node_log: one parser for OpenSIPS log records, on one- and two-digit days."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness import node_log
-from harness.node_log import LogRecord, parse_line, records
+from harness.instruments import node_log
+from harness.instruments.node_log import LogRecord, parse_line, records
 
 # dp_time(): ctime_r() minus weekday and year, so day 1 is " 1" (space-padded)
 DEC_1 = "Dec  1 23:11:14 [27221] ERROR:core:bin_receive_loop: recvfrom: [22] Invalid argument\n"

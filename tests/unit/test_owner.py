@@ -12,11 +12,26 @@ from pathlib import Path
 
 import pytest
 
-from harness import clean
+from harness.backends import clean
+from harness.backends.clean import (
+    Outcome,
+    Resource,
+    chosen,
+    directory_resources,
+    process_resources,
+)
+from harness.base.owner import (
+    OWNER_ENV,
+    Owner,
+    alive,
+    ancestors,
+    child_env,
+    is_leftover,
+    me,
+    process_owner,
+    start_time,
+)
 from harness.cli import main
-from harness.clean import Outcome, Resource, chosen, directory_resources, process_resources
-from harness.owner import (OWNER_ENV, Owner, alive, ancestors, child_env, is_leftover, me,
-                           process_owner, start_time)
 
 HOST = "ci-7"
 

@@ -10,7 +10,13 @@ import dpkt
 import pytest
 
 from pybin.dialog import decode, make
-from pybin.pcap import CaptureError, CapturedDatagram, read_datagrams, read_udp, write_pcap
+from pybin.pcap import (
+    CapturedDatagram,
+    CaptureError,
+    read_datagrams,
+    read_udp,
+    write_pcap,
+)
 
 BIG = make(1, call_id=b"c" * 3000, caller_contact=b"sip:x@" + b"y" * 2000).encode()
 

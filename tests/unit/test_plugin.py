@@ -85,8 +85,8 @@ import socket
 
 import pytest
 
-from harness.node import NodeAddresses, NodeDied
-from harness.settings import load_settings
+from harness.cluster.interfaces import NodeAddresses, NodeDied
+from harness.base.settings import load_settings
 
 
 class FakeNode:
@@ -147,7 +147,7 @@ class FakeBackend:
         return self.module_path
 
     def release(self, artifact=None):
-        from harness.node import Release
+        from harness.cluster.interfaces import Release
         return Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
 
     def udp_socket(self, port=0):
@@ -204,7 +204,7 @@ def test_teardown_fails_a_test_after_which_a_node_is_dead(pytester: pytest.Pytes
 
 def test_a_refused_opensips_config_errors_the_live_test_in_one_line(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """--opensips-config is checked before any cluster (harness.user_config): the refusal
+    """--opensips-config is checked before any cluster (harness.cluster.user_config): the refusal
     is the test's error, one line, whatever backend could have run it."""
     monkeypatch.setenv("OPENSIPS_BIN", "/nonexistent/opensips")
     no_accept = Path(__file__).resolve().parents[2] / "examples" / "user-config" / "no-accept.cfg.j2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import build_parser, main
-from harness.node import Release, ReleaseUnknown, parse_release
-from harness.record import DEFAULT_SUBNET, _delta, confirmed_calls
-from harness.sip import SipMessage
-from harness.sipp import SCENARIOS, CallResult, SippSummary
+from harness.cluster.interfaces import Release, ReleaseUnknown, parse_release
+from harness.experiments.record import DEFAULT_SUBNET, _delta, confirmed_calls
+from harness.instruments.sip import SipMessage
+from harness.instruments.sipp import SCENARIOS, CallResult, SippSummary
 
 
 def test_record_is_a_harness_subcommand_with_every_scenario() -> None:

@@ -2,9 +2,9 @@
 
 import pytest
 
-from harness.node import NodeAddresses
-from harness.render import RenderError, cfg_string, render_config
-from harness.settings import SettingsError, load_settings
+from harness.base.settings import SettingsError, load_settings
+from harness.cluster.interfaces import NodeAddresses
+from harness.cluster.render import RenderError, cfg_string, render_config
 
 NODE = NodeAddresses(name="primary", ip="10.9.9.11", bin_port=5062, mi_port=8080,
                      sip_ip="10.9.9.100", sip_port=5060)

@@ -2,8 +2,13 @@
 
 import pytest
 
-from harness.settings import (Settings, SettingsError, derive_module_path, find_opensips_binary,
-                              load_settings)
+from harness.base.settings import (
+    Settings,
+    SettingsError,
+    derive_module_path,
+    find_opensips_binary,
+    load_settings,
+)
 
 
 def test_defaults_file_matches_dataclass_defaults():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.sip import is_start_line, sip_datagram
+from harness.instruments.sip import is_start_line, sip_datagram
 from pybin.wire import PacketBuilder
 
 OPTIONS = (b"OPTIONS sip:probe@10.9.0.100:5060 SIP/2.0\r\nCall-ID: p@10.9.0.1\r\n"

@@ -1,4 +1,4 @@
-"""Offline checks of harness.sipp: parsers on logs captured from real SIPp 3.6.1 runs.
+"""Offline checks of harness.instruments.sipp: parsers on logs captured from real SIPp 3.6.1 runs.
 
 The files under data/sipp were written by Debian's sip-tester 3.6.1 running the kept
 scenarios (run with TZ=UTC, as the harness does): through an OpenSIPS 1.10.5
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import sipp
-from harness.sip import SipMessage
-from harness.sipp import (
+from harness.instruments import sipp
+from harness.instruments.sip import SipMessage
+from harness.instruments.sipp import (
     HOLDABLE,
     SCENARIOS,
     SippSummary,

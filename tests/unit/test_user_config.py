@@ -11,12 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from harness.base.settings import load_settings
 from harness.cli import main
-from harness.node import NodeAddresses
-from harness.render import PLACEHOLDERS, render_config
-from harness.settings import load_settings
-from harness.user_config import (UserConfigError, check_user_config, first_error, missing_pieces,
-                                 parse_config, placeholder_table, preflight, strip_comments)
+from harness.cluster.interfaces import NodeAddresses
+from harness.cluster.render import PLACEHOLDERS, render_config
+from harness.cluster.user_config import (
+    UserConfigError,
+    check_user_config,
+    first_error,
+    missing_pieces,
+    parse_config,
+    placeholder_table,
+    preflight,
+    strip_comments,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "user-config" / "opensips.cfg.j2"
@@ -240,7 +248,7 @@ def test_preflight_without_config_changes_nothing():
 
 
 def test_readme_and_docstring_carry_the_placeholder_table():
-    import harness.user_config as module
+    import harness.cluster.user_config as module
 
     table = placeholder_table()
     assert table.count("\n") == len(PLACEHOLDERS) + 1

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from harness.node import NodeDied
-from harness.wait import Count, WaitStalled, WaitTimeout, wait_until
+from harness.base.wait import Count, WaitStalled, WaitTimeout, wait_until
+from harness.cluster.interfaces import NodeDied
 
 
 def test_returns_the_first_truthy_value() -> None:

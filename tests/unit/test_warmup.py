@@ -5,9 +5,18 @@ import zlib
 
 import pytest
 
-from harness.settings import load_settings
-from harness.warmup import (SENTINEL_CMD, WarmupError, WarmupStats, bin_packet, died_of_defect,
-                            probe_packet, sentinel_packet, sentinel_pids, warm_up)
+from harness.base.settings import load_settings
+from harness.cluster.warmup import (
+    SENTINEL_CMD,
+    WarmupError,
+    WarmupStats,
+    bin_packet,
+    died_of_defect,
+    probe_packet,
+    sentinel_packet,
+    sentinel_pids,
+    warm_up,
+)
 
 # excerpt of a real 1.10.5 node's stderr, killed by its first BIN packet
 DIED = """\
@@ -55,7 +64,7 @@ def test_a_node_without_listed_receivers_is_not_passed_unprobed():
         name = "backup"
 
         def addresses(self):
-            from harness.node import NodeAddresses
+            from harness.cluster.interfaces import NodeAddresses
             return NodeAddresses("backup", "10.1.2.11", 5062, 8080, "10.1.2.100", 5060)
 
     sent = []
@@ -75,7 +84,7 @@ class HungNode:
         self.start_no, self.sent, self.killed = 1, False, 0
 
     def addresses(self):
-        from harness.node import NodeAddresses
+        from harness.cluster.interfaces import NodeAddresses
         return NodeAddresses("backup", "10.1.2.11", 5062, 8080, "10.1.2.100", 5060)
 
     def pids(self):

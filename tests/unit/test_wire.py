@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pybin.errors import LocalProtocolError, MalformedPacket, PacketTooLarge, TruncatedPacket
+from pybin.errors import (
+    LocalProtocolError,
+    MalformedPacket,
+    PacketTooLarge,
+    TruncatedPacket,
+)
 from pybin.wire import (
     BUF_SIZE,
     MIN_PACKET_SIZE,

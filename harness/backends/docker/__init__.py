@@ -11,6 +11,6 @@ registry, and we clean up ourselves). One module per job:
   engine refusing an overlapping subnet makes it try the next);
 - ``node`` — an OpenSIPS container (NET_ADMIN and ``ip_nonlocal_bind`` so a backup
   can bind the VIP before owning it; death observed, not guessed);
-- ``backend`` — the `harness.node.Backend` a Cluster uses: nodes, SIP client
+- ``backend`` — the `harness.cluster.interfaces.Backend` a Cluster uses: nodes, SIP client
   containers, the capture host, sockets.
 """

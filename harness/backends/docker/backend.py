@@ -11,20 +11,25 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness.backends.core import AddressPlan, PlannedBackend
-from harness.backends.docker.engine import (DockerBackendError, docker_backend_unavailable,
-                                            labels_for, remove_by_name, slug)
+from harness.backends.docker.engine import (
+    DockerBackendError,
+    docker_backend_unavailable,
+    labels_for,
+    remove_by_name,
+    slug,
+)
 from harness.backends.docker.host_tools import HostCapture, host_tools_in_container
 from harness.backends.docker.network import DockerNetwork
 from harness.backends.docker.node import MODULE_PATH, DockerNode, image_release
-from harness.images import OPENSIPS_IMAGE, SIPP_IMAGE
-from harness.node import NodeAddresses, Release
-from harness.settings import Settings, load_settings
+from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE
+from harness.base.resources import shipped
+from harness.base.settings import Settings, load_settings
+from harness.cluster.interfaces import NodeAddresses, Release
 
 #: SIPp scenarios shipped with the harness (mounted into client containers)
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIO_DIR = shipped("scenarios")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class DockerClientHost:
 
 
 class DockerBackend(PlannedBackend):
-    """One cluster's Docker network and its OpenSIPS containers (a `harness.node.Backend`)."""
+    """One cluster's Docker network and its OpenSIPS containers (a `harness.cluster.interfaces.Backend`)."""
 
     name = "docker"
     module_path = MODULE_PATH

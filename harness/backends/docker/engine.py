@@ -1,7 +1,7 @@
 """Access to the Docker engine, and cleanup of everything the harness created in it.
 
-Every container and network carries the run id and its owner (``harness.owner``) as
-labels: ``harness.clean`` removes leftovers of owners that no longer exist (runs
+Every container and network carries the run id and its owner (``harness.base.owner``) as
+labels: ``harness.backends.clean`` removes leftovers of owners that no longer exist (runs
 killed before their ``finally`` ran), ``sweep()`` those of one run, an ``atexit`` hook
 what this process created and did not remove (interrupts).
 """
@@ -18,16 +18,20 @@ from typing import Any
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 from harness.backends.core import run_id  # noqa: E402
-from harness.images import (OPENSIPS_IMAGE, engine_socket_problem,  # noqa: E402
-                            engine_socket_reason, first_line)
-from harness.owner import me  # noqa: E402
+from harness.backends.images import (  # noqa: E402
+    OPENSIPS_IMAGE,
+    engine_socket_problem,
+    engine_socket_reason,
+    first_line,
+)
+from harness.base.owner import me  # noqa: E402
 
 LABEL_PREFIX = "org.opensips-bin-harness"
 RUN_LABEL = f"{LABEL_PREFIX}.run"
 KIND_LABEL = f"{LABEL_PREFIX}.kind"
 CLUSTER_LABEL = f"{LABEL_PREFIX}.cluster"
 NODE_LABEL = f"{LABEL_PREFIX}.node"
-#: ``host pid start`` of the process that created it (harness.owner)
+#: ``host pid start`` of the process that created it (harness.base.owner)
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 
 

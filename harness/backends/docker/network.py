@@ -11,9 +11,21 @@ import hashlib
 import ipaddress
 from typing import Any
 
-from harness.backends.core import AddressPlan, cluster_subnet, next_cluster_seq, run_id, worker_index
-from harness.backends.docker.engine import (DockerBackendError, labels_for, quietly, register,
-                                            slug, unregister)
+from harness.backends.core import (
+    AddressPlan,
+    cluster_subnet,
+    next_cluster_seq,
+    run_id,
+    worker_index,
+)
+from harness.backends.docker.engine import (
+    DockerBackendError,
+    labels_for,
+    quietly,
+    register,
+    slug,
+    unregister,
+)
 from harness.backends.docker.host_tools import run_host_tool
 
 

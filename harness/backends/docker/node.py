@@ -18,17 +18,29 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from harness import node_log
-from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
-from harness.backends.docker.engine import (DockerBackendError, client, labels_for, quietly,
-                                            register, slug, unregister)
+from harness.backends.core import (
+    LOG_TAIL,
+    death_report,
+    opensips_command,
+    wait_until_serving,
+)
+from harness.backends.docker.engine import (
+    DockerBackendError,
+    client,
+    labels_for,
+    quietly,
+    register,
+    slug,
+    unregister,
+)
 from harness.backends.docker.network import DockerNetwork
-from harness.images import OPENSIPS_IMAGE, VERIFIED_LABEL
-from harness.mi import MIClient
-from harness.node import NodeAddresses, NodeDied, Release, parse_release
-from harness.releases import Build
-from harness.settings import OpenSIPSSettings
-from harness.wait import WaitTimeout, wait_until
+from harness.backends.images import OPENSIPS_IMAGE, VERIFIED_LABEL
+from harness.base.releases import Build
+from harness.base.settings import OpenSIPSSettings
+from harness.base.wait import WaitTimeout, wait_until
+from harness.cluster.interfaces import NodeAddresses, NodeDied, Release, parse_release
+from harness.instruments import node_log
+from harness.instruments.mi import MIClient
 
 #: where the image installs modules and the config (``make install`` defaults)
 MODULE_PATH = "/usr/local/lib64/opensips/modules"
@@ -58,7 +70,7 @@ def image_label(image: str) -> str:
 
 @functools.cache
 def image_build(image: str) -> Build:
-    """The :class:`~harness.releases.Build` an OpenSIPS image is, for reports.
+    """The :class:`~harness.base.releases.Build` an OpenSIPS image is, for reports.
 
     ``label`` is the image's tag, ``reported`` what ``opensips -V`` in it says, and
     ``verified`` is true only when the image carries the verified label that its build
@@ -82,7 +94,7 @@ def _finished_at(stamp: str | None) -> float | None:
 
 
 class DockerNode:
-    """One OpenSIPS node in a container; satisfies :class:`harness.node.Node`.
+    """One OpenSIPS node in a container; satisfies :class:`harness.cluster.interfaces.Node`.
 
     A stopped or killed node can be started again: the same container restarts with
     the same address and config, fresh process (and fresh ASLR).

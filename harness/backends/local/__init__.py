@@ -8,7 +8,7 @@ the host's own namespace. One module per job:
 - ``netns`` — iproute2 calls, sockets created inside a namespace, gratuitous ARP;
 - ``topology`` — the hub namespace with its bridge, a namespace per node and client;
 - ``node`` — one OpenSIPS process tree: start, watch, signal, logs;
-- ``backend`` — the `harness.node.Backend` a Cluster uses.
+- ``backend`` — the `harness.cluster.interfaces.Backend` a Cluster uses.
 
 Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN); `local_backend_unavailable()` says why not.
 """

@@ -16,12 +16,27 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.backends.core import AddressPlan, PlannedBackend, cluster_subnet, next_cluster_seq
+from harness.backends.core import (
+    AddressPlan,
+    PlannedBackend,
+    cluster_subnet,
+    next_cluster_seq,
+)
 from harness.backends.local import netns
-from harness.backends.local.node import LocalBackendError, LocalNode, Runtime, binary_release
+from harness.backends.local.node import (
+    LocalBackendError,
+    LocalNode,
+    Runtime,
+    binary_release,
+)
 from harness.backends.local.topology import Topology
-from harness.node import NodeAddresses, Release
-from harness.settings import Settings, SettingsError, find_opensips_binary, load_settings
+from harness.base.settings import (
+    Settings,
+    SettingsError,
+    find_opensips_binary,
+    load_settings,
+)
+from harness.cluster.interfaces import NodeAddresses, Release
 
 
 def local_backend_unavailable(settings: Settings | None = None) -> str | None:

@@ -18,15 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import node_log
-from harness.backends.core import LOG_TAIL, death_report, opensips_command, wait_until_serving
+from harness.backends.core import (
+    LOG_TAIL,
+    death_report,
+    opensips_command,
+    wait_until_serving,
+)
 from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
-from harness.mi import MIClient
-from harness.node import NodeAddresses, NodeDied, Release, parse_release
-from harness.owner import child_env
-from harness.settings import Settings
-from harness.wait import WaitTimeout
+from harness.base.owner import child_env
+from harness.base.settings import Settings
+from harness.base.wait import WaitTimeout
+from harness.cluster.interfaces import NodeAddresses, NodeDied, Release, parse_release
+from harness.instruments import node_log
+from harness.instruments.mi import MIClient
 
 #: recvfrom(2) syscall numbers, as /proc/<pid>/syscall shows them while blocked
 _RECVFROM_NR = {"x86_64": 45, "aarch64": 207}
@@ -58,7 +63,7 @@ class Runtime:
 
 
 class LocalNode:
-    """One OpenSIPS process tree in namespace ``ns`` (satisfies harness.node.Node)."""
+    """One OpenSIPS process tree in namespace ``ns`` (satisfies harness.cluster.interfaces.Node)."""
 
     def __init__(self, name: str, ns: str, addresses: NodeAddresses, config: str,
                  runtime: Runtime, binary: str | None = None) -> None:

@@ -8,7 +8,7 @@ Layout (addresses from the shared plan):
 
 The harness talks from the hub (MI, BIN probes, pybin peers) through sockets created
 there. Namespaces are named after their owner, ``hx<pid>t<start time>x<seq>-<host>``,
-so ``harness.clean`` can remove those of harness processes that no longer exist
+so ``harness.backends.clean`` can remove those of harness processes that no longer exist
 (crash, SIGKILL); ``sweep_stale`` (kept for names without a start time) those whose
 pid is gone.
 """
@@ -24,8 +24,8 @@ import socket
 
 from harness.backends.core import AddressPlan
 from harness.backends.local import netns
-from harness.owner import me
-from harness.wait import WaitTimeout, wait_until
+from harness.base.owner import me
+from harness.base.wait import WaitTimeout, wait_until
 
 NS_PREFIX = "hx"
 _NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)(?:t\d+)?x\d+-")

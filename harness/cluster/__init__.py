@@ -1,0 +1,234 @@
+"""A cluster of OpenSIPS nodes sharing one virtual IP, on any backend.
+
+    with Cluster(LocalBackend(settings)) as c:          # primary + backup
+        c.mi("backup").dlg_list()
+        c.nodes["primary"].kill()
+        c.failover()                                     # VIP -> backup
+
+The cluster renders each node's config (harness.cluster.render), starts the nodes, gives each
+the BIN warm-up probe (harness.cluster.warmup: the 1.10.5 recvfrom defect) and puts the VIP
+on the primary. Leaving the `with` block — normally, on an exception, on Ctrl-C —
+tears everything down; if starting fails, `__enter__` tears down before re-raising.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from harness.backends.clean import sweep_quietly
+from harness.base.settings import Settings
+from harness.cluster.interfaces import Backend, Node, NodeAddresses
+from harness.cluster.render import ROLES, render_config
+from harness.cluster.warmup import STATS, WarmupStats, warm_up
+from harness.instruments.mi import MIClient
+
+if TYPE_CHECKING:  # set by the pytest plugin, which imports both
+    from harness.instruments.capture import Capture
+    from harness.instruments.peer import BinPeer
+
+Destination = str | tuple[str, int] | int
+
+
+class ClusterError(RuntimeError):
+    """Bad cluster description (unknown role, unknown destination node...)."""
+
+
+class Cluster:
+    """Nodes of one backend, their replication topology and the VIP.
+
+    roles: a sequence of roles (node name = role, numbered if repeated: "standalone",
+      "standalone2") or a mapping {name: role}.
+    replicate: optional {name: [destination, ...]} replacing the default topology
+      (every primary/backup replicates to every other primary/backup). A destination
+      is a node name, "ip:port", (ip, port), or a bare port on the harness's address
+      (where a pybin peer bound with `udp_socket(port)` listens).
+    extra_destinations: appended to every replicating node (e.g. a pybin peer).
+    artifacts: optional {node name or role: binary (local) or image (docker)} for nodes
+      that run another release than the backend's default: a 1.10.2 primary with a
+      1.11.11 backup. Each node's config is rendered for the release its own binary
+      reports.
+    """
+
+    def __init__(self, backend: Backend, roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"),
+                 *, settings: Settings | None = None,
+                 replicate: Mapping[str, Iterable[Destination]] | None = None,
+                 extra_destinations: Iterable[Destination] = (),
+                 warmup: bool | None = None, close_backend: bool = True,
+                 warmup_stats: WarmupStats = STATS,
+                 artifacts: Mapping[str, str] | None = None) -> None:
+        self.backend = backend
+        self.settings = settings or backend.settings
+        self.roles = self.node_roles(roles)
+        self._replicate = {k: list(v) for k, v in (replicate or {}).items()}
+        for name in self._replicate:
+            if name not in self.roles:
+                raise ClusterError(f"replicate names unknown node {name!r}")
+        self._extra = list(extra_destinations)
+        self._artifacts = dict(artifacts or {})
+        for key in self._artifacts:
+            if key not in self.roles and key not in self.roles.values():
+                raise ClusterError(f"artifacts names unknown node or role {key!r}")
+        self._warmup = self.settings.warmup.enabled if warmup is None else warmup
+        self._close_backend = close_backend
+        self._stats = warmup_stats
+        self.nodes: dict[str, Node] = {}
+        self.addresses: dict[str, NodeAddresses] = {}
+        #: warm-up restarts per node (1.10.5 recvfrom defect)
+        self.restarts: dict[str, int] = {}
+        self.vip_owner: str | None = None
+        self._probe_sock: socket.socket | None = None
+        #: the pybin peer replicating with this cluster, when the plugin started one
+        self.peer: BinPeer | None = None
+        #: the capture of the cluster's network, when the plugin started one
+        self.capture: Capture | None = None
+
+    @staticmethod
+    def node_roles(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+        """{node name: role}: a mapping as given, a sequence named by role (numbered if repeated)."""
+        if isinstance(roles, Mapping):
+            named = dict(roles)
+        else:
+            named, seen = {}, {}
+            for role in roles:
+                seen[role] = seen.get(role, 0) + 1
+                named[role if seen[role] == 1 else f"{role}{seen[role]}"] = role
+        for name, role in named.items():
+            if role not in ROLES:
+                raise ClusterError(f"node {name!r}: unknown role {role!r} "
+                                   f"(expected one of {', '.join(ROLES)})")
+        if not named:
+            raise ClusterError("a cluster needs at least one node")
+        return named
+
+    # -- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> Cluster:
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Sweep leftovers of dead runs, create, start and warm up every node, VIP on the primary.
+
+        The sweep is here, not only at session start, so that ``harness up`` and
+        library users (a script starting a Cluster) clean up after killed runs too.
+        """
+        sweep_quietly()
+        self.backend.open()
+        for name in self.roles:
+            self.addresses[name] = self.backend.node_addresses(name)
+        for name, role in self.roles.items():
+            artifact = self.artifact(name)
+            config = render_config(role, self.settings, self.addresses[name],
+                                   replicate_to=self.destinations(name),
+                                   module_path=self.backend.module_path_for(artifact),
+                                   release=self.backend.release(artifact).version)
+            self.nodes[name] = self.backend.create_node(name, config, self.addresses[name],
+                                                        artifact=artifact)
+        for node in self.nodes.values():
+            node.start()
+        if self._warmup:
+            for name, node in self.nodes.items():
+                self.restarts[name] = warm_up(node, self._send, lambda n=name: self._bin_pids(n),
+                                              self.settings, self._stats)
+        owner = next((n for n, r in self.roles.items() if r == "primary"), next(iter(self.roles)))
+        self.move_vip(owner)
+
+    def close(self) -> None:
+        """Tear down every node (and the backend unless close_backend=False)."""
+        if self._probe_sock is not None:
+            self._probe_sock.close()
+            self._probe_sock = None
+        if self._close_backend:
+            self.backend.close()
+        else:
+            for node in self.nodes.values():
+                try:
+                    node.kill()
+                except Exception:
+                    pass
+
+    def artifact(self, name: str) -> str | None:
+        """The binary or image node ``name`` runs; None for the backend's default."""
+        return self._artifacts.get(name, self._artifacts.get(self.roles[name]))
+
+    # -- topology --------------------------------------------------------------------
+    def destinations(self, name: str) -> list[str]:
+        """The "ip:port" BIN destinations node `name` replicates to."""
+        role = self.roles[name]
+        if role == "standalone":
+            return []
+        if name in self._replicate:
+            dests = list(self._replicate[name])
+        else:
+            dests = [n for n, r in self.roles.items() if n != name and r in ("primary", "backup")]
+        return [self._resolve(d) for d in [*dests, *self._extra]]
+
+    def _resolve(self, d: Destination) -> str:
+        if isinstance(d, int):
+            return f"{self.backend.harness_ip}:{d}"
+        if isinstance(d, tuple):
+            return f"{d[0]}:{d[1]}"
+        if d in self.roles:
+            a = self.addresses[d]
+            return f"{a.ip}:{a.bin_port}"
+        return d
+
+    # -- access ----------------------------------------------------------------------
+    @property
+    def vip(self) -> str:
+        return self.backend.vip
+
+    @property
+    def sip_addr(self) -> tuple[str, int]:
+        """Where SIP clients send: VIP and SIP port."""
+        return (self.backend.vip, self.settings.ports.sip)
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def mi(self, name: str, timeout: float | None = None) -> MIClient:
+        """MI client for node `name`; waiting on a dead node raises NodeDied."""
+        return self.nodes[name].mi(timeout)
+
+    def udp_socket(self, port: int = 0) -> socket.socket:
+        """A socket at harness_ip:port on the cluster network (for pybin peers, probes)."""
+        return self.backend.udp_socket(port)
+
+    def check(self) -> None:
+        """Raise NodeDied for the first node that died while expected to run."""
+        for node in self.nodes.values():
+            node.check_alive()
+
+    # -- failover --------------------------------------------------------------------
+    def move_vip(self, to: str) -> None:
+        """Drop the VIP from its owner (dead or alive), add it on `to`, refresh ARP."""
+        if self.vip_owner and self.vip_owner != to:
+            self.nodes[self.vip_owner].release_vip(self.vip)
+        self.nodes[to].take_vip(self.vip)
+        self.vip_owner = to
+        self.backend.refresh_neighbours(self.vip)
+
+    def failover(self, to: str | None = None) -> None:
+        """Move the VIP to the backup (or node `to`). Kill/freeze the primary yourself."""
+        if to is None:
+            to = next((n for n, r in self.roles.items() if r == "backup"), None)
+            if to is None:
+                raise ClusterError("failover: the cluster has no backup node")
+        self.move_vip(to)
+
+    # -- internals -------------------------------------------------------------------
+    def _send(self, packet: bytes, addr: tuple[str, int]) -> None:
+        if self._probe_sock is None:
+            self._probe_sock = self.backend.udp_socket(0)
+        self._probe_sock.sendto(packet, addr)
+
+    def _bin_pids(self, name: str) -> list[int]:
+        procs = self.mi(name).ps()
+        return [p.pid for p in procs if p.type.startswith("BIN receiver")]

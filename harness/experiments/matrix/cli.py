@@ -1,0 +1,103 @@
+"""``harness matrix``: the behaviour checks over releases and pairs, as reports.
+
+    harness matrix --backend local --opensips 1.10.2=/opt/a/opensips --opensips 1.10.5=/opt/b/opensips
+    harness matrix --backend docker --versions 1.10.0,1.10.5,1.11.11 [--pairs all] [--json]
+
+Progress goes to stderr, one line per cell; the reports (matrix.md, matrix.json,
+matrix.junit.xml) go to ``--out``; ``--json`` also prints matrix.json's object on
+stdout. Exit 0 when every cell is ``same`` or a difference the table explains, 1
+when a cell differs unexplained or errs, 2 for arguments it cannot use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.backends.builds import (
+    BuildError,
+    backend_factory,
+    docker_builds,
+    local_builds,
+)
+from harness.base.releases import BASELINE
+from harness.base.settings import load_settings
+from harness.experiments.matrix.known import KnownTableError
+from harness.experiments.matrix.runner import (
+    MatrixError,
+    plan_pairs,
+    run_matrix,
+    select_checks,
+    sort_labels,
+)
+
+
+class MatrixUsage(Exception):
+    """Arguments the matrix cannot use; the CLI exits 2 with this line."""
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("matrix", help="run the behaviour checks over releases and primary/backup pairs")
+    p.set_defaults(func=cmd_matrix)
+    p.add_argument("--backend", choices=("local", "docker"), default="local",
+                   help="local: binaries given with --opensips; docker: images given with --versions")
+    p.add_argument("--opensips", action="append", default=[], metavar="V=PATH",
+                   help="a local opensips binary and its label (repeatable; PATH alone: labelled "
+                        "with the version it reports)")
+    p.add_argument("--versions", metavar="LIST",
+                   help="docker: comma-separated releases (or all, 1.10, 1.11) whose images to use, "
+                        "private labels of ours, or whole image names (repo/name:tag)")
+    p.add_argument("--pairs", default="default",
+                   help="default (each with itself, baseline with each both ways), all, "
+                        "or P:B,P:B (primary:backup)")
+    p.add_argument("--checks", action="append", metavar="GLOB",
+                   help="only checks matching (repeatable), e.g. 'sip.*'")
+    p.add_argument("--out", default="matrix", help="where matrix.md/json/junit go (default ./matrix)")
+    p.add_argument("--settings", help="YAML file overriding harness/base/defaults.yaml")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="pairs run at once per check, each on its own network (default 1)")
+    p.add_argument("--json", action="store_true", help="print the matrix.json object on stdout")
+    return p
+
+
+def progress(line: str) -> None:
+    print(f"matrix: {line}", file=sys.stderr, flush=True)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    try:
+        if args.jobs < 1:
+            raise MatrixUsage("--jobs must be at least 1")
+        if args.backend == "local":
+            if args.versions:
+                raise MatrixUsage("--versions is for --backend docker; local takes --opensips V=PATH")
+            if not args.opensips:
+                raise MatrixUsage("--backend local needs --opensips V=PATH (one per release, "
+                                  f"the baseline {BASELINE} among them)")
+            builds = local_builds(args.opensips)
+        else:
+            if args.opensips:
+                raise MatrixUsage("--opensips is for --backend local; docker takes --versions")
+            builds = docker_builds(args.versions or BASELINE)
+        labels = sort_labels(builds)
+        builds = {label: builds[label] for label in labels}
+        pairs = plan_pairs(labels, args.pairs)
+        checks = select_checks(args.checks)
+    except (BuildError, MatrixError, KnownTableError) as err:
+        raise MatrixUsage(str(err)) from None
+    settings = load_settings(args.settings)
+    progress(f"{len(checks)} checks x {len(pairs)} pairs on the {args.backend} backend; "
+             f"builds: {', '.join(b.describe() for b in builds.values())}")
+    run = run_matrix(builds, pairs, checks, backend_factory(args.backend, builds[BASELINE]), settings,
+                     backend_name=args.backend, progress=progress, jobs=args.jobs)
+    from harness.experiments.matrix.report import to_json, write_reports
+
+    paths = write_reports(run, Path(args.out))
+    progress(f"done in {run.seconds / 60:.1f} min: {len(run.unexplained)} unexplained differences, "
+             f"{len(run.errors)} errors; reports: {', '.join(str(p) for p in paths.values())}")
+    if args.json:
+        print(json.dumps(to_json(run)), flush=True)
+    return 1 if run.unexplained or run.errors else 0

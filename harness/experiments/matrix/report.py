@@ -1,0 +1,167 @@
+"""Write a matrix run as matrix.md (for people), matrix.json (for tools) and JUnit (for CI).
+
+matrix.md is a table (rows = checks, columns = pairs, cells = same / differs (short) /
+error), then every difference with its observed and baseline values and the upstream
+commit that explains it, or "unexplained" — so the README can quote the file as is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from harness.experiments.matrix.checks import CHECKS
+from harness.experiments.matrix.judge import ERROR_KEY
+from harness.experiments.matrix.runner import MatrixRun
+
+
+def harness_version() -> str:
+    """The installed distribution's version (what a report was made with), and the git
+    commit when the harness runs from a checkout."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        text = version("pybin-opensips")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        text = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{text}, git {commit}" if commit else text
+
+
+def _pair_id(pair: tuple[str, str]) -> str:
+    return pair[0] if pair[0] == pair[1] else f"{pair[0]}>{pair[1]}"
+
+
+def to_json(run: MatrixRun) -> dict[str, Any]:
+    """The JSON contract: ``baseline`` and ``results`` (primary, backup, check, outcome,
+    observed, baseline, explained_by), plus how the run was made."""
+    return {
+        "baseline": run.baseline,
+        "backend": run.backend,
+        "harness_version": harness_version(),
+        "date": _dt.datetime.fromtimestamp(run.started, _dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": run.seconds,
+        "builds": {label: {"artifact": b.artifact, "reports": b.reported, "verified": b.verified}
+                   for label, b in run.builds.items()},
+        "pairs": [{"primary": p, "backup": b} for p, b in run.pairs],
+        "checks": {name: CHECKS[name].covers for name in run.checks},
+        "summary": summary(run),
+        "baseline_deviations": run.baseline_deviations,
+        "results": [r.to_json() for r in run.results],
+    }
+
+
+def summary(run: MatrixRun) -> dict[str, int]:
+    counts = {"cells": len(run.results), "same": 0, "differs": 0, "error": 0}
+    for r in run.results:
+        counts[r.outcome] += 1
+    counts["explained"] = sum(1 for r in run.results if r.outcome == "differs" and r.explained_by)
+    counts["unexplained"] = len(run.unexplained)
+    return counts
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _value(value: Any) -> str:
+    return "`" + json.dumps(value, sort_keys=True).replace("`", "'") + "`"
+
+
+def to_markdown(run: MatrixRun) -> str:
+    """matrix.md: header, the table, then each difference and error in detail."""
+    s = summary(run)
+    date = _dt.datetime.fromtimestamp(run.started, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# OpenSIPS BIN behaviour matrix",
+        "",
+        f"Made by `harness matrix` (harness {harness_version()}, {run.backend} backend) on {date} "
+        f"in {run.seconds / 60:.0f} min. Baseline: {run.baseline}. Pairs are primary>backup; a "
+        "single release means both nodes run it.",
+        "",
+        f"{s['cells']} cells: {s['same']} same, {s['differs']} differ ({s['explained']} explained by an "
+        f"upstream commit, {s['unexplained']} unexplained), {s['error']} error.",
+        "",
+        "Builds:",
+        "",
+    ]
+    for label, b in run.builds.items():
+        how = "verified upstream tree" if b.verified else "unverified build"
+        lines.append(f"- `{label}`: {how}, reports {b.reported}")
+    pairs = run.pairs
+    lines += ["", "| check | " + " | ".join(_pair_id(p) for p in pairs) + " |",
+              "|---|" + "---|" * len(pairs)]
+    for check in run.checks:
+        cells = []
+        for pair in pairs:
+            r = run.cell(check, pair)
+            cells.append(_md_escape(r.short()) if r else "—")
+        lines.append(f"| {check} | " + " | ".join(cells) + " |")
+    lines += ["", "## Checks", ""]
+    lines += [f"- `{name}`: {CHECKS[name].covers}" for name in run.checks]
+    if run.baseline_deviations:
+        bad = {c: d for c, d in run.baseline_deviations.items() if d}
+        lines += ["", "## The baseline against its own code", ""]
+        if not bad:
+            lines.append(f"In every check {run.baseline} showed what its sources say it does "
+                         "(`harness/experiments/matrix/expected.py`).")
+        for check, devs in bad.items():
+            lines.append(f"- {check}: " + "; ".join(_md_escape(d) for d in devs))
+    diffs = [r for r in run.results if r.outcome == "differs"]
+    if diffs:
+        lines += ["", "## Differences", ""]
+        for r in diffs:
+            lines.append(f"### {r.check} on {r.pair}")
+            lines.append("")
+            for d in r.differences:
+                why = (f"explained by upstream commit {d.explained_by}: {d.why}" if d.explained_by
+                       else "**unexplained**")
+                lines.append(f"- `{d.key}`: observed {_value(d.observed)}, baseline "
+                             f"{_value(d.baseline)} — {why}")
+            lines.append("")
+    errors = run.errors
+    if errors:
+        lines += ["## Errors", ""]
+        for r in errors:
+            cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY)}"
+            lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_junit(run: MatrixRun) -> str:
+    """JUnit XML: one testcase per cell; unexplained differences fail, errors error."""
+    suite = ET.Element("testsuite", name="opensips-bin-matrix", tests=str(len(run.results)),
+                       failures=str(len(run.unexplained)), errors=str(len(run.errors)),
+                       time=f"{run.seconds:.1f}")
+    for r in run.results:
+        case = ET.SubElement(suite, "testcase", classname=f"matrix.{r.pair}", name=r.check,
+                             time=f"{r.seconds:.1f}")
+        if r.outcome == "error":
+            cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY)}"
+            ET.SubElement(case, "error", message=str(cause)[:500])
+        elif r.outcome == "differs":
+            text = "\n".join(f"{d.key}: observed {json.dumps(d.observed)} baseline {json.dumps(d.baseline)}"
+                             f" ({d.explained_by or 'unexplained'})" for d in r.differences)
+            if r.explained_by is None:
+                ET.SubElement(case, "failure", message=r.short()).text = text
+            else:
+                ET.SubElement(case, "system-out").text = text
+    return ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def write_reports(run: MatrixRun, out: Path) -> dict[str, Path]:
+    """matrix.md, matrix.json and matrix.junit.xml in ``out``; their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / "matrix.md", "json": out / "matrix.json", "junit": out / "matrix.junit.xml"}
+    paths["md"].write_text(to_markdown(run))
+    paths["json"].write_text(json.dumps(to_json(run), indent=2, sort_keys=False) + "\n")
+    paths["junit"].write_text(to_junit(run))
+    return paths
