@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import pytest
 
-from harness.cluster import Cluster
-
 
 @pytest.mark.live
 def test_two_calls_end_on_the_backup_too(opensips_cluster, sip_calls) -> None:
-    cluster: Cluster = opensips_cluster(("primary", "backup"), peer=True)
+    lc = opensips_cluster(("primary", "backup"), peer=True)
+    cluster = lc.cluster
     summary = sip_calls(cluster, "basic", calls=2).wait(timeout=60)
     assert len(summary.completed) == 2 and summary.failed == 0
 
-    deleted = cluster.peer.wait_for(lambda got: sum(p.packet.command == 3 for p in got) == 2,
+    deleted = lc.peer.wait_for(lambda got: sum(p.packet.command == 3 for p in got) == 2,
                                     timeout=10, what="two 'deleted' packets")
     call_ids = {p.dialog().call_id.decode() for p in deleted if p.packet.command == 3}
     assert call_ids == {c.call_id for c in summary.calls}

@@ -18,10 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from harness import live
 from harness.backends import BACKEND_CHOICES, choose_backend, default_backend
 from harness.base.settings import load_settings
 from harness.base.wait import wait_until
-from harness.cluster import Cluster
 from harness.experiments.calls import CallPair
 
 SCENARIO = Path(__file__).resolve().parent / "info"
@@ -34,12 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     choice = choose_backend(args.backend, settings)
-    if choice.name is None:
+    if choice.kind is None:
         print(f"run_info_call: {choice.reason}", file=sys.stderr)
         return 2
+    kind = choice.kind
     # under the temp dir: the docker backend mounts it into SIPp's containers
     with tempfile.TemporaryDirectory(prefix="info-call-") as work:
-        with Cluster(choice.factory()(settings), ("primary", "backup")) as cluster:
+        with live.start(kind, settings, ("primary", "backup")) as lc:
+            cluster = lc.cluster
             summary = CallPair(cluster, SCENARIO, calls=args.calls, workdir=Path(work)).start().wait(60)
             backup = cluster.mi("backup")
             stats = wait_until(lambda: (s := backup.get_statistics())["delete_recv"] >= args.calls and s,
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                alive=cluster.check)
     info_codes = sorted({r.code for c in summary.calls for r in c.responses if r.method == "INFO"})
     report = {
-        "backend": choice.name,
+        "backend": kind.name,
         "completed": len(summary.completed),
         "info_codes": info_codes,
         "backup": {k: stats[k] for k in ("create_recv", "update_recv", "delete_recv", "active_dialogs")},

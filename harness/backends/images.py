@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.base.errors import HarnessError
 from harness.base.releases import (
     BASELINE,
     ReleaseError,
@@ -58,7 +59,7 @@ _SOURCE_JUNK = ("*.o", "*.d", "*.so", ".git", "*.swp")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
-class ImageError(RuntimeError):
+class ImageError(HarnessError, RuntimeError):
     """A build step failed; the message is one line a user can act on."""
 
 

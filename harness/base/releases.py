@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from harness.base.errors import UsageError
 from pybin.rules import in_range as _in_range
 from pybin.rules import version_key as _version_key
 
@@ -44,7 +45,7 @@ UPSTREAM: dict[str, tuple[str, str]] = {
     "1.11.11": ("4ec29c3101c5ba9bb4ec0b62cc12a114034d7138", "1b7f2059c2945c3026da06aff859bfc495c25616"),
 }
 
-class ReleaseError(ValueError):
+class ReleaseError(UsageError, ValueError):
     """A version or release range the harness cannot use (one line, says what is valid)."""
 
 

@@ -21,13 +21,15 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from harness.base.errors import HarnessError
+
 #: top-level folders the wheel carries as harness/_shipped/<name>
 SHIPPED = ("containers", "opensips-cfg", "scenarios")
 #: where the wheel puts them inside the package
 SHIPPED_IN_PACKAGE = "_shipped"
 
 
-class ShippedDataMissing(FileNotFoundError):
+class ShippedDataMissing(HarnessError, FileNotFoundError):
     """A file the harness ships is not where it must be (a broken install)."""
 
 

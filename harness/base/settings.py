@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from harness.base.errors import HarnessError
 from harness.base.resources import package_path
 
 DEFAULTS_FILE = package_path("base", "defaults.yaml")
@@ -29,7 +30,7 @@ DEFAULTS_FILE = package_path("base", "defaults.yaml")
 SETTINGS_ENV = "HARNESS_SETTINGS"
 
 
-class SettingsError(ValueError):
+class SettingsError(HarnessError, ValueError):
     """A settings file or override is unreadable or names an unknown key."""
 
 

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from harness.base.errors import HarnessError
+
 T = TypeVar("T")
 
 #: how much of the condition's last value a timeout message quotes
 _LAST_CHARS = 200
 
 
-class WaitTimeout(TimeoutError, Generic[T]):
+class WaitTimeout(HarnessError, TimeoutError, Generic[T]):
     """What we waited for did not happen in time.
 
     ``last`` is the condition's last (falsy) value, for callers that report a

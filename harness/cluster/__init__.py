@@ -1,6 +1,6 @@
 """A cluster of OpenSIPS nodes sharing one virtual IP, on any backend.
 
-    with Cluster(LocalBackend(settings)) as c:          # primary + backup
+    with Cluster(backend) as c:                         # primary + backup
         c.mi("backup").dlg_list()
         c.nodes["primary"].kill()
         c.failover()                                     # VIP -> backup
@@ -9,28 +9,26 @@ The cluster renders each node's config (harness.cluster.render), starts the node
 the BIN warm-up probe (harness.cluster.warmup: the 1.10.5 recvfrom defect) and puts the VIP
 on the primary. Leaving the `with` block — normally, on an exception, on Ctrl-C —
 tears everything down; if starting fails, `__enter__` tears down before re-raising.
+Callers start clusters through `harness.live.start`, which also makes the backend, a
+pybin peer and a capture, and sweeps what killed runs left behind.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
-from harness.backends.clean import sweep_quietly
+from harness.base.errors import HarnessError
 from harness.base.settings import Settings
 from harness.cluster.interfaces import Backend, Node, NodeAddresses
 from harness.cluster.render import ROLES, render_config
 from harness.cluster.warmup import STATS, WarmupStats, warm_up
 from harness.instruments.mi import MIClient
 
-if TYPE_CHECKING:  # set by the pytest plugin, which imports both
-    from harness.instruments.capture import Capture
-    from harness.instruments.peer import BinPeer
-
 Destination = str | tuple[str, int] | int
 
 
-class ClusterError(RuntimeError):
+class ClusterError(HarnessError, RuntimeError):
     """Bad cluster description (unknown role, unknown destination node...)."""
 
 
@@ -43,7 +41,8 @@ class Cluster:
       (every primary/backup replicates to every other primary/backup). A destination
       is a node name, "ip:port", (ip, port), or a bare port on the harness's address
       (where a pybin peer bound with `udp_socket(port)` listens).
-    extra_destinations: appended to every replicating node (e.g. a pybin peer).
+    first_destinations / extra_destinations: put before / after every replicating
+      node's own destinations (e.g. a pybin peer).
     artifacts: optional {node name or role: binary (local) or image (docker)} for nodes
       that run another release than the backend's default: a 1.10.2 primary with a
       1.11.11 backup. Each node's config is rendered for the release its own binary
@@ -51,19 +50,20 @@ class Cluster:
     """
 
     def __init__(self, backend: Backend, roles: Sequence[str] | Mapping[str, str] = ("primary", "backup"),
-                 *, settings: Settings | None = None,
-                 replicate: Mapping[str, Iterable[Destination]] | None = None,
+                 *, replicate: Mapping[str, Iterable[Destination]] | None = None,
+                 first_destinations: Iterable[Destination] = (),
                  extra_destinations: Iterable[Destination] = (),
                  warmup: bool | None = None, close_backend: bool = True,
                  warmup_stats: WarmupStats = STATS,
                  artifacts: Mapping[str, str] | None = None) -> None:
         self.backend = backend
-        self.settings = settings or backend.settings
+        self.settings: Settings = backend.settings
         self.roles = self.node_roles(roles)
         self._replicate = {k: list(v) for k, v in (replicate or {}).items()}
         for name in self._replicate:
             if name not in self.roles:
                 raise ClusterError(f"replicate names unknown node {name!r}")
+        self._first = list(first_destinations)
         self._extra = list(extra_destinations)
         self._artifacts = dict(artifacts or {})
         for key in self._artifacts:
@@ -78,10 +78,6 @@ class Cluster:
         self.restarts: dict[str, int] = {}
         self.vip_owner: str | None = None
         self._probe_sock: socket.socket | None = None
-        #: the pybin peer replicating with this cluster, when the plugin started one
-        self.peer: BinPeer | None = None
-        #: the capture of the cluster's network, when the plugin started one
-        self.capture: Capture | None = None
 
     @staticmethod
     def node_roles(roles: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -114,12 +110,7 @@ class Cluster:
         self.close()
 
     def start(self) -> None:
-        """Sweep leftovers of dead runs, create, start and warm up every node, VIP on the primary.
-
-        The sweep is here, not only at session start, so that ``harness up`` and
-        library users (a script starting a Cluster) clean up after killed runs too.
-        """
-        sweep_quietly()
+        """Create, start and warm up every node; the VIP on the primary."""
         self.backend.open()
         for name in self.roles:
             self.addresses[name] = self.backend.node_addresses(name)
@@ -135,7 +126,7 @@ class Cluster:
             node.start()
         if self._warmup:
             for name, node in self.nodes.items():
-                self.restarts[name] = warm_up(node, self._send, lambda n=name: self._bin_pids(n),
+                self.restarts[name] = warm_up(node, self.send_bin, lambda n=name: self._bin_pids(n),
                                               self.settings, self._stats)
         owner = next((n for n, r in self.roles.items() if r == "primary"), next(iter(self.roles)))
         self.move_vip(owner)
@@ -168,7 +159,7 @@ class Cluster:
             dests = list(self._replicate[name])
         else:
             dests = [n for n, r in self.roles.items() if n != name and r in ("primary", "backup")]
-        return [self._resolve(d) for d in [*dests, *self._extra]]
+        return [self._resolve(d) for d in [*self._first, *dests, *self._extra]]
 
     def _resolve(self, d: Destination) -> str:
         if isinstance(d, int):
@@ -223,11 +214,14 @@ class Cluster:
                 raise ClusterError("failover: the cluster has no backup node")
         self.move_vip(to)
 
-    # -- internals -------------------------------------------------------------------
-    def _send(self, packet: bytes, addr: tuple[str, int]) -> None:
+    def send_bin(self, packet: bytes, addr: tuple[str, int]) -> None:
+        """Send a datagram from the harness's address on the cluster network (one
+        socket, reused): probes, sentinels, forged packets."""
         if self._probe_sock is None:
             self._probe_sock = self.backend.udp_socket(0)
         self._probe_sock.sendto(packet, addr)
+
+    # -- internals -------------------------------------------------------------------
 
     def _bin_pids(self, name: str) -> list[int]:
         procs = self.mi(name).ps()

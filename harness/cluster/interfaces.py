@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from harness.base.errors import HarnessError
 
 if TYPE_CHECKING:  # types only: the MI client and settings do not depend on nodes
     from harness.base.settings import Settings
@@ -41,7 +45,7 @@ class NodeAddresses:
         return (self.ip, self.mi_port)
 
 
-class NodeDied(RuntimeError):
+class NodeDied(HarnessError, RuntimeError):
     """A node's process exited while the harness expected it to run.
 
     The message names the node, when it died and its last log lines, so a failure
@@ -49,7 +53,7 @@ class NodeDied(RuntimeError):
     """
 
 
-class ReleaseUnknown(ValueError):
+class ReleaseUnknown(HarnessError, ValueError):
     """``opensips -V`` did not say which release it is."""
 
 
@@ -75,6 +79,18 @@ def parse_release(text: str, artifact: str = "", artifact_id: str = "") -> Relea
             if m := re.search(r"opensips (\d+\.\d+\.\d+)", banner):
                 return Release(m.group(1), banner, artifact, artifact_id)
     raise ReleaseUnknown(f"cannot tell the OpenSIPS release from `opensips -V`: {text.strip()[:200]!r}")
+
+
+@dataclass(frozen=True)
+class ConfigCheck:
+    """How a backend runs ``opensips -c`` on a rendered config, before any node starts."""
+
+    #: the module directory a config must name (``mpath``) where the check runs
+    module_path: str
+    #: where the check runs, for messages: "the local binary", "a throw-away … container"
+    where: str
+    #: the command line that checks the config file at a host path
+    argv: Callable[[Path], list[str]]
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from typing import Iterable
 
 import jinja2
 
+from harness.base.errors import HarnessError
 from harness.base.releases import BASELINE, family
 from harness.base.resources import shipped
 from harness.base.settings import Settings, SettingsError
@@ -70,7 +71,7 @@ class TemplateRelease:
         return self.version
 
 
-class RenderError(ValueError):
+class RenderError(HarnessError, ValueError):
     """The inputs cannot make a valid config (unknown role, bad address...)."""
 
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from harness.base.errors import HarnessError
 from harness.base.settings import Settings, SettingsError
-from harness.cluster.interfaces import NodeAddresses
+from harness.cluster.interfaces import ConfigCheck, NodeAddresses
 from harness.cluster.render import PLACEHOLDERS, RenderError, render_config
 from harness.instruments import node_log
 
@@ -47,12 +48,15 @@ SAMPLE_VIP = "192.0.2.100"
 SAMPLE_IPS = {"primary": "192.0.2.10", "backup": "192.0.2.11", "standalone": "192.0.2.12"}
 
 
-class UserConfigError(ValueError):
+class UserConfigError(HarnessError, ValueError):
     """The user's config cannot run a cluster; `lines` are the one-line reasons."""
 
     def __init__(self, lines: Iterable[str]) -> None:
         self.lines = list(lines)
         super().__init__("\n".join(self.lines))
+
+    def messages(self) -> list[str]:
+        return self.lines
 
 
 # -- the parser -----------------------------------------------------------------------
@@ -213,25 +217,18 @@ def render_samples(settings: Settings, roles: Iterable[str], module_path: str) -
     return out
 
 
-def check_user_config(settings: Settings, roles: Iterable[str], backend: str | None,
-                      *, image: str | None = None) -> str:
-    """Raise UserConfigError naming what is missing; else return how `-c` was confirmed.
+def check_user_config(settings: Settings, roles: Iterable[str], check: ConfigCheck | None) -> str:
+    """Raise UserConfigError naming what is missing; else return how `-c` confirmed it.
 
-    backend: "local" (run the binary), "docker" (a throw-away container of `image`)
-    or None (nothing can run `opensips -c`: the returned note says so).
+    check: how the chosen backend runs ``opensips -c`` (its kind's ``config_check``), or
+    None where nothing can run it: the returned note says so.
     """
     path = settings.opensips.config
     if not path:
         return "no user config"
     shown = Path(path).name
     roles = list(dict.fromkeys(roles))
-    if backend == "docker":
-        from harness.backends.docker.node import MODULE_PATH as module_path
-    elif backend == "local":
-        binary = settings.opensips_binary()
-        module_path = settings.module_path_for(binary)
-    else:
-        module_path = settings.opensips.module_path or "/usr/lib64/opensips/modules"
+    module_path = check.module_path if check else settings.opensips.module_path or "/usr/lib64/opensips/modules"
     try:
         texts = render_samples(settings, roles, module_path)
     except (RenderError, SettingsError) as err:
@@ -243,27 +240,22 @@ def check_user_config(settings: Settings, roles: Iterable[str], backend: str | N
                   missing_pieces(text, role, sample_node(role, settings), peers)]
     if lines:
         raise UserConfigError(dict.fromkeys(lines))
-    if backend is None:
+    if check is None:
         return f"config {shown}: renders and replicates; opensips -c not run (no binary or image here)"
     for role, text in texts.items():
-        problem = opensips_check(text, backend, binary if backend == "local" else None, image)
+        problem = opensips_check(text, check)
         if problem:
             raise UserConfigError([f"config {shown}: opensips -c refuses the rendered {role} config: {problem}"])
-    where = "the local binary" if backend == "local" else f"a throw-away {image} container"
-    return f"config {shown}: renders, replicates and passes opensips -c ({where}) for {', '.join(roles)}"
+    return f"config {shown}: renders, replicates and passes opensips -c ({check.where}) for {', '.join(roles)}"
 
 
-def opensips_check(text: str, backend: str, binary: str | None, image: str | None) -> str | None:
+def opensips_check(text: str, check: ConfigCheck) -> str | None:
     """None when ``opensips -c`` accepts `text`, else its first error line, trimmed."""
     with tempfile.TemporaryDirectory(prefix="harness-usercfg-") as tmp:
         cfg = Path(tmp) / "opensips.cfg"
         cfg.write_text(text)
         cfg.chmod(0o644)
-        if backend == "local":
-            argv = [str(binary), "-c", "-f", str(cfg)]
-        else:
-            argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{cfg}:/etc/opensips-check.cfg:ro",
-                    str(image), "opensips", "-c", "-f", "/etc/opensips-check.cfg"]
+        argv = check.argv(cfg)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as err:
@@ -282,23 +274,3 @@ def first_error(log: str) -> str | None:
         where = re.search(r"parse error in config file \S+, (line \d+)[^:]*: (.*)", msg)
         return f"{where.group(1)}: {where.group(2)}" if where else msg
     return None
-
-
-def preflight(settings: Settings, config: str | None, roles: Iterable[str],
-              wanted_backend: str) -> tuple[Settings, str | None]:
-    """`settings` using `config` (absolute path), checked for `roles`; and a note saying how.
-
-    The CLI and the pytest plugin both call this, so `--config` means the same
-    everywhere. The `-c` check runs where the chosen backend would run OpenSIPS.
-    """
-    if not config:
-        return settings, None
-    path = Path(config).resolve()
-    if not path.is_file():
-        raise UserConfigError([f"config {config}: no such file"])
-    settings = settings.with_overrides({"opensips": {"config": str(path)}})
-    from harness.backends import choose_backend
-    from harness.backends.images import OPENSIPS_IMAGE
-
-    choice = choose_backend(wanted_backend, settings)
-    return settings, check_user_config(settings, roles, choice.name, image=OPENSIPS_IMAGE)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from harness.base.errors import HarnessError
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout, wait_until
 from harness.cluster.interfaces import Node, NodeDied
@@ -43,7 +44,7 @@ class _ReceiverGone(Exception):
     """A probed BIN receiver died: the node is going down, whether or not it has exited."""
 
 
-class WarmupError(RuntimeError):
+class WarmupError(HarnessError, RuntimeError):
     """A node kept dying of the recvfrom defect beyond the restart bound, or never answered."""
 
 

@@ -37,8 +37,9 @@ SENTINEL_LINE = "Invalid dialog binary packet command: 424242"
 
 @pytest.mark.live
 def test_measure(opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer, lifetime = cluster.peer, cluster.settings.dialog.timeout
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer, lifetime = lc.peer, cluster.settings.dialog.timeout
     pair = sip_calls(cluster, "reinvite", calls=CALLS, rate=50, hold=True)
     pair.uac.wait_held(timeout=60)
     calls = {c.call_id.encode() for c in pair.uac.result().calls}

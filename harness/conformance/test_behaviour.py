@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.backends import BackendChoice
+from harness.backends import BackendKind
 from harness.base.releases import BASELINE
 from harness.base.settings import Settings
 from harness.experiments.matrix.context import Pair
@@ -33,22 +33,22 @@ _BASELINE: dict[str, dict[str, Any]] = {}
 
 @pytest.mark.parametrize("check", select_checks(None))
 def test_behaviour_is_the_baselines_or_a_known_difference(
-        check: str, opensips_pair: Pair, opensips_backend: BackendChoice,
+        check: str, opensips_pair: Pair, opensips_backend: BackendKind,
         opensips_builds: Any, harness_settings: Settings, tmp_path: Path,
         record_property: Any) -> None:
-    factory = opensips_backend.factory()
-    observed = observe(check, opensips_pair, factory, harness_settings, tmp_path / "pair")
+    observed = observe(check, opensips_pair, opensips_backend, harness_settings, tmp_path / "pair")
     record_property("observed", observed)
     assert ERROR_KEY not in observed, f"{check} on {opensips_pair.id}: {observed[ERROR_KEY]}"
     baseline_pair = Pair(opensips_builds.get(BASELINE), opensips_builds.get(BASELINE))
     if (opensips_pair.primary.label, opensips_pair.backup.label) == (BASELINE, BASELINE):
         if check not in BASELINE_EXPECT:
             pytest.fail(f"{check} has no expected 1.10.5 behaviour in harness.experiments.matrix.expected")
-        wrong = deviations(check, observed, opensips_backend.name or "")
+        wrong = deviations(check, observed, opensips_backend)
         assert not wrong, f"{check} on {BASELINE}: " + "; ".join(wrong)
         return
     if check not in _BASELINE:
-        _BASELINE[check] = observe(check, baseline_pair, factory, harness_settings, tmp_path / "baseline")
+        _BASELINE[check] = observe(check, baseline_pair, opensips_backend, harness_settings,
+                                   tmp_path / "baseline")
     result = judge(check, opensips_pair.primary.label, opensips_pair.backup.label, observed,
                    _BASELINE[check], load(), primary_version=opensips_pair.primary.version,
                    backup_version=opensips_pair.backup.version)

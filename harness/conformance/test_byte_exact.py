@@ -62,8 +62,9 @@ def _captured(path: Any) -> list[CapturedDatagram]:
 
 def test_every_live_packet_decodes_to_the_sip_dialog_and_reencodes_identically(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     pairs = [sip_calls(cluster, name, calls=n, rate=50) for name, n in SCENARIOS.items()]
     calls: dict[bytes, Any] = {}
     for pair in pairs:

@@ -118,7 +118,7 @@ def test_death_is_reported_with_name_time_and_logs(backend: DockerBackend) -> No
     with pytest.raises(NodeDied) as info:
         node.check_alive(force=True)
     text = str(info.value)
-    assert re.match(r"node victim \(\S+\) died at \d\d:\d\d:\d\d\.\d{3} \(exit code 137\)", text), text
+    assert re.match(r"node victim \(\S+\) died at \w{3} [ \d]\d \d\d:\d\d:\d\d\.\d{3} UTC \(exit code 137\)", text), text
     assert "last log lines" in text
     with pytest.raises(NodeDied):
         node.mi().ps()  # a dead node is a death, not an MI timeout

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.cluster import Cluster
-from harness.experiments.failover import JSON_KEYS, run_failover
+from harness.experiments.failover.metrics import JSON_KEYS
+from harness.experiments.failover.run import run_failover
 
 #: No host-tool skipif: on the Docker backend SIPp and tcpdump run in containers, and
 #: the local backend is unavailable (skip / explicit-backend error) without them.
@@ -29,9 +30,10 @@ def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
                                    request: pytest.FixtureRequest, tmp_path: Path,
                                    mode: str) -> None:
     n: int = request.config.getoption("--failover-calls")
-    # peer: the live witness both nodes also replicate to (harness.experiments.failover.witness)
-    cluster = opensips_cluster(("primary", "backup"), peer=True)
-    result = run_failover(cluster, n, workdir=tmp_path / "failover", mode=mode)
+    # peer: the live witness both nodes also replicate to, configured first (harness.live.start)
+    lc = opensips_cluster(("primary", "backup"), peer="first")
+    cluster = lc.cluster
+    result = run_failover(cluster, n, workdir=tmp_path / "failover", mode=mode, witness=lc.peer)
     # what record_property does, without its warning under junit_family xunit2 (the
     # default, used by `harness run`), which filterwarnings=error turns into an error
     request.node.user_properties.extend(result.to_json().items())
@@ -77,8 +79,10 @@ def test_backup_carries_calls_at_size_with_a_paced_release(
     10000`` for the full size), released at 1,000 requests/s after the kill. The run
     ends within its derived deadline, and the new figures are there and consistent."""
     n = max(1000, request.config.getoption("--failover-calls"))
-    cluster = opensips_cluster(("primary", "backup"), peer=True)
-    result = run_failover(cluster, n, workdir=tmp_path / "failover", release_rate=1000.0)
+    lc = opensips_cluster(("primary", "backup"), peer="first")
+    cluster = lc.cluster
+    result = run_failover(cluster, n, workdir=tmp_path / "failover", release_rate=1000.0,
+                          witness=lc.peer)
     request.node.user_properties.extend(
         (k, v) for k, v in result.to_json().items() if not isinstance(v, (dict, list)))
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import BackendChoice
+from harness.backends import BackendKind
 from harness.backends.clean import clean_command, sweep_lock
 from harness.backends.docker.host_tools import host_tools_in_container
 from harness.base.owner import OWNER_ENV, Owner
@@ -47,21 +47,17 @@ def docker_leftovers() -> tuple[list[str], list[str]]:
 RUNNER = '''
 import json, os, signal, sys
 from pathlib import Path
-from harness.backends import choose_backend
+from harness import live
+from harness.backends import kind
 from harness.experiments.calls import CallPair
-from harness.instruments.capture import Capture
-from harness.cluster import Cluster
 from harness.base.owner import me
 from harness.base.settings import load_settings
 
 backend_name, work = sys.argv[1], Path(sys.argv[2])
 settings = load_settings()
-backend = choose_backend(backend_name, settings).factory()(settings)
-backend.open()
-Capture(backend.capture_host(), work / "capture.pcap").start()
-cluster = Cluster(backend, ("primary", "backup"), settings=settings)
-cluster.start()
-CallPair(cluster, "basic", workdir=work / "sipp").uas.start()  # a callee: runs until stopped
+lc = live.start(kind(backend_name), settings, ("primary", "backup"), capture=True,
+                workdir=work).__enter__()  # never left: the runner is SIGKILLed
+CallPair(lc.cluster, "basic", workdir=work / "sipp").uas.start()  # a callee: runs until stopped
 (work / "ready.tmp").write_text(json.dumps({"owner": str(me())}))
 os.rename(work / "ready.tmp", work / "ready.json")
 signal.pause()
@@ -91,21 +87,21 @@ def marked_commands(owner: Owner) -> list[str]:
     return sorted(found)
 
 
-def left_by(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
+def left_by(owner: Owner, run: str, backend: BackendKind) -> dict[str, list[str]]:
     """Everything of the killed runner still there, by kind."""
     left = {
         "processes": marked_commands(owner),
         "namespaces": sorted(n.name for n in Path("/run/netns").glob(f"hx{owner.tag}x*")),
         "directories": sorted(d.name for d in Path(tempfile.gettempdir()).glob(f"harness-hx{owner.tag}x*")),
     }
-    if backend == "docker":
+    if "container" in backend.resources:
         left["containers"] = docker_names("container", run)
         left["networks"] = docker_names("network", run)
     return left
 
 
 @pytest.fixture
-def killed_runner(opensips_backend: BackendChoice, tmp_path: Path) -> Iterator[Callable[[], tuple[Owner, str]]]:
+def killed_runner(opensips_backend: BackendKind, tmp_path: Path) -> Iterator[Callable[[], tuple[Owner, str]]]:
     """Start a runner, wait until its cluster is up, SIGKILL it; (its owner, its run id)."""
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -115,7 +111,7 @@ def killed_runner(opensips_backend: BackendChoice, tmp_path: Path) -> Iterator[C
         env.pop(OWNER_ENV, None)
         log = open(tmp_path / "runner.log", "wb")
         (tmp_path / "runner.py").write_text(RUNNER)
-        proc = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), str(opensips_backend.name),
+        proc = subprocess.Popen([sys.executable, str(tmp_path / "runner.py"), opensips_backend.name,
                                  str(tmp_path)], env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         procs.append(proc)
@@ -147,14 +143,14 @@ def namespace_pids(names: list[str]) -> int:
                                   timeout=30).stdout.split()) for n in names)
 
 
-def assert_left_behind(owner: Owner, run: str, backend: str) -> None:
+def assert_left_behind(owner: Owner, run: str, backend: BackendKind) -> None:
     """The kill really left the cluster behind (else the checks after the sweep prove nothing).
 
     The SIPp callee, tcpdump and every OpenSIPS process (main and children) of both
     nodes stay.
     """
     left = left_by(owner, run, backend)
-    if backend == "local":
+    if "namespace" in backend.resources:
         assert left["namespaces"] == sorted(f"hx{owner.tag}x0-{h}" for h in
                                             ("hub", "primary", "backup", "caller", "callee"))
         nodes = [n for n in left["namespaces"] if n.endswith(("-primary", "-backup"))]
@@ -169,7 +165,7 @@ def assert_left_behind(owner: Owner, run: str, backend: str) -> None:
         assert left["namespaces"] == left["directories"] == []
 
 
-def nothing_left(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
+def nothing_left(owner: Owner, run: str, backend: BackendKind) -> dict[str, list[str]]:
     empty = {kind: [] for kind in left_by(owner, run, backend)}
     # SIGKILLed processes are gone once reaped: observed, with a deadline
     wait_until(lambda: left_by(owner, run, backend) == empty, timeout=15, interval=0.1,
@@ -178,8 +174,8 @@ def nothing_left(owner: Owner, run: str, backend: str) -> dict[str, list[str]]:
 
 
 def test_harness_clean_removes_what_a_killed_runner_left(
-        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice) -> None:
-    backend = str(opensips_backend.name)
+        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendKind) -> None:
+    backend = opensips_backend
     # The machine's sweep lock is held from before the kill to the end: other xdist
     # workers' run-start sweeps skip while it is held, so none of them removes the
     # leftovers first (seen twice: an -n auto run where another worker's cluster start
@@ -193,15 +189,14 @@ def test_harness_clean_removes_what_a_killed_runner_left(
         assert status == 0, lines
         mine = [line for line in lines if f"(owner {owner})" in line]
         kinds = sorted({line.split()[1] for line in mine})
-        assert kinds == (["container", "network", "process"] if backend == "docker"
-                         else ["directory", "namespace", "process"])
+        assert kinds == sorted(backend.resources)
         assert nothing_left(owner, run, backend) == {kind: [] for kind in left_by(owner, run, backend)}
 
 
 def test_the_next_cluster_start_removes_what_a_killed_runner_left(
-        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendChoice,
+        killed_runner: Callable[[], tuple[Owner, str]], opensips_backend: BackendKind,
         opensips_cluster: Callable[..., object]) -> None:
-    backend = str(opensips_backend.name)
+    backend = opensips_backend
     # held from before the kill, so the sweep that removes the leftovers is this test's
     # own cluster start (re-entrant in this thread), not another worker's
     with sweep_lock():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import BackendChoice
+from harness.backends import BackendKind
 
 pytest_plugins = ["pytester"]
 
@@ -20,16 +20,16 @@ if not EXAMPLES.is_dir():  # installed: the examples live in the repository, not
 pytestmark = pytest.mark.live
 
 
-def test_fixture_example_passes(pytester: pytest.Pytester, opensips_backend: BackendChoice) -> None:
+def test_fixture_example_passes(pytester: pytest.Pytester, opensips_backend: BackendKind) -> None:
     result = pytester.runpytest_subprocess(str(EXAMPLES / "test_fixture_example.py"),
-                                           "--opensips-backend", str(opensips_backend.name),
+                                           "--opensips-backend", opensips_backend.name,
                                            "-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=1)
 
 
-def test_custom_scenario_example_runs_through_a_cluster(opensips_backend: BackendChoice) -> None:
+def test_custom_scenario_example_runs_through_a_cluster(opensips_backend: BackendKind) -> None:
     proc = subprocess.run([sys.executable, str(EXAMPLES / "custom_scenario" / "run_info_call.py"),
-                           "--backend", str(opensips_backend.name), "--calls", "2"],
+                           "--backend", opensips_backend.name, "--calls", "2"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.splitlines()[-1])

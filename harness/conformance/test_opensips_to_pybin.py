@@ -74,8 +74,9 @@ def _check_packets(cluster: Any, call: Any, msgs: list[Any], scenario: str) -> N
 @pytest.mark.parametrize("scenario", ["basic", "reinvite", "long_headers", "record_route"])
 def test_held_calls_replicate_the_sip_dialog_and_dlg_list(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any], scenario: str) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     pair = sip_calls(cluster, scenario, calls=CALLS, rate=50, hold=True)
     pair.uac.wait_held(timeout=30)
     calls = {c.call_id.encode(): c for c in pair.uac.result().calls}
@@ -112,8 +113,9 @@ def test_callee_bye_replicates_and_ends_the_dialog(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
     """Not holdable: the callee hangs up by itself. The ended dialog lingers in the
     primary's dlg_list (state 5) for a few seconds, where its legs are compared."""
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     pair = sip_calls(cluster, "callee_bye", calls=CALLS, rate=50)
     summary = pair.wait(30)
     assert (summary.successful, summary.failed) == (CALLS, 0), summary.errors
@@ -139,8 +141,9 @@ def test_callee_bye_replicates_and_ends_the_dialog(
 
 def test_cancelled_calls_replicate_nothing(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     summary = sip_calls(cluster, "cancel", calls=CALLS, rate=50).wait(30)
     assert (summary.successful, summary.failed) == (CALLS, 0), summary.errors
     for c in summary.calls:

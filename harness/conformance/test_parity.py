@@ -32,8 +32,9 @@ SENT_RECV = (("create_sent", "create_recv"), ("update_sent", "update_recv"),
 
 def test_backup_and_replica_equal_primary_after_a_batch(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     reinvite = sip_calls(cluster, "reinvite", calls=4, rate=50, hold=True)
     record_route = sip_calls(cluster, "record_route", calls=2, rate=50, hold=True)
     basic = sip_calls(cluster, "basic", calls=3, rate=50)

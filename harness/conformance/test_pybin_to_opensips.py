@@ -73,8 +73,9 @@ def _settled(mi: Any, msg: Any, state: int, what: str, timeout: float = 10) -> A
 
 
 def test_pybin_dialogs_appear_on_a_real_backup(opensips_cluster: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     backup = cluster.addresses["backup"].bin_addr
     mi = cluster.mi("backup")
     before = mi.get_statistics()
@@ -119,8 +120,9 @@ def test_pybin_dialogs_appear_on_a_real_backup(opensips_cluster: Callable[..., A
 
 def test_dialog_on_a_socket_the_backup_does_not_listen_on_is_refused(
         opensips_cluster: Callable[..., Any]) -> None:
-    cluster = opensips_cluster(peer=True)
-    peer = cluster.peer
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
+    peer = lc.peer
     node = cluster.nodes["backup"]
     backup = cluster.addresses["backup"].bin_addr
     mi = cluster.mi("backup")

@@ -32,8 +32,9 @@ HANDLED_LINE = "ERROR:dialog:receive_binary_packet: Failed to process a binary p
 def test_fresh_nodes_survive_or_die_of_the_known_defect(
         opensips_cluster: Callable[..., Any], request: pytest.FixtureRequest) -> None:
     names = [f"fresh{i}" for i in range(NODES)]
-    cluster = opensips_cluster({n: "backup" for n in names}, replicate={n: [] for n in names},
+    lc = opensips_cluster({n: "backup" for n in names}, replicate={n: [] for n in names},
                                warmup=False, capture=False)
+    cluster = lc.cluster
     receivers = {n: [p.pid for p in cluster.mi(n).ps() if p.type.startswith("BIN receiver")]
                  for n in names}
     assert all(len(pids) == cluster.settings.opensips.bin_children for pids in receivers.values())

@@ -47,9 +47,10 @@ class _Injector:
     """Sends each message to the backup and to the replica; ``fence`` waits until
     the backup applied everything sent so far."""
 
-    def __init__(self, cluster: Any, replica: Replica) -> None:
+    def __init__(self, lc: Any, replica: Replica) -> None:
+        cluster = lc.cluster
         self.cluster, self.replica = cluster, replica
-        self.peer = cluster.peer
+        self.peer = lc.peer
         self.dest = cluster.addresses["backup"].bin_addr
         self.mi = cluster.mi("backup")
         self.fences = 0
@@ -82,14 +83,15 @@ def _assert_same(inj: _Injector, msg: Any, what: str) -> None:
 
 def test_backup_applies_packets_as_the_replica_of_its_release(
         opensips_cluster: Callable[..., Any], request: pytest.FixtureRequest) -> None:
-    cluster = opensips_cluster(peer=True)
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
     release = cluster.nodes["backup"].release().version
     replica = Replica([vip_socket(cluster)], release=release)
     # JUnit properties (record_property warns under junit_family xunit2)
     request.node.user_properties.extend([
         ("backup_release", release),
         ("backup_rules", ",".join(c.rule for c in replica.rules.changes) or "baseline")])
-    inj = _Injector(cluster, replica)
+    inj = _Injector(lc, replica)
     now = int(time.time())
 
     # created: h_id kept or renumbered; the expiry is the packet's timeout
@@ -134,12 +136,13 @@ def test_backup_applies_packets_as_the_replica_of_its_release(
 @pytest.mark.node_deaths_expected  # judged below: the death must be where the rules put it
 def test_refused_create_then_update_kills_the_backup_only_where_the_rules_say(
         opensips_cluster: Callable[..., Any], request: pytest.FixtureRequest) -> None:
-    cluster = opensips_cluster(peer=True)
+    lc = opensips_cluster(peer=True)
+    cluster = lc.cluster
     node = cluster.nodes["backup"]
     release = node.release().version
     replica = Replica([vip_socket(cluster)], release=release)
     request.node.user_properties.append(("backup_release", release))
-    inj = _Injector(cluster, replica)
+    inj = _Injector(lc, replica)
     now = int(time.time())
     refused = make(Command.CREATED, **_fields(cluster, "r", now, caller_sock=b"udp:192.0.2.77:5060"))
     assert isinstance(inj.send(refused), Rejected)

@@ -185,7 +185,8 @@ def test_pybin_endpoint_drops_each_with_its_reason() -> None:
 def test_opensips_node_survives_hostile_datagrams(
         opensips_cluster: Callable[..., Any], sip_calls: Callable[..., Any],
         request: pytest.FixtureRequest) -> None:
-    cluster = opensips_cluster()
+    lc = opensips_cluster()
+    cluster = lc.cluster
     pair = sip_calls(cluster, "basic", calls=1, hold=True)
     pair.uac.wait_held(timeout=30)
     name = "backup"

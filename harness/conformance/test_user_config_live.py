@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.backends import BackendChoice
+from harness.backends import BackendKind
 from harness.base.settings import Settings
-from harness.cluster import Cluster
-from harness.cluster.user_config import preflight
-from harness.experiments.failover import run_failover
+from harness.experiments.failover.run import run_failover
 from harness.instruments.mi import MIError
+from harness.live import preflight
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "user-config" / "opensips.cfg.j2"
 if not EXAMPLE.is_file():  # installed: the examples live in the repository, not the wheel
@@ -30,23 +30,23 @@ pytestmark = [pytest.mark.live, pytest.mark.failover]
 
 
 def test_example_user_config_passes_the_checks_and_fails_over(
-        opensips_cluster: Callable[..., Cluster], opensips_backend: BackendChoice,
+        opensips_cluster: Callable[..., Any], opensips_backend: BackendKind,
         harness_settings: Settings, tmp_path: Path) -> None:
     settings, note = preflight(harness_settings, str(EXAMPLE), ("primary", "backup"),
-                               str(opensips_backend.name))
-    where = "the local binary" if opensips_backend.name == "local" else \
-        "a throw-away opensips-bin-harness/opensips:1.10.5 container"
+                               opensips_backend.name)
+    where = opensips_backend.config_check(harness_settings).where
     assert note == f"config opensips.cfg.j2: renders, replicates and passes opensips -c ({where}) " \
                    "for primary, backup"
 
-    cluster = opensips_cluster(("primary", "backup"), settings=settings)
+    lc = opensips_cluster(("primary", "backup"), settings=settings, peer="first")
+    cluster = lc.cluster
     # the user's script runs: it defines the "caller" profile and not our "inbound"
     cluster.mi("primary").command("profile_get_size", "caller")
     with pytest.raises(MIError) as info:
         cluster.mi("primary").command("profile_get_size", "inbound")
     assert info.value.code is not None and info.value.code >= 400
 
-    result = run_failover(cluster, 20, workdir=tmp_path / "failover")
+    result = run_failover(cluster, 20, workdir=tmp_path / "failover", witness=lc.peer)
     assert (result.missing_on_backup, result.capture_drops, result.lost) == (0, 0, 0)
     assert set(result.final_codes.values()) == {(200, 200)} and len(result.final_codes) == 20
     before, after = result.backup_stats_before, result.backup_stats_after

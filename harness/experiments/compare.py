@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.base.errors import HarnessError
 from harness.instruments.mi import DialogEntry, DialogLeg
 from harness.instruments.sip import SipMessage
 from harness.instruments.sipp import CallResult
@@ -58,7 +59,7 @@ class SipDialog:
     callee_cseqs: tuple[int, ...]
 
 
-class SipDialogError(ValueError):
+class SipDialogError(HarnessError, ValueError):
     """The call's messages do not define a confirmed dialog (no INVITE or no 200 OK)."""
 
 

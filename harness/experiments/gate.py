@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from harness.base.errors import HarnessError
 from harness.base.resources import suite_paths
 from harness.cluster.interfaces import Backend
 
@@ -42,7 +43,7 @@ from harness.cluster.interfaces import Backend
 EXIT_NOT_LIVE = 6
 
 
-class GateError(RuntimeError):
+class GateError(HarnessError, RuntimeError):
     """The gate could not run (no test suite, no report); not a test failure."""
 
 

@@ -33,17 +33,19 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.backends import BackendChoice
+from harness import live
+from harness.backends import BackendKind
+from harness.base.errors import HarnessError
+from harness.base.resources import checkout_root
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout, wait_until
 from harness.cluster import Cluster
-from harness.cluster.interfaces import Backend, Release
+from harness.cluster.interfaces import Release
 from harness.experiments.calls import CallPair
 from harness.instruments.sipp import SCENARIOS, SippError, SippSummary
 from pybin.dialog import Command
@@ -52,8 +54,6 @@ from pybin.jsonio import packet_to_json
 from pybin.pcap import CapturedDatagram, read_udp, write_pcap
 from pybin.wire import MARKER
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = PROJECT_ROOT / "tests" / "corpus" / "recorded"
 #: pinned so addresses (and Call-IDs, which name the caller's IP) repeat between
 #: recordings (the shared address plan numbers hosts alike on both backends); outside
 #: the automatic subnet pool (harness.backends.core.DEFAULT_POOL, 10.160.0.0/11)
@@ -72,7 +72,7 @@ VARIES = {
 COMMAND_NAMES = {int(c): c.name.lower() for c in Command}
 
 
-class RecordError(RuntimeError):
+class RecordError(HarnessError, RuntimeError):
     """A scenario could not be recorded (one line)."""
 
 
@@ -80,16 +80,22 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def record_corpus(choice: BackendChoice, settings: Settings, out: Path, scenarios: list[str], *,
+def default_out() -> Path:
+    """Where ``harness record`` writes without ``--out``: the checkout's corpus (the
+    offline tests read it there), else ``./corpus``."""
+    root = checkout_root()
+    return root / "tests" / "corpus" / "recorded" if root is not None else Path("corpus")
+
+
+def record_corpus(kind: BackendKind, settings: Settings, out: Path, scenarios: list[str], *,
                   calls: int, timeout: float) -> None:
     """Record ``scenarios`` one after another into ``out/<scenario>/``."""
     if calls < 1:
         raise RecordError("--calls must be at least 1")
-    say(f"recording {len(scenarios)} scenario(s) with the {choice.name} backend into {out}")
+    say(f"recording {len(scenarios)} scenario(s) with the {kind.name} backend into {out}")
     started = time.monotonic()
     for scenario in scenarios:
-        recorder = ScenarioRecorder(scenario, choice.factory(), settings, calls=calls,
-                                    timeout=timeout, backend_name=str(choice.name))
+        recorder = ScenarioRecorder(scenario, kind, settings, calls=calls, timeout=timeout)
         meta = recorder.record(out / scenario)
         say(f"{scenario}: {meta['calls_completed']}/{meta['calls']} calls, "
             f"{meta['packets']['bin']} BIN + {meta['packets']['sip']} SIP datagrams, "
@@ -117,11 +123,10 @@ class ScenarioRecorder:
     """One scenario: fresh cluster, capture, calls, wait for BIN, write the three files."""
 
     scenario: str
-    backend_factory: Callable[[Settings], Backend]
+    kind: BackendKind
     settings: Settings
     calls: int
     timeout: float
-    backend_name: str
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -133,10 +138,10 @@ class ScenarioRecorder:
         # under the temp dir: the docker backend mounts it into SIPp's containers
         work = Path(tempfile.mkdtemp(prefix=f"harness-record-{self.scenario}-"))
         try:
-            say(f"{self.scenario}: starting primary + backup ({self.backend_name}) …")
-            backend = self.backend_factory(self.settings)
+            say(f"{self.scenario}: starting primary + backup ({self.kind.name}) …")
             t0 = time.monotonic()
-            with Cluster(backend, ("primary", "backup"), settings=self.settings) as cluster:
+            with live.start(self.kind, self.settings, ("primary", "backup"), workdir=work) as lc:
+                cluster, backend = lc.cluster, lc.backend
                 restarts = {n: c for n, c in cluster.restarts.items() if c}
                 note = f", warm-up restarts {restarts}" if restarts else ""
                 say(f"{self.scenario}: cluster up in {time.monotonic() - t0:.1f}s{note}")
@@ -236,7 +241,7 @@ class ScenarioRecorder:
             "description": SCENARIOS[self.scenario],
             "opensips_version": release.version,
             "opensips_banner": release.banner,
-            "backend": self.backend_name,
+            "backend": self.kind.name,
             "recorded_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
             "recorder": "harness record",
             "calls": self.calls,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from harness.base.errors import HarnessError
 from harness.base.owner import child_env
 from harness.instruments.sip import sip_datagram
 from pybin.errors import PybinError
@@ -33,7 +34,7 @@ class CaptureHost(Protocol):
     def argv(self, command: list[str]) -> list[str]: ...
 
 
-class CaptureError(RuntimeError):
+class CaptureError(HarnessError, RuntimeError):
     """tcpdump could not start or did not write its file."""
 
 

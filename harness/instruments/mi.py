@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from harness.base.errors import HarnessError
 from harness.base.wait import WaitTimeout, wait_until
 
 #: largest MI reply mi_datagram 1.10 sends (DATAGRAM_SOCK_BUF_SIZE)
@@ -25,7 +26,7 @@ MAX_REPLY = 65457
 DEFAULT_PAGE = 25
 
 
-class MIError(RuntimeError):
+class MIError(HarnessError, RuntimeError):
     """The node answered with a non-2xx MI code (or an unparsable reply)."""
 
     def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:

@@ -15,15 +15,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pybin.dialog import DialogMessage, decode_packet
 from pybin.endpoint import BinEndpoint, Counters
 from pybin.errors import PybinError
 from pybin.wire import Packet
-
-if TYPE_CHECKING:  # the cluster imports nothing from here; the plugin links the two
-    from harness.cluster import Cluster
 
 
 @dataclass(frozen=True)
@@ -49,8 +46,6 @@ class BinPeer:
         self.received: list[PeerPacket] = []
         self._cond = threading.Condition()
         self._read = 0
-        #: the cluster replicating to this peer, when the pytest plugin started both
-        self.cluster: Cluster | None = None
 
     def __enter__(self) -> BinPeer:
         self.start()

@@ -124,22 +124,6 @@ class FakeBackend:
         raise AssertionError("no capture in offline tests")
 
 
-@pytest.fixture(autouse=True)
-def swept(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Offline: record the run-start sweep instead of asking the engine and /proc."""
-    calls: list[str] = []
-    monkeypatch.setattr("harness.cluster.sweep_quietly", lambda: calls.append("sweep") or [])
-    return calls
-
-
-def test_start_sweeps_leftovers_of_killed_runs_before_building_anything(swept: list[str]) -> None:
-    b = FakeBackend()
-    b.open = lambda: b.log.append(("open", f"after {len(swept)} sweep"))  # type: ignore[method-assign]
-    with Cluster(b, warmup=False):
-        assert b.log[0] == ("open", "after 1 sweep")
-    assert swept == ["sweep"]
-
-
 def test_default_pair_replicates_both_ways_plus_extras():
     b = FakeBackend()
     with Cluster(b, extra_destinations=[7000, ("10.1.2.50", 7001)], warmup=False) as c:
@@ -152,6 +136,17 @@ def test_default_pair_replicates_both_ways_plus_extras():
     assert b.log[-1] == ("close", "")
     assert ("release", "primary") in b.log and ("refresh", "10.1.2.100") in b.log
     assert b.log.index(("release", "primary")) < b.log.index(("take", "backup"))
+
+
+def test_first_destinations_come_before_the_nodes_own_peers():
+    """The failover witness is configured first: 1.10 prepends each replicate_dialogs_to,
+    so what is configured first is sent to last (harness.live.start(peer="first"))."""
+    with Cluster(FakeBackend(), first_destinations=[("10.1.2.1", 40000)], extra_destinations=[7000],
+                 warmup=False) as c:
+        assert c.destinations("primary") == ["10.1.2.1:40000", "10.1.2.12:5062", "10.1.2.1:7000"]
+        assert c.destinations("backup") == ["10.1.2.1:40000", "10.1.2.11:5062", "10.1.2.1:7000"]
+        primary = c.backend.nodes["primary"].config
+        assert primary.index('"10.1.2.1:40000"') < primary.index('"10.1.2.12:5062"')
 
 
 def test_names_roles_and_custom_topology():

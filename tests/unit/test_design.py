@@ -93,6 +93,27 @@ def test_every_import_points_down() -> None:
     assert upward == []
 
 
+#: harness's folders, top to bottom; each imports only folders below it
+FOLDERS = ("top", "experiments", "live", "backends", "cluster", "instruments", "base")
+
+
+def folder_of(module: str) -> str:
+    part = module.split(".")[1]
+    return "top" if part in ("cli", "plugin", "entry_points") else part
+
+
+def test_every_module_is_in_a_folder_of_the_design() -> None:
+    assert {folder_of(module_name(p)) for p in harness_modules() if has_code(p)} <= set(FOLDERS)
+
+
+def test_each_folders_lines_are_together_in_the_folder_order() -> None:
+    """With module lines pointing down, this makes every arrow between folders point down."""
+    drawn = drawing()
+    order = [folder_of(m) for m, _ in sorted(drawn.items(), key=lambda kv: kv[1])]
+    runs = [f for i, f in enumerate(order) if i == 0 or f != order[i - 1]]
+    assert runs == [f for f in FOLDERS if f in runs], runs
+
+
 def test_pybin_imports_nothing_from_harness() -> None:
     assert {module_name(p): imports(p, "harness") for p in (ROOT / "pybin").rglob("*.py")
             if imports(p, "harness")} == {}

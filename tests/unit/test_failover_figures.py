@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiments.failover_figures import (
+from harness.experiments.failover.metrics import (
     JSON_KEYS,
     LOST_LISTED,
-    Evidence,
-    FailoverResult,
     Gap,
     WireBin,
     backup_commands,
@@ -23,12 +21,12 @@ from harness.experiments.failover_figures import (
     recovery_times,
     release_rate,
     replication_lags,
-    result_from,
     retransmitted,
     service_gap,
     setup_rate,
     split_capture,
 )
+from harness.experiments.failover.result import Evidence, FailoverResult, result_from
 from harness.instruments.sip import SipMessage
 from harness.instruments.sipp import CallResult, SippSummary
 from pybin import dialog
@@ -349,7 +347,8 @@ def test_json_lists_a_bounded_number_of_lost_calls() -> None:
 
 
 def test_deadlines_grow_with_the_size_and_the_rates() -> None:
-    from harness.experiments.failover import SIP_TRANSACTION_S, deadlines, error_lines
+    from harness.experiments.failover.deadlines import SIP_TRANSACTION_S, deadlines
+    from harness.experiments.failover.errors import error_lines
     small, big = deadlines(200, 200, 1000), deadlines(10_000, 200, 1000)
     assert big["setup"] == 30 + 100 and big["setup"] > small["setup"]
     # asked 1,000/s: the deadline still lets a setup at 100/s finish (the 50 s cut)

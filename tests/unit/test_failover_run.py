@@ -5,6 +5,7 @@ sleep, no OpenSIPS)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -13,16 +14,17 @@ from types import SimpleNamespace
 import pytest
 
 import harness.cli as cli
-import harness.experiments.failover as failover
+import harness.cli.failover as cli_failover
+import harness.experiments.failover.judging as judging
+import harness.experiments.failover.run as failover
 from harness.cluster.interfaces import NodeDied
-from harness.experiments.failover import (
+from harness.experiments.failover.deadlines import STALL_S, STOP_ALLOWANCE, deadlines
+from harness.experiments.failover.errors import (
     FAILURE_KEYS,
-    STALL_S,
     FailoverError,
-    FailoverRun,
-    deadlines,
     failure_json,
 )
+from harness.experiments.failover.run import FailoverRun
 
 
 class FakeClock:
@@ -244,7 +246,7 @@ def test_the_judging_is_part_of_the_deadline() -> None:
 def test_judging_is_bounded_and_reports_progress(make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     run, lines = make_run(FakeUAC(), calls=300)
     assert run.deadline_s == pytest.approx(sum(deadlines(300, 10.0, 1000).values())
-                                           + run.drain_timeout + failover.STOP_ALLOWANCE)
+                                           + run.drain_timeout + STOP_ALLOWANCE)
     go_on = threading.Event()
 
     def slow_evidence():
@@ -266,7 +268,7 @@ def test_judging_is_bounded_and_reports_progress(make_run, monkeypatch: pytest.M
 def test_judging_returns_the_result_and_passes_on_its_errors(make_run, monkeypatch) -> None:
     run, lines = make_run(FakeUAC())
     monkeypatch.setattr(run, "evidence", lambda: "the evidence")
-    monkeypatch.setattr(failover, "result_from", lambda ev: f"judged {ev}")
+    monkeypatch.setattr(judging, "result_from", lambda ev: f"judged {ev}")
     assert run.judge() == "judged the evidence" and lines[-1].startswith("  judged in ")
     monkeypatch.setattr(run, "evidence", lambda: (_ for _ in ()).throw(OSError("capture gone")))
     with pytest.raises(OSError, match="capture gone"):
@@ -278,21 +280,6 @@ def test_judging_returns_the_result_and_passes_on_its_errors(make_run, monkeypat
 @pytest.fixture
 def failing_command(monkeypatch: pytest.MonkeyPatch):
     """cmd_failover with its backend and cluster faked; ``fail`` is what run_failover raises."""
-    class Backend:
-        opened = closed = 0
-
-        def open(self) -> None:
-            Backend.opened += 1
-
-        def close(self) -> None:
-            Backend.closed += 1
-
-    class Choice:
-        name = "local"
-
-        def factory(self):
-            return lambda settings: Backend()
-
     class Peer:
         address = ("10.0.0.1", 40000)
         closed = 0
@@ -300,32 +287,33 @@ def failing_command(monkeypatch: pytest.MonkeyPatch):
         def close(self) -> None:
             Peer.closed += 1
 
-    class Cluster:
-        made: list[dict[str, object]] = []
+    started: list[dict[str, object]] = []
+    witnesses: list[object] = []
 
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            Cluster.made.append(kwargs)
-            self.peer = None
+    @contextlib.contextmanager
+    def start(kind: object, settings: object, roles: object, **kwargs: object):
+        started.append({"roles": roles, **kwargs})
+        peer = Peer()
+        try:
+            yield SimpleNamespace(cluster=SimpleNamespace(), peer=peer)
+        finally:
+            peer.close()
 
-        def __enter__(self):
-            return self
+    monkeypatch.setattr(cli_failover, "first_use", lambda args: None)
+    monkeypatch.setattr(cli_failover, "backend_for", lambda args: (SimpleNamespace(name="local"), None))
+    monkeypatch.setattr(cli_failover.live, "start", start)
 
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    monkeypatch.setattr(cli, "first_use", lambda args: None)
-    monkeypatch.setattr(cli, "backend_for", lambda args: (Choice(), None))
-    monkeypatch.setattr(cli, "Cluster", Cluster)
-    monkeypatch.setattr(cli, "witness", lambda backend: Peer())
     class Failures(list):  # what run_failover raises; the fakes, for assertions
-        cluster, peer = Cluster, Peer
+        peer = Peer
 
     fail = Failures()
+    fail.started, fail.witnesses = started, witnesses
 
     def run_failover(*args: object, **kwargs: object):
+        witnesses.append(kwargs.get("witness"))
         raise fail[0]
 
-    monkeypatch.setattr(cli, "run_failover", run_failover)
+    monkeypatch.setattr(cli_failover, "run_failover", run_failover)
     return fail
 
 
@@ -336,8 +324,9 @@ def test_the_command_replicates_to_a_live_witness_and_closes_it(failing_command,
     assert cli.main(["failover", "--calls", "10", "--json", "--workdir", str(tmp_path)]) == 1
     # the witness first: 1.10 sends to the last configured destination first, so the
     # other node is sent to before it (the replication lag does not include it)
-    assert failing_command.cluster.made[-1]["replicate"] == {
-        "primary": [("10.0.0.1", 40000), "backup"], "backup": [("10.0.0.1", 40000), "primary"]}
+    assert failing_command.started[-1]["peer"] == "first"
+    assert failing_command.started[-1]["roles"] == ("primary", "backup")
+    assert isinstance(failing_command.witnesses[-1], failing_command.peer)
     assert failing_command.peer.closed == 1
 
 
@@ -382,7 +371,7 @@ def test_a_node_dying_mid_run_keeps_its_log_as_detail(make_run, failing_command,
 def test_witnessed_turns_the_peers_packets_into_capture_like_records() -> None:
     """What the live witness received is evidence beside the capture: decoded dialog
     packets with their arrival time and sender; what is no dialog packet is skipped."""
-    from harness.experiments.failover_figures import WireBin
+    from harness.experiments.failover.metrics import WireBin
     from harness.instruments.peer import PeerPacket
     from pybin import dialog
     from pybin.wire import parse_header
@@ -391,6 +380,6 @@ def test_witnessed_turns_the_peers_packets_into_capture_like_records() -> None:
     other = parse_header(dialog.make(2, call_id=b"c-2", from_tag=b"a", to_tag=b"b").encode())
     peer = SimpleNamespace(address=("10.9.0.1", 40001), received=[
         PeerPacket(5.0, ("10.9.0.12", 5062), good), PeerPacket(6.0, ("10.9.0.11", 5062), other)])
-    assert failover.witnessed(peer) == [  # type: ignore[arg-type]
+    assert judging.witnessed(peer) == [  # type: ignore[arg-type]
         WireBin(5.0, ("10.9.0.12", 5062), ("10.9.0.1", 40001), 3, "c-1"),
         WireBin(6.0, ("10.9.0.11", 5062), ("10.9.0.1", 40001), 2, "c-2")]

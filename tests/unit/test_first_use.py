@@ -7,6 +7,7 @@ import pytest
 from harness.backends import first_use, images
 from harness.backends.first_use import build_on_first_use
 from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError
+from harness.base.errors import UsageError
 from harness.cli import main
 
 
@@ -92,18 +93,34 @@ def test_each_command_stops_in_one_line_when_nothing_can_be_downloaded(command, 
     assert err.startswith("harness") and f"docker image {OPENSIPS_IMAGE} is missing" in err
 
 
-def test_each_command_builds_through_the_same_helper(monkeypatch, capsys):
+def test_each_command_builds_through_the_same_helper(monkeypatch, capsys, tmp_path):
     build = FakeBuild()
     monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
     monkeypatch.setattr(first_use, "download_problem", lambda: None)
     monkeypatch.setattr(images, "build_images", build)
-    code = main(["up", "--backend", "docker", "--settings", "/nonexistent.yaml"])
+
+    def stop(*args, **kwargs):  # where the command would ask the machine for its backend
+        raise UsageError("no backend asked in an offline test")
+
+    monkeypatch.setattr("harness.cli.up.backend_for", stop)
+    settings = tmp_path / "s.yaml"
+    settings.write_text("{}\n")
+    code = main(["up", "--backend", "docker", "--settings", str(settings)])
     captured = capsys.readouterr()
     assert build.calls == [(None, None, ("opensips",), ["1.10.5"])]
     assert f"docker image {OPENSIPS_IMAGE} missing: building it now, once" in captured.out
-    # the build came first: only then did the missing settings file stop the command
-    assert (code, captured.err) == (1, "harness: cannot read settings file "
-                                       "/nonexistent.yaml: No such file or directory\n")
+    assert (code, captured.err) == (2, "harness: no backend asked in an offline test\n")
+
+
+def test_a_wrong_path_is_refused_before_any_build(monkeypatch, capsys):
+    """Cheap argument errors come first: nothing is built (or asked of an engine) for a
+    command whose settings file does not exist."""
+    build = FakeBuild()
+    monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
+    monkeypatch.setattr(images, "build_images", build)
+    code = main(["up", "--backend", "docker", "--settings", "/nonexistent.yaml"])
+    assert (code, capsys.readouterr().err) == (2, "harness: --settings /nonexistent.yaml: no such file\n")
+    assert build.calls == []
 
 
 def test_a_missing_image_of_another_release_is_built_as_that_release():

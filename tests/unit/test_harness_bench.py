@@ -187,7 +187,7 @@ def test_table_names_the_failure() -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backends", "foo"], "--backends takes local and/or docker"),
+    (["--backends", "foo"], "unknown backend 'foo' (docker or local)"),
     (["--bin-children", "1,x"], "--bin-children must be comma-separated integers"),
     (["--start", "10", "--ceiling", "5"], "--ceiling at least --start"),
 ])

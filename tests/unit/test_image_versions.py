@@ -194,22 +194,23 @@ def test_bad_labels(tmp_path: Path, label: str, message: str) -> None:
 
 # -- the CLI's plumbing -------------------------------------------------------------------
 
-def test_cli_passes_every_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_passes_every_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                 tmp_path: Path) -> None:
     seen: list[tuple] = []
 
     def fake(source, base, progress, **kw):
         seen.append((source, base, kw))
         return {"opensips-bin-harness/opensips:x": "sha256:1"}
 
-    monkeypatch.setattr(cli, "build_images", fake)
+    monkeypatch.setattr("harness.cli.image.build_images", fake)
     assert cli.main(["image", "build", "--version", "1.10.0,1.10.1", "--version", "1.11.11",
                      "--only", "opensips"]) == 0
-    assert cli.main(["image", "build", "--source", "/s", "--unverified", "--label", "x"]) == 0
+    assert cli.main(["image", "build", "--source", str(tmp_path), "--unverified", "--label", "x"]) == 0
     assert cli.main(["image", "build"]) == 0
     assert seen == [
         (None, None, {"which": ("opensips",), "no_cache": False,
                       "versions": ["1.10.0,1.10.1", "1.11.11"], "unverified": False, "label": None}),
-        ("/s", None, {"which": ("opensips", "sipp"), "no_cache": False, "versions": None,
+        (str(tmp_path), None, {"which": ("opensips", "sipp"), "no_cache": False, "versions": None,
                       "unverified": True, "label": "x"}),
         (None, None, {"which": ("opensips", "sipp"), "no_cache": False, "versions": None,
                       "unverified": False, "label": None}),

@@ -148,15 +148,17 @@ def test_the_readme_quotes_the_committed_matrix_table() -> None:
 
 
 def test_baseline_expectations_name_each_deviation_and_local_only_checks_say_na() -> None:
+    from harness.backends import KINDS
     from harness.experiments.matrix.expected import BASELINE_EXPECT, deviations
+    local, docker = KINDS["local"], KINDS["docker"]
     assert set(BASELINE_EXPECT) == set(select_checks(None))  # every check has its expectation
     good = {"primary.own_copy": "expired", "backup.stats": {"expired_dialogs": 1}}
-    wrong = deviations("expiry", good)
+    wrong = deviations("expiry", good, local)
     assert "primary.own_copy" not in " ".join(wrong)
     assert "backup.stats.expired_dialogs" not in " ".join(wrong)
     assert "primary.bye_to: observed '(absent)', 1.10.5 must show ['callee', 'caller']" in wrong
-    assert deviations("recvfrom_defect", {"backup.first_packet_aslr": "survives"}) == [
+    assert deviations("recvfrom_defect", {"backup.first_packet_aslr": "survives"}, local) == [
         "backup.first_packet_aslr: observed 'survives', 1.10.5 must show 'dies'"]
     na = {"nodes.expiry": "n/a: needs the local backend (stops BIN receivers by pid)"}
-    assert deviations("expiry", na, "docker") == []
-    assert deviations("expiry", good, "docker") != []
+    assert deviations("expiry", na, docker) == []
+    assert deviations("expiry", good, docker) != []

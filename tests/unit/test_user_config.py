@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends import KINDS
 from harness.base.settings import load_settings
 from harness.cli import main
 from harness.cluster.interfaces import NodeAddresses
@@ -22,9 +23,9 @@ from harness.cluster.user_config import (
     missing_pieces,
     parse_config,
     placeholder_table,
-    preflight,
     strip_comments,
 )
+from harness.live import preflight
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "user-config" / "opensips.cfg.j2"
@@ -209,7 +210,7 @@ def test_opensips_c_refusal_is_one_line_naming_the_role(tmp_path):
     binary = fake_opensips(tmp_path, f"cat >&2 <<'EOF'\n{C_OUTPUT}EOF\nexit 255\n")
     settings = settings_with(EXAMPLE).with_overrides({"opensips": {"binary": str(binary)}})
     with pytest.raises(UserConfigError) as info:
-        check_user_config(settings, ["primary", "backup"], "local")
+        check_user_config(settings, ["primary", "backup"], KINDS["local"].config_check(settings))
     assert info.value.lines == ["config opensips.cfg.j2: opensips -c refuses the rendered primary "
                                 "config: module 'dialogx.so' not found in '/m/'"]
 
@@ -218,7 +219,7 @@ def test_opensips_c_is_given_the_rendered_file(tmp_path):
     seen = tmp_path / "seen.cfg"
     binary = fake_opensips(tmp_path, f'cat "$3" >> {seen}\n')
     settings = settings_with(EXAMPLE).with_overrides({"opensips": {"binary": str(binary)}})
-    note = check_user_config(settings, ["primary", "backup"], "local")
+    note = check_user_config(settings, ["primary", "backup"], KINDS["local"].config_check(settings))
     assert note == ("config opensips.cfg.j2: renders, replicates and passes opensips -c "
                     "(the local binary) for primary, backup")
     text = seen.read_text()
@@ -265,7 +266,7 @@ def test_run_checks_the_config_once_and_passes_it_to_pytest(monkeypatch, capsys)
         seen.update(backend=backend, pytest_args=list(pytest_args), **options)
         return 0
 
-    monkeypatch.setattr("harness.cli.run_gate", fake_gate)
+    monkeypatch.setattr("harness.cli.run.run_gate", fake_gate)
     assert main(["run", "--backend", "local", "--config", str(EXAMPLE), "--", "-k", "failover"]) == 0
     assert seen == {"backend": "local", "allow_offline": False,
                     "pytest_args": ["--opensips-config", str(EXAMPLE), "-k", "failover"]}

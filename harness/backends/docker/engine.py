@@ -24,6 +24,7 @@ from harness.backends.images import (  # noqa: E402
     engine_socket_reason,
     first_line,
 )
+from harness.base.errors import HarnessError
 from harness.base.owner import me  # noqa: E402
 
 LABEL_PREFIX = "org.opensips-bin-harness"
@@ -35,7 +36,7 @@ NODE_LABEL = f"{LABEL_PREFIX}.node"
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 
 
-class DockerBackendError(RuntimeError):
+class DockerBackendError(HarnessError, RuntimeError):
     """The engine refused something (network, container) in a way a user must fix."""
 
 

@@ -35,6 +35,7 @@ from harness.backends.docker.engine import (
 )
 from harness.backends.docker.network import DockerNetwork
 from harness.backends.images import OPENSIPS_IMAGE, VERIFIED_LABEL
+from harness.base.errors import HarnessError
 from harness.base.releases import Build
 from harness.base.settings import OpenSIPSSettings
 from harness.base.wait import WaitTimeout, wait_until
@@ -49,7 +50,7 @@ CONFIG_PATH = "/usr/local/etc/opensips/opensips.cfg"
 _UP = ("running", "paused")
 
 
-class NodeStartTimeout(RuntimeError):
+class NodeStartTimeout(HarnessError, RuntimeError):
     """A node's container runs but its MI did not answer before the deadline."""
 
 

@@ -18,12 +18,14 @@ import threading
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from harness.base.errors import HarnessError
+
 T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")
 _CLONE_NEWNET = 0x40000000
 
 
-class NetnsError(RuntimeError):
+class NetnsError(HarnessError, RuntimeError):
     """An iproute2 / namespace operation failed; the message is the one-line cause."""
 
 

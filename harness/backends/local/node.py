@@ -26,6 +26,7 @@ from harness.backends.core import (
 )
 from harness.backends.local import netns
 from harness.backends.local.topology import signal_pid, until_empty
+from harness.base.errors import HarnessError
 from harness.base.owner import child_env
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout
@@ -37,7 +38,7 @@ from harness.instruments.mi import MIClient
 _RECVFROM_NR = {"x86_64": 45, "aarch64": 207}
 
 
-class LocalBackendError(RuntimeError):
+class LocalBackendError(HarnessError, RuntimeError):
     """The local backend could not build its network or run a node (one-line cause)."""
 
 

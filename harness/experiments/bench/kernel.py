@@ -15,11 +15,13 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.base.errors import HarnessError
+
 if TYPE_CHECKING:
     from harness.cluster.interfaces import Node
 
 
-class KernelReadError(RuntimeError):
+class KernelReadError(HarnessError, RuntimeError):
     """The node's /proc could not be read (the node is gone, or the backend cannot see it)."""
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from harness.backends import choose_backend
+from harness import live
+from harness.backends import BackendKind
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout, wait_until
-from harness.cluster import Cluster
 from harness.experiments.bench.flood import dialog_packets
 from harness.experiments.bench.probe import BackupProbe, Step, load_average
 from harness.experiments.bench.report import Config, Memory, Report, rcvbuf_from_log
@@ -51,17 +51,18 @@ def measure_memory(probe: BackupProbe, tag: str, sock: str, dialogs: int) -> Mem
                   after.get("free_size", 0), load_average())
 
 
-def bench_backup(backend_name: str, settings: Settings, bin_children: int, *, start: float,
+def bench_backup(kind: BackendKind, settings: Settings, bin_children: int, *, start: float,
                  ceiling: float, refine: int, memory_dialogs: int,
                  progress: Callable[[str], None]) -> Config:
     """One backup with ``bin_children`` receivers: memory per dialog, then the rate search."""
+    backend_name = kind.name
     config = Config(backend_name, bin_children, "pybin")
     s = settings.with_overrides({"opensips": {"bin_children": bin_children}})
-    choice = choose_backend(backend_name, s)
-    if choice.name is None:
-        config.error = choice.reason
+    if reason := kind.unavailable(s):
+        config.error = reason
         return config
-    with Cluster(choice.factory()(s), ("backup",), settings=s) as cluster:
+    with live.start(kind, s, ("backup",)) as lc:
+        cluster = lc.cluster
         config.restarts = cluster.restarts.get("backup", 0)
         node = cluster.nodes["backup"]
         config.rcvbuf = rcvbuf_from_log(node.current_logs())
@@ -95,16 +96,17 @@ def bench_backup(backend_name: str, settings: Settings, bin_children: int, *, st
     return config
 
 
-def run_replication_bench(backends: Sequence[str], settings: Settings, bin_children: Sequence[int], *,
+def run_replication_bench(backends: Sequence[BackendKind], settings: Settings, bin_children: Sequence[int], *,
                           start: float, ceiling: float, refine: int = 2,
                           memory_dialogs: int = MEMORY_DIALOGS, sip: bool = True,
                           progress: Callable[[str], None]) -> Report:
     report = Report([], load_average(), 0.0)
-    for backend in backends:
+    for kind in backends:
+        backend = kind.name
         for k in bin_children:
             progress(f"{backend}: backup with bin_children={k} (load {load_average()})")
             try:
-                report.configs.append(bench_backup(backend, settings, k, start=start, ceiling=ceiling,
+                report.configs.append(bench_backup(kind, settings, k, start=start, ceiling=ceiling,
                                                    refine=refine, memory_dialogs=memory_dialogs,
                                                    progress=progress))
             except Exception as err:  # one configuration failing still reports the others
@@ -112,7 +114,7 @@ def run_replication_bench(backends: Sequence[str], settings: Settings, bin_child
         if sip:
             progress(f"{backend}: a real primary feeding the backup from SIPp calls")
             try:
-                report.configs.append(bench_sip_feed(backend, settings, progress=progress))
+                report.configs.append(bench_sip_feed(kind, settings, progress=progress))
             except Exception as err:
                 report.configs.append(Config(backend, settings.opensips.bin_children, "sip",
                                              error=_first_line(err)))

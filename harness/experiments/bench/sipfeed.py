@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.backends import choose_backend
+from harness import live
+from harness.backends import BackendKind
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout, wait_until
-from harness.cluster import Cluster
 from harness.experiments.bench.kernel import read_counters
 from harness.experiments.bench.probe import (
     Step,
@@ -35,15 +35,15 @@ STEP_SECONDS = 3.0
 START_CPS, CEILING_CPS = 100.0, 1600.0
 
 
-def bench_sip_feed(backend_name: str, settings: Settings, *, progress: Callable[[str], None],
+def bench_sip_feed(kind: BackendKind, settings: Settings, *, progress: Callable[[str], None],
                    start: float = START_CPS, ceiling: float = CEILING_CPS, refine: int = 1) -> Config:
-    config = Config(backend_name, settings.opensips.bin_children, "sip", unit="calls/s")
-    choice = choose_backend(backend_name, settings)
-    if choice.name is None:
-        config.error = choice.reason
+    config = Config(kind.name, settings.opensips.bin_children, "sip", unit="calls/s")
+    if reason := kind.unavailable(settings):
+        config.error = reason
         return config
     workdir = Path(tempfile.mkdtemp(prefix="harness-bench-sip-"))
-    with Cluster(choice.factory()(settings), ("primary", "backup"), settings=settings) as cluster:
+    with live.start(kind, settings, ("primary", "backup")) as lc:
+        cluster = lc.cluster
         backup, primary = cluster.nodes["backup"], cluster.nodes["primary"]
         config.rcvbuf = rcvbuf_from_log(backup.current_logs())
         bin_port = cluster.addresses["backup"].bin_port

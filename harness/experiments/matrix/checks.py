@@ -32,6 +32,7 @@ from harness.experiments.matrix.context import CheckContext
 from harness.instruments.capture import ladder_lines
 from harness.instruments.mi import MIError
 from harness.instruments.peer import BinPeer
+from harness.live import LiveCluster
 from pybin.dialog import DialogCreated, DialogDeleted, DialogMessage, DialogUpdated
 
 Observation = dict[str, Any]
@@ -165,13 +166,14 @@ def wait_quiet(peer: BinPeer, source: tuple[str, int], call_ids: list[str],
         return False
 
 
-def fence(ctx: CheckContext, cluster: Cluster) -> str:
+def fence(ctx: CheckContext, lc: LiveCluster) -> str:
     """One confirmed call after the others; once its deleted arrived, the primary has
     sent everything earlier calls made it send (one sender, in order). Its Call-ID."""
+    cluster = lc.cluster
     summary = ctx.calls(cluster, "basic", calls=1).wait(30)
     (call,) = summary.calls
     primary = cluster.addresses["primary"].bin_addr
-    wait_quiet(cluster.peer, primary, [cid(call.call_id)],
+    wait_quiet(lc.peer, primary, [cid(call.call_id)],
                lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs))
     return cid(call.call_id)
 
@@ -204,27 +206,28 @@ def sip_scenario(ctx: CheckContext, scenario: str | Path, *, confirmed: bool, ho
     dialog against the primary's (states, h_id, differing fields); at the end, both
     nodes' statistics and their survival.
     """
-    cluster = ctx.cluster(capture=True)
+    lc = ctx.cluster(capture=True)
+    cluster = lc.cluster
     primary_bin = cluster.addresses["primary"].bin_addr
     obs: Observation = {}
     pair = ctx.calls(cluster, scenario, calls=CALLS, rate=50, hold=hold)
     if hold:
         held = pair.uac.wait_held(timeout=30)
-        obs.update(_held_state(cluster, held))
+        obs.update(_held_state(lc, held))
         pair.uac.release()
     summary = pair.wait(60)
     call_ids = [cid(c.call_id) for c in summary.calls]
     obs["calls.successful"] = summary.successful
     if confirmed:
-        wait_quiet(cluster.peer, primary_bin, call_ids,
+        wait_quiet(lc.peer, primary_bin, call_ids,
                    lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs))
-    fence_id = fence(ctx, cluster)
-    grouped = by_call(cluster.peer, primary_bin)
+    fence_id = fence(ctx, lc)
+    grouped = by_call(lc.peer, primary_bin)
     obs["primary.packets"] = sequences(grouped, call_ids)
     if confirmed:
-        assert cluster.capture is not None
-        cluster.capture.stop()
-        obs["primary.created"] = created_timing(cluster.capture.path, {primary_bin[0], cluster.vip},
+        assert lc.capture is not None
+        lc.capture.stop()
+        obs["primary.created"] = created_timing(lc.capture.path, {primary_bin[0], cluster.vip},
                                                  call_ids)
     else:
         obs["primary.created"] = sorted({
@@ -244,10 +247,11 @@ def sip_scenario(ctx: CheckContext, scenario: str | Path, *, confirmed: bool, ho
     return obs
 
 
-def _held_state(cluster: Cluster, held: list[str]) -> Observation:
+def _held_state(lc: LiveCluster, held: list[str]) -> Observation:
     """The backup's dialogs while every call is up, against the primary's."""
+    cluster = lc.cluster
     primary_bin = cluster.addresses["primary"].bin_addr
-    wait_quiet(cluster.peer, primary_bin, held,
+    wait_quiet(lc.peer, primary_bin, held,
                lambda msgs: any(isinstance(m, DialogUpdated) and int(m.state) == 4 for m in msgs))
     entries = backup_applied(cluster, held, {4})
     theirs = {cid(d.callid): d for d in cluster.mi("primary").dlg_list() if cid(d.callid) in held}

@@ -31,7 +31,8 @@ from harness.cluster import Cluster
 from harness.cluster.interfaces import NodeDied
 from harness.cluster.warmup import DEFECT_SIGNATURE, sentinel_packet
 from harness.experiments.compare import diff_entries, diff_message_entry
-from harness.experiments.failover import FailoverError, FailoverRun
+from harness.experiments.failover.errors import FailoverError
+from harness.experiments.failover.run import FailoverRun
 from harness.experiments.matrix.checks import (
     SETTLE,
     Observation,
@@ -45,6 +46,7 @@ from harness.experiments.matrix.checks import (
 from harness.experiments.matrix.context import CheckContext
 from harness.instruments import node_log
 from harness.instruments.mi import MIError
+from harness.live import LiveCluster
 from pybin.dialog import (
     Command,
     DialogCreated,
@@ -170,14 +172,16 @@ def sip_requests_by_sender(pcap: Path, nodes: dict[str, str], clients: dict[str,
 
 # -- shared pieces -------------------------------------------------------------------------
 
-def _held(ctx: CheckContext, cluster: Cluster, calls: int, **options: Any) -> tuple[Any, list[str]]:
+def _held(ctx: CheckContext, lc: LiveCluster, calls: int, **options: Any) -> tuple[Any, list[str]]:
+    cluster = lc.cluster
     pair = ctx.calls(cluster, "basic", calls=calls, rate=50, hold=True, **options)
     return pair, pair.uac.wait_held(timeout=30)
 
 
-def _confirmed_on_backup(cluster: Cluster, held: list[str]) -> list[Any]:
+def _confirmed_on_backup(lc: LiveCluster, held: list[str]) -> list[Any]:
+    cluster = lc.cluster
     primary_bin = cluster.addresses["primary"].bin_addr
-    wait_quiet(cluster.peer, primary_bin, held,
+    wait_quiet(lc.peer, primary_bin, held,
                lambda msgs: any(isinstance(m, DialogUpdated) and int(m.state) == 4 for m in msgs))
     return backup_applied(cluster, held, {4})
 
@@ -194,15 +198,11 @@ def _bin_pids(cluster: Cluster, node: str) -> list[int]:
     return [p.pid for p in cluster.mi(node).ps() if p.type.startswith("BIN receiver")]
 
 
-def _local(cluster: Cluster) -> bool:
-    return cluster.backend.name == "local"
-
-
 def _sentinel_fence(cluster: Cluster, node: str, timeout: float = SETTLE) -> bool:
     """Send the sentinel to ``node``'s BIN socket; True once its receiver logged it (all
     earlier datagrams handled: one receiver, in order), False if it died or the deadline."""
     seen = cluster.nodes[node].logs().count(SENTINEL_LINE)
-    cluster._send(sentinel_packet(), cluster.addresses[node].bin_addr)
+    cluster.send_bin(sentinel_packet(), cluster.addresses[node].bin_addr)
     try:
         wait_until(lambda: cluster.nodes[node].logs().count(SENTINEL_LINE) > seen
                    or not cluster.nodes[node].is_running(),
@@ -227,13 +227,14 @@ def _flags_check(ctx: CheckContext, flags: str, ping_interval: int | None) -> Ob
     settings: dict[str, Any] = {"create_flags": flags}
     if ping_interval is not None:
         settings["ping_interval"] = ping_interval
-    cluster = ctx.cluster(settings={"dialog": settings}, capture=ping_interval is not None)
+    lc = ctx.cluster(settings={"dialog": settings}, capture=ping_interval is not None)
+    cluster = lc.cluster
     primary_bin = cluster.addresses["primary"].bin_addr
-    pair, held = _held(ctx, cluster, 2)
+    pair, held = _held(ctx, lc, 2)
     obs: Observation = {}
-    primary_bin_seen = wait_quiet(cluster.peer, primary_bin, held,
+    primary_bin_seen = wait_quiet(lc.peer, primary_bin, held,
                                   lambda msgs: any(isinstance(m, DialogUpdated) for m in msgs))
-    grouped = by_call(cluster.peer, primary_bin)
+    grouped = by_call(lc.peer, primary_bin)
     obs["primary.wire_flags"] = wire_flags(m for cid in held for m in grouped.get(cid, []))
     obs["primary.updated_seen"] = primary_bin_seen
     try:
@@ -244,8 +245,8 @@ def _flags_check(ctx: CheckContext, flags: str, ping_interval: int | None) -> Ob
         obs["backup.dialogs"] = ["unknown"]
         obs["backup.mi"] = f"no answer ({type(err).__name__})"
     if ping_interval is not None:
-        assert cluster.capture is not None
-        pcap = cluster.capture.path
+        assert lc.capture is not None
+        pcap = lc.capture.path
         nodes, clients = _node_ips(cluster), _clients(pair)
 
         def pinged() -> dict[str, list[str]] | None:
@@ -295,14 +296,15 @@ def expiry(ctx: CheckContext) -> Observation:
     nodes' BIN receivers are stopped (SIGSTOP), each node expires its own copy alone,
     then the receivers resume and handle the other's deleted (a sentinel fences it).
     Local backend only (host pids)."""
-    cluster = ctx.cluster(settings={"dialog": {"timeout": EXPIRY_S, "create_flags": "B"}}, capture=True)
-    if not _local(cluster):
-        return {"nodes.expiry": "n/a: needs the local backend (stops BIN receivers by pid)"}
+    lc = ctx.cluster(settings={"dialog": {"timeout": EXPIRY_S, "create_flags": "B"}}, capture=True)
+    cluster = lc.cluster
+    if not lc.kind.host_pids:
+        return {"nodes.expiry": "n/a: needs a backend whose nodes are host processes (stops BIN receivers by pid)"}
     primary_bin = cluster.addresses["primary"].bin_addr
     backup_bin = cluster.addresses["backup"].bin_addr
-    pair, held = _held(ctx, cluster, 1)
+    pair, held = _held(ctx, lc, 1)
     obs: Observation = {}
-    copies = _confirmed_on_backup(cluster, held)
+    copies = _confirmed_on_backup(lc, held)
     obs["backup.copy_before"] = sorted({f"state {d.state}" for d in copies}) or ["none"]
     stopped = {n: _bin_pids(cluster, n) for n in ("primary", "backup")}
     expiry_marks = {n: len(cluster.nodes[n].logs()) for n in ("primary", "backup")}
@@ -323,9 +325,9 @@ def expiry(ctx: CheckContext) -> Observation:
             except (MIError, NodeDied):
                 obs[f"{node}.own_copy"] = "node gone"
         # what each sent when it expired (the peer is a destination of both)
-        wait_quiet(cluster.peer, primary_bin, held, lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs),
+        wait_quiet(lc.peer, primary_bin, held, lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs),
                    timeout=2)
-        wait_quiet(cluster.peer, backup_bin, held, lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs),
+        wait_quiet(lc.peer, backup_bin, held, lambda msgs: any(isinstance(m, DialogDeleted) for m in msgs),
                    timeout=2)
     finally:
         for pids in stopped.values():
@@ -338,15 +340,15 @@ def expiry(ctx: CheckContext) -> Observation:
     for node in ("primary", "backup"):
         _sentinel_fence(cluster, node)
     for node, addr in (("primary", primary_bin), ("backup", backup_bin)):
-        grouped = by_call(cluster.peer, addr)
+        grouped = by_call(lc.peer, addr)
         # created left out: 1.10.3+ skips it when the ACK wins the race (sip.* checks
         # observe where created sits)
         obs[f"{node}.packets"] = sorted({" ".join(
             "updated" if isinstance(m, DialogUpdated) else "deleted"
             for m in grouped.get(cid, []) if not isinstance(m, DialogCreated)) or "(none)"
             for cid in held})
-    cluster.capture.stop()
-    byes = sip_requests_by_sender(cluster.capture.path, _node_ips(cluster), _clients(pair), "BYE")
+    lc.capture.stop()
+    byes = sip_requests_by_sender(lc.capture.path, _node_ips(cluster), _clients(pair), "BYE")
     for node in ("primary", "backup"):
         obs[f"{node}.bye_to"] = byes[node]
         obs[f"{node}.on_other_deleted"] = log_categories(cluster.nodes[node].logs()[marks[node]:],
@@ -397,9 +399,10 @@ def replica_differences(replica: dict[str, Any], entry: dict[str, Any], slack: i
 @check("parity", "a few held calls: the backup's dlg_list against the primary's field by field, "
        "and pybin's Replica fed the same packets against the backup")
 def parity(ctx: CheckContext) -> Observation:
-    cluster = ctx.cluster()
-    pair, held = _held(ctx, cluster, PARITY_CALLS)
-    entries = _confirmed_on_backup(cluster, held)
+    lc = ctx.cluster()
+    cluster = lc.cluster
+    pair, held = _held(ctx, lc, PARITY_CALLS)
+    entries = _confirmed_on_backup(lc, held)
     theirs = {d.callid: d for d in cluster.mi("primary").dlg_list() if d.callid in held}
     obs: Observation = {"backup.dialogs": sorted({f"state {d.state}" for d in entries}) or ["none"]}
     same = [d.h_id == theirs[d.callid].h_id for d in entries if d.callid in theirs]
@@ -414,7 +417,7 @@ def parity(ctx: CheckContext) -> Observation:
     sock = f"udp:{cluster.sip_addr[0]}:{cluster.sip_addr[1]}"
     replica = Replica([sock], hash_size=cluster.settings.dialog.hash_size)
     primary_bin = cluster.addresses["primary"].bin_addr
-    for p in list(cluster.peer.received):
+    for p in list(lc.peer.received):
         if p.source == primary_bin:
             replica.apply(p.dialog(), now=int(time.time()))
     rfields: set[str] = set()
@@ -445,8 +448,9 @@ def _moved(before: dict[str, Any] | str, after: dict[str, Any] | str) -> dict[st
 @check("inject", "pybin sends created, updated (new timeout, cseq, state), deleted, and an "
        "update and a delete for unknown dialogs to the backup: what it takes and counts")
 def inject(ctx: CheckContext) -> Observation:
-    cluster = ctx.cluster()
-    peer, mi = cluster.peer, cluster.mi("backup")
+    lc = ctx.cluster()
+    cluster = lc.cluster
+    peer, mi = lc.peer, cluster.mi("backup")
     target = cluster.addresses["backup"].bin_addr
     sock = f"udp:{cluster.sip_addr[0]}:{cluster.sip_addr[1]}".encode()
     now = int(time.time())
@@ -520,7 +524,8 @@ def _catalogue(sock: str) -> list[Any]:
 @check("robustness", "the hostile datagram catalogue plus 18/19-byte packets with a valid marker "
        "(good and bad CRC), one by one to the backup: survival and what it logs per datagram")
 def robustness(ctx: CheckContext) -> Observation:
-    cluster = ctx.cluster(peer=False)
+    lc = ctx.cluster(peer=False)
+    cluster = lc.cluster
     sock = f"udp:{cluster.sip_addr[0]}:{cluster.sip_addr[1]}"
     cases = [(h.name, h.data) for h in _catalogue(sock)]
     cases += [("18 bytes, valid", short_packet(b"dl")), ("19 bytes, valid", short_packet(b"dlg")),
@@ -535,7 +540,7 @@ def robustness(ctx: CheckContext) -> Observation:
             obs[f"backup.{name}"] = "not sent (node gone)"
             continue
         mark = len(node.logs())
-        cluster._send(data, target)
+        cluster.send_bin(data, target)
         if not _sentinel_fence(cluster, "backup"):
             dead = not node.is_running()
             obs[f"backup.{name}"] = "died" if dead else "receiver stuck"
@@ -570,12 +575,13 @@ def _first_packet(ctx: CheckContext, nodes: int, aslr: bool) -> list[str] | str:
     with contextlib.ExitStack() as stack:
         if not aslr and not stack.enter_context(no_aslr()):
             return "n/a: cannot disable ASLR"
-        cluster = ctx.cluster({n: "backup" for n in names}, replicate={n: [] for n in names},
+        lc = ctx.cluster({n: "backup" for n in names}, replicate={n: [] for n in names},
                               warmup=False, peer=False)
-    if not _local(cluster):
-        return "n/a: needs the local backend"
+        cluster = lc.cluster
+    if not lc.kind.host_pids:
+        return "n/a: needs a backend whose nodes are host processes"
     for n in names:
-        cluster._send(sentinel_packet(), cluster.addresses[n].bin_addr)
+        cluster.send_bin(sentinel_packet(), cluster.addresses[n].bin_addr)
 
     def settled() -> dict[str, str] | None:
         out = {}
@@ -631,7 +637,8 @@ FAILOVER_CALLS = 10
 @check("failover", "10 held calls through the primary, the primary killed and the VIP moved: "
        "the backup carries them (re-INVITE and BYE through it)")
 def failover(ctx: CheckContext) -> Observation:
-    cluster = ctx.cluster(peer=False)
+    lc = ctx.cluster(peer=False)
+    cluster = lc.cluster
     try:
         run = FailoverRun(cluster, FAILOVER_CALLS, workdir=ctx._dir("failover"), rate=50,
                           release_rate=20, probe_interval=None, sync_timeout=15,
@@ -639,11 +646,10 @@ def failover(ctx: CheckContext) -> Observation:
         result = run.run()
     except FailoverError as err:
         return {"nodes.failover": f"not run: {str(err)[:120]}"}
-    completed = result.summary.successful if getattr(result, "summary", None) else None
     obs: Observation = {
         "backup.missing_before_kill": result.missing_on_backup,
         "calls.lost": result.lost,
-        "calls.completed": run.summary.successful if run.summary else completed,
+        "calls.completed": run.summary.successful if run.summary else None,
         "backup.failed_requests": result.failed_requests,
         "backup.dialogs_left": result.backup_dialogs_left,
         "backup.alive": result.backup_alive,

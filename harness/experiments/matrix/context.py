@@ -1,28 +1,27 @@
 """What a behaviour check runs in: clusters of a primary release and a backup release.
 
-A check never picks binaries or images itself: the context starts every cluster with
-the pair it was given (``artifacts`` per role), a pybin peer among the replication
-destinations and, when asked, a capture of the cluster's network, and tears all of it
-down when the check ends, whatever happened. The same context serves ``harness
+A check never picks binaries or images itself: the context starts every cluster
+(through `harness.live.start`) with the pair it was given (``artifacts`` per role), a
+pybin peer among the replication destinations and, when asked, a capture of the
+cluster's network, and tears all of it down when the check ends, whatever happened. The same context serves ``harness
 matrix`` and the pytest behaviour tests.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import live
+from harness.backends import BackendKind
 from harness.base.releases import Build
 from harness.base.settings import Settings
 from harness.cluster import Cluster, Destination
-from harness.cluster.interfaces import Backend
 from harness.experiments.calls import CallPair
-from harness.instruments.capture import Capture
-from harness.instruments.peer import BinPeer
+from harness.live import LiveCluster
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,12 @@ class Pair:
 class CheckContext:
     """Starts clusters for one check on one pair; ``close()`` removes everything.
 
-    backend_factory: makes a fresh backend from settings (``BackendChoice.factory()``).
+    kind: the backend kind every cluster runs on (its capabilities decide what a check
+    can observe, e.g. ``host_pids``).
     """
 
-    def __init__(self, backend_factory: Callable[[Settings], Backend], settings: Settings,
-                 pair: Pair, workdir: Path) -> None:
-        self.backend_factory = backend_factory
+    def __init__(self, kind: BackendKind, settings: Settings, pair: Pair, workdir: Path) -> None:
+        self.kind = kind
         self.settings = settings
         self.pair = pair
         self.workdir = workdir
@@ -79,35 +78,14 @@ class CheckContext:
     def cluster(self, roles: Iterable[str] | Mapping[str, str] = ("primary", "backup"), *,
                 settings: Mapping[str, Any] | None = None, peer: bool = True,
                 capture: bool = False, warmup: bool | None = None,
-                replicate: Mapping[str, Iterable[Destination]] | None = None) -> Cluster:
-        """A started cluster of the pair's builds, torn down with the context."""
+                replicate: Mapping[str, Iterable[Destination]] | None = None) -> LiveCluster:
+        """A started cluster of the pair's builds (`harness.live.start`), torn down with the context."""
         effective = self.settings.with_overrides(settings) if settings else self.settings
-        backend = self.backend_factory(effective)
-        self._stack.callback(backend.close)
-        backend.open()
         named = Cluster.node_roles(roles if isinstance(roles, Mapping) else tuple(roles))
-        cap = None
-        if capture:
-            cap = Capture(backend.capture_host(), self._dir("capture") / "capture.pcap",
-                          buffer_kib=65536)
-            cap.start()
-            self._stack.callback(cap.stop)
-        bin_peer = None
-        extra: list[Destination] = []
-        if peer:
-            bin_peer = BinPeer((backend.harness_ip, 0),
-                               socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
-            self._stack.callback(bin_peer.close)
-            extra.append(bin_peer.address)
-        cluster = Cluster(backend, named, settings=effective, extra_destinations=extra,
-                          warmup=warmup, replicate=replicate, artifacts=self.artifacts(named))
-        cluster.peer = bin_peer
-        cluster.capture = cap
-        if bin_peer is not None:
-            bin_peer.cluster = cluster
-        self._stack.callback(cluster.close)
-        cluster.start()
-        return cluster
+        return self._stack.enter_context(live.start(
+            self.kind, effective, named, workdir=self._dir("cluster"), replicate=replicate,
+            peer=peer, capture=capture, warmup=warmup, default_build=self.pair.primary,
+            artifacts=self.artifacts(named)))
 
     def calls(self, cluster: Cluster, scenario: str | Path = "basic", **options: Any) -> CallPair:
         """A started SIPp caller/callee pair through ``cluster`` (stopped with the context)."""

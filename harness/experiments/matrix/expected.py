@@ -11,7 +11,10 @@ a confirmed state), the backup renumbers h_id (``dlg_replicated_create``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.backends import BackendKind
 
 from harness.experiments.matrix.checks import CALLS
 from harness.experiments.matrix.judge import flatten
@@ -117,15 +120,18 @@ BASELINE_EXPECT: dict[str, dict[str, Any]] = {
     },
 }
 
-#: checks that need the local backend (host pids) and say "n/a: ..." elsewhere
-LOCAL_ONLY = ("expiry", "recvfrom_defect")
+#: checks that need a backend whose nodes are host processes (``BackendKind.host_pids``)
+#: and say "n/a: ..." elsewhere
+NEEDS_HOST_PIDS = ("expiry", "recvfrom_defect")
 
 
-def deviations(check: str, observed: dict[str, Any], backend: str = "local") -> list[str]:
+def deviations(check: str, observed: dict[str, Any], kind: BackendKind) -> list[str]:
     """``key: observed X, 1.10.5 must show Y`` for each expected key that differs.
 
-    A local-only check on another backend must say so (one ``n/a`` value) instead."""
-    if check in LOCAL_ONLY and backend != "local":
+    A check that needs host pids, on a backend without them, must say so (one ``n/a``
+    value) instead."""
+    backend = kind.name
+    if check in NEEDS_HOST_PIDS and not kind.host_pids:
         values = list(observed.values())
         ok = bool(values) and all(isinstance(v, str) and v.startswith("n/a") for v in values)
         return [] if ok else [f"{check} on {backend}: expected an n/a observation, got {observed!r}"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from harness.base.errors import HarnessError
 from harness.base.releases import ReleaseError, in_range, version_key
 from harness.base.resources import package_path
 
@@ -24,7 +25,7 @@ TABLE = package_path("experiments", "matrix", "known-differences.yaml")
 ROLES = ("primary", "backup")
 
 
-class KnownTableError(ValueError):
+class KnownTableError(HarnessError, ValueError):
     """The table itself is malformed (one line naming the entry and the problem)."""
 
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.backends import BackendKind
+from harness.base.errors import UsageError
 from harness.base.releases import BASELINE, Build, ReleaseError, version_key
 from harness.base.settings import Settings
-from harness.cluster.interfaces import Backend
 from harness.experiments.matrix.checks import CHECKS
 from harness.experiments.matrix.context import CheckContext, Pair
 from harness.experiments.matrix.expected import deviations
@@ -33,7 +34,7 @@ from harness.experiments.matrix.known import Known, load
 Progress = Callable[[str], Any]
 
 
-class MatrixError(ValueError):
+class MatrixError(UsageError, ValueError):
     """The matrix cannot run as asked (no baseline build, an unknown check...)."""
 
 
@@ -112,10 +113,10 @@ class MatrixRun:
         return [r for r in self.results if r.outcome == "error"]
 
 
-def observe(check: str, pair: Pair, backend_factory: Callable[[Settings], Backend],
-            settings: Settings, workdir: Path) -> dict[str, Any]:
+def observe(check: str, pair: Pair, kind: BackendKind, settings: Settings,
+            workdir: Path) -> dict[str, Any]:
     """Run one check on one pair; an ``error`` observation (one line) when it breaks."""
-    with CheckContext(backend_factory, settings, pair, workdir) as ctx:
+    with CheckContext(kind, settings, pair, workdir) as ctx:
         try:
             return CHECKS[check].run(ctx)
         except Exception as exc:  # a broken check is a cell, not the end of the run
@@ -124,8 +125,8 @@ def observe(check: str, pair: Pair, backend_factory: Callable[[Settings], Backen
 
 
 def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], checks: Iterable[str],
-               backend_factory: Callable[[Settings], Backend], settings: Settings, *,
-               backend_name: str, baseline: str = BASELINE, table: list[Known] | None = None,
+               kind: BackendKind, settings: Settings, *,
+               baseline: str = BASELINE, table: list[Known] | None = None,
                progress: Progress = print, workdir: Path | None = None, jobs: int = 1) -> MatrixRun:
     """Every check on every pair, baseline pair first; progress lines as cells complete.
 
@@ -133,7 +134,7 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
     once the check's baseline observation exists.
     """
     table = load() if table is None else table
-    run = MatrixRun(baseline, dict(builds), list(pairs), list(checks), backend_name)
+    run = MatrixRun(baseline, dict(builds), list(pairs), list(checks), kind.name)
     total = len(run.checks) * len(run.pairs)
     own = workdir is None
     root = Path(workdir or tempfile.mkdtemp(prefix="harness-matrix-"))
@@ -145,7 +146,7 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
             nonlocal done
             start = time.monotonic()
             pair = Pair(builds[p], builds[b])
-            obs = observe(check, pair, backend_factory, settings, root / f"{check}-{pair.id}")
+            obs = observe(check, pair, kind, settings, root / f"{check}-{pair.id}")
             base = obs if base_obs is None else base_obs
             result = judge(check, p, b, obs, base, table,
                            primary_version=builds[p].version, backup_version=builds[b].version)
@@ -160,7 +161,7 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
         for check in run.checks:
             base_obs = cell(check, baseline, baseline, None)
             if baseline == BASELINE and ERROR_KEY not in base_obs:
-                run.baseline_deviations[check] = deviations(check, base_obs, backend_name)
+                run.baseline_deviations[check] = deviations(check, base_obs, kind)
             rest = [(p, b) for p, b in run.pairs if (p, b) != (baseline, baseline)]
             pool = ThreadPoolExecutor(max_workers=max(1, jobs))
             try:

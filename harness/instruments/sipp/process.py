@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Callable, Mapping, Sequence
 
+from harness.base.errors import HarnessError
 from harness.base.owner import child_env
 from harness.base.wait import WaitTimeout, wait_until
 from harness.instruments.sipp.results import (
@@ -36,7 +37,7 @@ from harness.instruments.sipp.scenarios import render_scenario, scenario_path
 EXIT_FATAL = frozenset({255, 254, -1, -2})
 
 
-class SippError(RuntimeError):
+class SippError(HarnessError, RuntimeError):
     """SIPp could not run or failed fatally; the message carries its stderr tail."""
 
 

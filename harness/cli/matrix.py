@@ -17,17 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.backends.builds import (
-    BuildError,
-    backend_factory,
-    docker_builds,
-    local_builds,
-)
+from harness.backends import KINDS
+from harness.base.errors import UsageError
 from harness.base.releases import BASELINE
 from harness.base.settings import load_settings
-from harness.experiments.matrix.known import KnownTableError
 from harness.experiments.matrix.runner import (
-    MatrixError,
     plan_pairs,
     run_matrix,
     select_checks,
@@ -35,14 +29,10 @@ from harness.experiments.matrix.runner import (
 )
 
 
-class MatrixUsage(Exception):
-    """Arguments the matrix cannot use; the CLI exits 2 with this line."""
-
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("matrix", help="run the behaviour checks over releases and primary/backup pairs")
     p.set_defaults(func=cmd_matrix)
-    p.add_argument("--backend", choices=("local", "docker"), default="local",
+    p.add_argument("--backend", choices=tuple(KINDS), default="local",
                    help="local: binaries given with --opensips; docker: images given with --versions")
     p.add_argument("--opensips", action="append", default=[], metavar="V=PATH",
                    help="a local opensips binary and its label (repeatable; PATH alone: labelled "
@@ -60,7 +50,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1,
                    help="pairs run at once per check, each on its own network (default 1)")
     p.add_argument("--json", action="store_true", help="print the matrix.json object on stdout")
-    return p
 
 
 def progress(line: str) -> None:
@@ -68,31 +57,31 @@ def progress(line: str) -> None:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    try:
-        if args.jobs < 1:
-            raise MatrixUsage("--jobs must be at least 1")
-        if args.backend == "local":
-            if args.versions:
-                raise MatrixUsage("--versions is for --backend docker; local takes --opensips V=PATH")
-            if not args.opensips:
-                raise MatrixUsage("--backend local needs --opensips V=PATH (one per release, "
-                                  f"the baseline {BASELINE} among them)")
-            builds = local_builds(args.opensips)
-        else:
-            if args.opensips:
-                raise MatrixUsage("--opensips is for --backend local; docker takes --versions")
-            builds = docker_builds(args.versions or BASELINE)
-        labels = sort_labels(builds)
-        builds = {label: builds[label] for label in labels}
-        pairs = plan_pairs(labels, args.pairs)
-        checks = select_checks(args.checks)
-    except (BuildError, MatrixError, KnownTableError) as err:
-        raise MatrixUsage(str(err)) from None
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    kind = KINDS[args.backend]
+    if kind.supplies == "binary":
+        if args.versions:
+            raise UsageError(f"--versions is for a backend of images; {kind.name} takes --opensips V=PATH")
+        if not args.opensips:
+            raise UsageError(f"--backend {kind.name} needs --opensips V=PATH (one per release, "
+                             f"the baseline {BASELINE} among them)")
+        named = args.opensips
+    else:
+        if args.opensips:
+            raise UsageError(f"--opensips is for a backend of binaries; {kind.name} takes --versions")
+        named = [args.versions or BASELINE]
+    if args.settings and not Path(args.settings).is_file():
+        raise UsageError(f"--settings {args.settings}: no such file")
+    builds = kind.builds(named)
+    labels = sort_labels(builds)
+    builds = {label: builds[label] for label in labels}
+    pairs = plan_pairs(labels, args.pairs)
+    checks = select_checks(args.checks)
     settings = load_settings(args.settings)
-    progress(f"{len(checks)} checks x {len(pairs)} pairs on the {args.backend} backend; "
+    progress(f"{len(checks)} checks x {len(pairs)} pairs on the {kind.name} backend; "
              f"builds: {', '.join(b.describe() for b in builds.values())}")
-    run = run_matrix(builds, pairs, checks, backend_factory(args.backend, builds[BASELINE]), settings,
-                     backend_name=args.backend, progress=progress, jobs=args.jobs)
+    run = run_matrix(builds, pairs, checks, kind, settings, progress=progress, jobs=args.jobs)
     from harness.experiments.matrix.report import to_json, write_reports
 
     paths = write_reports(run, Path(args.out))

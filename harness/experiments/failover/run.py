@@ -14,8 +14,8 @@ numbers on it, on either backend:
    (``Cluster.failover()``, which also flushes the clients' neighbour entries), and
    every call is released: each sends its re-INVITE, then its BYE, through the VIP.
 3. From SIPp's per-call logs and one tcpdump capture of the cluster network (SIP and
-   BIN on the same clock) we judge and measure; when the cluster has a live witness
-   (`witness`: a pybin peer both nodes also replicate to, ``cluster.peer``), what it
+   BIN on the same clock) we judge and measure; when the run has a live witness (a
+   pybin peer both nodes also replicate to: ``harness.live.start(peer="first")``), what it
    received proves recovered calls too, so the proof does not hang on packets sent to
    the dead primary (which a dead host's failed neighbour entry keeps off the wire).
 
@@ -29,183 +29,35 @@ What counts as lost, and how each figure is measured: `harness.experiments.failo
 from __future__ import annotations
 
 import math
-import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from harness.base.wait import Count, WaitStalled, WaitTimeout, wait_until
-from harness.cluster import Cluster, Destination
+from harness.cluster import Cluster
 from harness.cluster.interfaces import NodeDied
 from harness.experiments.calls import CallPair
-from harness.experiments.failover_figures import (
-    JSON_KEYS,
-    Addr,
-    CallKey,
-    Evidence,
-    FailoverResult,
-    WireBin,
-    result_from,
+from harness.experiments.failover.deadlines import (
+    DEFAULT_RELEASE_RATE,
+    ERROR_LINES,
+    PAGE,
+    PROGRESS_S,
+    SIPP_BUFF_AT_SIZE,
+    STALL_S,
+    STOP_ALLOWANCE,
+    deadlines,
 )
-from harness.instruments import node_log
+from harness.experiments.failover.errors import FailoverError, error_lines, failure_json
+from harness.experiments.failover.judging import Judging
+from harness.experiments.failover.metrics import Addr, CallKey
+from harness.experiments.failover.prober import Prober
+from harness.experiments.failover.result import FailoverResult
 from harness.instruments.capture import Capture
 from harness.instruments.mi import MIClient, MIError
 from harness.instruments.peer import BinPeer
 from harness.instruments.sipp import SippError, SippSummary
-from pybin.errors import PybinError
-from pybin.pcap import CapturedDatagram, read_udp
-
-__all__ = ["DEFAULT_RELEASE_RATE", "FAILURE_KEYS", "JSON_KEYS", "FailoverError", "FailoverResult",
-           "FailoverRun", "Prober", "deadlines", "error_lines", "failure_json", "run_failover",
-           "witness", "witness_topology", "witnessed"]
 
 Progress = Callable[[str], None]
-
-
-class FailoverError(RuntimeError):
-    """The scenario could not be run (calls not set up, no backup...); not a loss.
-
-    ``seen``: what the run observed until then (`FAILURE_KEYS`; see `failure_json`).
-    """
-
-    def __init__(self, message: str, seen: dict[str, object] | None = None) -> None:
-        super().__init__(message)
-        self.seen: dict[str, object] = dict(seen or {})
-
-
-#: the JSON of a run that could not finish, in this order: the one-line cause (and the
-#: rest of a multi-line one), the step it failed in, then whatever figures exist by then
-FAILURE_KEYS = ("error", "error_detail", "step", "calls", "calls_held", "setup_rate", "backend",
-                "mode", "elapsed_s", "deadline_s", "timed_out", "missing_on_backup",
-                "backup_alive", "backup_shm_used_idle", "backup_shm_used_before",
-                "primary_errors", "backup_errors", "artifacts")
-
-
-def failure_json(error: BaseException | str, /, **seen: object) -> dict[str, object]:
-    """The JSON object of a failed run: ``error`` (one line), then every `FAILURE_KEYS`
-    key (None or empty where nothing was seen); ``seen`` overrides, e.g. from `FailoverError`."""
-    text = str(error).strip() or type(error).__name__
-    if not isinstance(error, (str, FailoverError, NodeDied, SippError, WaitTimeout, MIError)):
-        text = f"{type(error).__name__}: {text}"
-    lines = text.splitlines()
-    out: dict[str, object] = {key: None for key in FAILURE_KEYS}
-    out.update(error_detail=[], timed_out=[], primary_errors=[], backup_errors=[])
-    out.update({k: v for k, v in seen.items() if k in FAILURE_KEYS})
-    detail = [ln for ln in lines[1:21] if ln.strip()]
-    out["error"], out["error_detail"] = lines[0], detail or out["error_detail"]
-    return out
-
-
-#: in-dialog requests per second after the failover, by default (the issue's target rate)
-DEFAULT_RELEASE_RATE = 1000.0
-#: the longest a SIP transaction can wait: 64 x T1 (timer B/F), SIPp's and OpenSIPS's
-SIP_TRANSACTION_S = 32.0
-#: the setup deadline assumes at least this rate is achieved (calls/s), whatever was asked
-SETUP_FLOOR_RATE = 100.0
-#: setup gives up when no call was set up for this long
-STALL_S = 20.0
-#: stopping SIPp (q, Q, TERM, KILL: 2.5 s each), tcpdump, the prober
-STOP_ALLOWANCE = 30.0
-#: judging: fixed part and seconds per call (parsing SIPp's trace and the capture took
-#: 30-60 s at 10,000 calls on a shared 2-core machine; this allows 130 s)
-JUDGE_S, JUDGE_PER_CALL_S = 30.0, 0.01
-#: progress lines on stderr at most this often
-PROGRESS_S = 2.0
-#: dialogs per dlg_list page (1.10's mi_datagram reply is at most 65457 B)
-PAGE = 50
-#: SIPp socket buffers at size (the kernel caps them at net.core.rmem_max/wmem_max)
-SIPP_BUFF_AT_SIZE = 4 << 20
-#: first error lines of the backup kept in the result
-ERROR_LINES = 10
-
-
-def deadlines(calls: int, rate: float, release_rate: float) -> dict[str, float]:
-    """Seconds each step may take, from the size and the rates (never fixed).
-
-    setup: twice the time SIPp needs at ``rate``, or the time at SETUP_FLOOR_RATE if that
-    is longer (a setup that cannot keep the asked rate still gets to finish; no progress
-    for STALL_S ends it sooner), plus 30 s; sync: 30 s plus 10 ms per
-    dialog (a paged dlg_list of 10,000 dialogs takes ~1 s); release: the paced release
-    (2 requests per call at ``release_rate``) plus one full SIP transaction timeout, so
-    a request sent last still gets every retransmission; judge: parsing SIPp's trace
-    and the capture and judging every call, 30 s plus 10 ms per call.
-    """
-    return {"setup": 30.0 + max(2.0 * calls / rate, calls / SETUP_FLOOR_RATE),
-            "sync": 30.0 + 0.01 * calls,
-            "release": 2.0 * calls / release_rate + SIP_TRANSACTION_S + 15.0,
-            "judge": JUDGE_S + JUDGE_PER_CALL_S * calls}
-
-
-def error_lines(log: str) -> list[str]:
-    """OpenSIPS's ERROR/CRITICAL/ALERT records of a log, in order, as written."""
-    return [r.full for r in node_log.errors(log)]
-
-
-# --------------------------------------------------------------------------- the prober
-
-
-class Prober:
-    """Sends ``OPTIONS`` with ``Max-Forwards: 0`` to the VIP every ``interval`` seconds.
-
-    Whoever holds the VIP answers 483 statelessly (the config's maxfwd check comes
-    first), so the capture shows the primary's last and the backup's first answer
-    within one interval of the real takeover. Answers are drained and counted only.
-    """
-
-    def __init__(self, sock: socket.socket, target: Addr, interval: float = 0.005) -> None:
-        self.sock = sock
-        self.target = target
-        self.interval = interval
-        self.sent = 0
-        self.answers = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="failover-prober", daemon=True)
-
-    def _message(self, n: int) -> bytes:
-        ip, port = self.sock.getsockname()[:2]
-        vip, vport = self.target
-        return (f"OPTIONS sip:probe@{vip}:{vport} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {ip}:{port};branch=z9hG4bK-failover-probe-{n}\r\n"
-                f"Max-Forwards: 0\r\n"
-                f"From: <sip:probe@{ip}:{port}>;tag=failover-probe\r\n"
-                f"To: <sip:probe@{vip}:{vport}>\r\n"
-                f"Call-ID: failover-probe@{ip}\r\n"
-                f"CSeq: {n} OPTIONS\r\n"
-                f"Content-Length: 0\r\n\r\n").encode()
-
-    def start(self) -> Prober:
-        self.sock.setblocking(False)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        n = 0
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            n += 1
-            try:
-                self.sock.sendto(self._message(n), self.target)
-                self.sent += 1
-            except OSError:
-                pass  # e.g. no neighbour entry while the VIP moves: the next probe retries
-            next_at += self.interval
-            while True:
-                try:
-                    self.sock.recv(4096)
-                    self.answers += 1
-                except (BlockingIOError, OSError):
-                    break
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
-# --------------------------------------------------------------------------- the scenario
 
 
 def _role(cluster: Cluster, role: str) -> str:
@@ -215,7 +67,7 @@ def _role(cluster: Cluster, role: str) -> str:
     return name
 
 
-class FailoverRun:
+class FailoverRun(Judging):
     """The scenario as named steps over a started primary/backup ``cluster``.
 
     `run()` calls them in order; each records what it observed, and the result is
@@ -250,6 +102,7 @@ class FailoverRun:
                  sync_timeout: float | None = None, finish_timeout: float | None = None,
                  drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
                  setup_timeout: float | None = None, progress: Progress | None = None,
+                 witness: BinPeer | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if mode not in ("kill", "freeze"):
@@ -294,6 +147,8 @@ class FailoverRun:
         self.capture = Capture(cluster.backend.capture_host(), self.workdir / "failover.pcap",
                                snaplen=16384, buffer_kib=capture_buffer_kib)
         self.prober: Prober | None = None
+        #: a pybin peer every node also replicates to; what it received proves recovery too
+        self.witness = witness
         # evidence, filled in by the steps
         self.keys: set[CallKey] = set()
         self.kill_at = math.inf  # set once the primary is dead, before the VIP moves
@@ -531,130 +386,14 @@ class FailoverRun:
         self.shm["total"] = stats.get("total_size")
 
     # -- evidence ------------------------------------------------------------------------
-    def judge(self) -> FailoverResult:
-        """Parse SIPp's trace and the capture and judge every call (`result_from`).
-
-        Seconds at 10,000 calls, so it is a step like the others: it runs in a worker
-        thread while `wait_until` reports its progress on stderr and bounds it by the
-        derived judge deadline (part of `deadline_s`); past it the run fails with what it
-        saw (a daemon thread left parsing does not hold the process up).
-        """
-        self.say(f"judging the evidence (deadline {self.judge_timeout:.0f}s) …")
-        outcome: list[FailoverResult | BaseException] = []
-
-        def work() -> None:
-            try:
-                outcome.append(result_from(self.evidence()))
-            except BaseException as err:  # handed to the waiting thread
-                outcome.append(err)
-
-        t0 = self.clock()
-        threading.Thread(target=work, name="failover-judge", daemon=True).start()
-        try:
-            wait_until(lambda: bool(outcome), timeout=self.judge_timeout, interval=0.1,
-                       what="the evidence to be judged",
-                       progress=lambda _v, t: self.say(f"  judging: {self.judging} ({t:.0f}s)"),
-                       progress_every=PROGRESS_S, clock=self.clock, sleep=self.sleep)
-        except WaitTimeout:
-            raise FailoverError(f"judging the evidence did not finish within its "
-                                f"{self.judge_timeout:.0f}s deadline (was {self.judging})") from None
-        if isinstance(outcome[0], BaseException):
-            raise outcome[0]
-        self.say(f"  judged in {self.clock() - t0:.1f}s")
-        return outcome[0]
-
-    def _datagrams(self) -> list[CapturedDatagram]:
-        out: list[CapturedDatagram] = []
-        for d in read_udp(self.capture.path):
-            out.append(d)
-            if len(out) % 10000 == 0:
-                self.judging = f"reading the capture ({len(out)} datagrams so far)"
-        return out
-
-    def evidence(self) -> Evidence:
-        """What the run observed; parses SIPp's caller trace (once) and the capture."""
-        if not self.released:
-            raise FailoverError("the calls were never released: no evidence to judge")
-        if self.summary is None:
-            self.judging = "parsing SIPp's caller trace"
-            self.summary = self.pair.uac.result()
-        self.judging = "reading the capture"
-        datagrams = self._datagrams()
-        self.judging = f"judging {len(self.summary.calls)} calls against {len(datagrams)} datagrams"
-        addresses = self.cluster.addresses
-        return Evidence(
-            backend=self.cluster.backend.name, mode=self.mode, calls=self.calls, keys=self.keys,
-            summary=self.summary, datagrams=datagrams, kill_at=self.kill_at,
-            proxy=self.proxy, primary_bin=addresses[self.primary].bin_addr,
-            backup_bin=addresses[self.backup].bin_addr, missing_on_backup=self.missing_on_backup,
-            backup_stats_before=self.stats_before, backup_stats_after=self.stats_after,
-            backup_dialogs_left=self.dialogs_left, capture=self.capture.path,
-            capture_drops=self.capture.dropped, workdir=self.workdir,
-            release_rate_asked=self.release_rate, backup_shm=dict(self.shm),
-            timed_out=list(self.timed_out), backup_alive=self.backup_alive,
-            backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1),
-            witnessed=self._witnessed())
-
-    def _witnessed(self) -> list[WireBin] | None:
-        """What the cluster's live witness received (`witness`); None without one."""
-        peer = getattr(self.cluster, "peer", None)
-        return None if peer is None else witnessed(peer)
-
-    def _stop_prober(self) -> None:
-        if self.prober is not None:
-            self.prober.stop()
-            self.prober = None
-
-
-def witness(backend: Any) -> BinPeer:
-    """A started pybin peer at the harness address: the run's live replication witness.
-
-    Give it to the cluster (``Cluster(..., replicate=witness_topology(w))``, then
-    ``cluster.peer = w``): every node then replicates to it as well, and the
-    backup's own ``updated``/``deleted`` after the kill reach a destination that is
-    alive, whatever became of the primary's address (a dead container's neighbour entry
-    fails and the kernel drops what the backup sends there before any capture sees
-    it). `FailoverRun` counts what it received as evidence beside the capture.
-    """
-    return BinPeer((backend.harness_ip, 0),
-                   socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM)).start()
-
-
-def witness_topology(peer: BinPeer, nodes: tuple[str, str] = ("primary", "backup")
-                     ) -> dict[str, list[Destination]]:
-    """``Cluster(replicate=...)`` for a primary/backup pair plus the witness ``peer``.
-
-    The witness is configured *first*: 1.10's dialog module prepends each
-    ``replicate_dialogs_to`` to its list (``dialog.c``: ``rd->next =
-    replication_dests``), so the last one configured is sent to first. Configured
-    first, the witness is sent to after the other node, and the replication lag (the
-    200 OK to the first BIN packet to the backup) does not include a send to it
-    (appended, it added ~0.05 ms to the local p50: 0.09-0.10 against 0.03-0.05 ms).
-    """
-    a, b = nodes
-    return {a: [peer.address, b], b: [peer.address, a]}
-
-
-def witnessed(peer: BinPeer) -> list[WireBin]:
-    """The dialog packets ``peer`` received, as capture-like `WireBin` records (its
-    arrival time, the sender, the peer's address); undecodable ones are skipped."""
-    out: list[WireBin] = []
-    dst = peer.address
-    for item in list(peer.received):
-        try:
-            m = item.dialog()
-        except PybinError:
-            continue
-        out.append(WireBin(item.time, item.source, dst, int(m.command),
-                           m.call_id.decode("utf-8", "replace")))
-    return out
 
 
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
                  release_rate: float = DEFAULT_RELEASE_RATE, mode: str = "kill",
                  probe_interval: float | None = 0.005, setup_timeout: float | None = None,
-                 progress: Progress | None = None) -> FailoverResult:
-    """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun)."""
+                 progress: Progress | None = None, witness: BinPeer | None = None) -> FailoverResult:
+    """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun);
+    ``witness``: a pybin peer every node also replicates to (``live.start(peer="first")``)."""
     return FailoverRun(cluster, calls, workdir=workdir, rate=rate, release_rate=release_rate,
                        mode=mode, probe_interval=probe_interval, setup_timeout=setup_timeout,
-                       progress=progress).run()
+                       progress=progress, witness=witness).run()

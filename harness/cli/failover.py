@@ -1,0 +1,104 @@
+"""``harness failover``: N held calls, the primary failed, the backup's figures."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import live
+from harness.base.errors import UsageError
+from harness.cli.common import (
+    add_cluster_options,
+    add_first_use_options,
+    backend_for,
+    check_arguments,
+    first_use,
+    progress,
+    say,
+)
+from harness.cluster.user_config import UserConfigError
+from harness.experiments.failover import (
+    DEFAULT_RELEASE_RATE,
+    FailoverError,
+    failure_json,
+    run_failover,
+)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("failover", help="fail a primary over to its backup under N held calls; figures")
+    p.set_defaults(func=cmd_failover)
+    add_cluster_options(p)
+    p.add_argument("--calls", type=int, default=200, help="concurrent calls (default 200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--rate", type=float, default=200.0, help="call setup rate, calls/s (default 200)")
+    p.add_argument("--release-rate", type=float, default=DEFAULT_RELEASE_RATE,
+                   help="in-dialog requests/s after the failover: re-INVITE + BYE per call, "
+                        f"paced (default {DEFAULT_RELEASE_RATE:g})")
+    p.add_argument("--setup-timeout", type=float, metavar="S",
+                   help="seconds the calls may take to be set up (default derived from --calls and --rate)")
+    p.add_argument("--freeze", action="store_true",
+                   help="SIGSTOP the primary (a hung node) instead of SIGKILL")
+    p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
+                                     "removed unless calls were lost)")
+    add_first_use_options(p)
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    """Run the scenario; a run that cannot finish still reports what it saw.
+
+    With --json that is one JSON object with an ``error`` key (the one-line cause) and
+    the figures seen so far (`harness.experiments.failover.FAILURE_KEYS`), exit 1 (2 for bad
+    arguments or no backend); without, one line on stderr. Never a traceback.
+    """
+    if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
+            args.setup_timeout is not None and args.setup_timeout <= 0):
+        raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
+    keep = args.workdir is not None
+    # under the temp dir: the docker backend mounts it into SIPp containers
+    workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
+    seen: dict[str, object] = {"step": "start", "calls": args.calls,
+                               "mode": "freeze" if args.freeze else "kill", "artifacts": str(workdir)}
+    try:
+        check_arguments(args)
+        first_use(args)
+        kind, settings = backend_for(args)
+        seen["backend"] = kind.name
+        progress(f"failover: backend {kind.name}; starting primary + backup (BIN warm-up) …")
+        # the live witness: a pybin peer both nodes also replicate to, configured first,
+        # so the proof of each recovered call does not hang on packets to the dead primary
+        with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir) as lc:
+            result = run_failover(lc.cluster, args.calls, workdir=workdir, rate=args.rate,
+                                  release_rate=args.release_rate, mode=str(seen["mode"]),
+                                  setup_timeout=args.setup_timeout, witness=lc.peer,
+                                  progress=lambda line: progress(f"failover: {line}"))
+            seen["step"] = "stop"
+    except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
+        if not keep:  # (exit 1): said as main() says them, and as JSON too when asked
+            shutil.rmtree(workdir, ignore_errors=True)
+        if args.json:
+            say(json.dumps(failure_json(str(err), **{**seen, "artifacts": None})))
+        raise
+    except Exception as err:
+        report = failure_json(err, **{**seen, **(err.seen if isinstance(err, FailoverError) else {})})
+        progress(f"failover: artifacts kept in {workdir}")
+        if args.json:
+            say(json.dumps(report))
+        else:
+            print(f"harness: failover failed ({report['step']}): {report['error']}", file=sys.stderr)
+        return 1
+    keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.workdir = None
+    if result.capture_drops:
+        progress(f"failover: warning: tcpdump dropped {result.capture_drops} packets; figures may be off")
+    if keep:
+        progress(f"failover: artifacts kept in {workdir}")
+    say(json.dumps(result.to_json()) if args.json else result.table())
+    return 1 if result.lost else 0
