@@ -27,9 +27,9 @@ import pytest
 from pybin import DlgFlag, DlgState, PacketBuilder, make
 from pybin.dialog import DIALOG_FIELDS, encode_pairs
 from pybin.errors import RemoteProtocolError
-from pybin.jsonio import packet_to_json
+from pybin.jsonio import packet_from_json, packet_to_json
 from pybin.pcap import CapturedDatagram, read_datagrams, write_pcap
-from pybin.wire import PacketReader, checksum, parse_header
+from pybin.wire import ByteOrder, PacketReader, checksum, parse_header
 
 ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "pybin" / "dissector" / "opensips_bin.lua"
@@ -349,6 +349,17 @@ def test_decode_as_flags_a_wrong_marker(tmp_path: Path) -> None:
     assert_same(right, packet_to_json(good), "a good packet on port 5999")
 
 
+@needs_tshark
+def test_the_big_endian_preference_reads_what_a_big_endian_sender_wrote(tmp_path: Path) -> None:
+    corpus = [d.data for d in read_datagrams(CAPTURES[0])]
+    big = [packet_from_json(packet_to_json(data), ByteOrder.BIG) for data in corpus[:6]]
+    capture = tmp_path / "big.pcap"
+    write_pcap(capture, [CapturedDatagram(1.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), data) for data in big])
+    frames = tshark(capture, tmp_path, "-o", "bin.big_endian:TRUE")
+    for layers, data in zip(frames, big, strict=True):
+        assert_same(layers, packet_to_json(data, ByteOrder.BIG), "big-endian")
+
+
 # --- the SIP link, the filters ------------------------------------------------------
 
 
@@ -382,7 +393,7 @@ def test_one_filter_finds_a_calls_sip_and_bin_packets(tmp_path: Path) -> None:
                     "-e", "frame.number")
     assert len(sip) > 10 and len(bin_) == 4
     assert {int(n) for (n,) in picked} == sip | bin_
-    state = fields(REINVITE, tmp_path, "-Y", "bin.dialog.state == 4 && bin.dialog.flags.isinit", "-e",
+    state = fields(REINVITE, tmp_path, "-Y", "bin.dialog.state == 4 && bin.dialog.flags.isinit == 1", "-e",
                    "frame.number")
     assert len(state) == 4  # the updated packets: 2 on ACK, 2 on the re-INVITE
 
