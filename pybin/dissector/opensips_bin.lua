@@ -324,14 +324,26 @@ end
 local MIN_PACKET = 18 -- MIN_BIN_PACKET_SIZE in 1.10.4+: header, name length, command, 2-byte name
 local OLD_MIN_PACKET = 20
 
--- One datagram's reading state: byte order, tree, where a problem was found.
+-- One datagram's reading state: byte order, tree, the first problem found. `size` is the
+-- datagram's length, `captured` what the capture holds of it (less with a short snaplen):
+-- rules are judged against the datagram, and reading stops where the capture does.
 local Reader = {}
 Reader.__index = Reader
 
-local function new_reader(tvb, pinfo, root)
-    local big = bin_proto.prefs.big_endian
-    return setmetatable({tvb = tvb, pinfo = pinfo, root = root, size = tvb:len(), big = big,
-        problem = nil}, Reader)
+local function new_reader(tvb, root)
+    return setmetatable({tvb = tvb, root = root, size = tvb:reported_len(), captured = tvb:len(),
+        big = bin_proto.prefs.big_endian, problem = nil}, Reader)
+end
+
+-- The captured part of `n` bytes at `offset` (offset is never past the capture).
+function Reader:range(offset, n)
+    return self.tvb(offset, math.min(n, self.captured - offset))
+end
+
+-- Whether the capture holds the datagram up to `stop`; the reading stops where it does not
+-- (the expert item saying the capture is short was added at the start).
+function Reader:captured_to(stop)
+    return stop <= self.captured
 end
 
 function Reader:u32(offset)
@@ -358,19 +370,24 @@ function Reader:flag(item, expert_field, text, malformed)
 end
 
 function Reader:rest(tree, field, offset)
-    if offset < self.size then
-        return tree:add(field, self.tvb(offset, self.size - offset))
+    if offset < self.captured then
+        tree:add(field, self:range(offset, self.size - offset))
     end
+end
+
+-- Whether 4 bytes are left at `offset` for an integer or a length (flagged when not).
+function Reader:has4(tree, name, offset, unchecked)
+    local left = self.size - offset
+    if left >= 4 then return self:captured_to(offset + 4) end
+    self:flag(tree:add(self:range(offset, left), name .. ": [truncated]"), ei.truncated,
+        string.format("%s: length needs 4 bytes at offset %d, %d left", name, offset, left) .. unchecked, true)
+    return false
 end
 
 -- A string's length prefix at `offset`; nil (after flagging) when it cannot be used.
 function Reader:string_length(tree, name, offset, unchecked)
+    if not self:has4(tree, name, offset, unchecked) then return nil end
     local left = self.size - offset
-    if left < 4 then
-        local text = string.format("%s: length needs 4 bytes at offset %d, %d left", name, offset, left)
-        self:flag(tree:add(self.tvb(offset, left), name .. ": [truncated]"), ei.truncated, text .. unchecked, true)
-        return nil
-    end
     local n = self:i32(offset)
     if n < 0 then
         local item = tree:add(self.tvb(offset, 4), name .. ": [negative length]")
@@ -380,10 +397,14 @@ function Reader:string_length(tree, name, offset, unchecked)
         return nil
     end
     if n > left - 4 then
-        local item = tree:add(self.tvb(offset, left), name .. ": [runs past the end]")
+        local item = tree:add(self:range(offset, left), name .. ": [runs past the end]")
         self:add_int(item, hf.length, offset)
         self:flag(item, ei.truncated, string.format("%s: %d bytes at offset %d run past the end (%d left)",
             name, n, offset + 4, left - 4) .. unchecked, true)
+        return nil
+    end
+    if not self:captured_to(offset + 4 + n) then
+        self:add_int(tree:add(self:range(offset, 4 + n), name .. ": [cut short by the capture]"), hf.length, offset)
         return nil
     end
     return n
@@ -443,17 +464,13 @@ function Reader:fields(tree, module, spec, command, offset)
         end
         local f = module_hf[module][name]
         if kind == INT then
-            local left = self.size - offset
-            if left < 4 then
-                self:flag(tree:add(self.tvb(offset, left), name .. ": [truncated]"), ei.truncated,
-                    string.format("%s: length needs 4 bytes at offset %d, %d left", name, offset, left) .. unchecked,
-                    true)
-                return values, false, offset
-            end
+            if not self:has4(tree, name, offset, unchecked) then return values, false, offset end
             local value = self:u32(offset)
             local item = self:add_int(tree, f, offset)
             if field.time and value ~= 0 then
-                item:append_text(os.date("! (%Y-%m-%d %H:%M:%S UTC)", value))
+                -- a C library may not represent every 32-bit time: then no date is shown
+                local ok, date = pcall(os.date, "! (%Y-%m-%d %H:%M:%S UTC)", value)
+                if ok and type(date) == "string" then item:append_text(date) end
             end
             if field.bits then
                 self:add_flag_bits(item, {fields = bit_hf[module][name], spec = field.bits}, offset, value)
@@ -491,14 +508,19 @@ end
 -- The whole datagram, in the receiver's order of checks; returns the Info text.
 function Reader:dissect()
     local tvb, root, size = self.tvb, self.root, self.size
-    if tvb:reported_len() > size then
-        self:flag(root, ei.short_capture, string.format("captured %d of %d bytes", size, tvb:reported_len()), false)
+    if self.captured < size then
+        self:flag(root, ei.short_capture, string.format("the capture holds %d of the datagram's %d bytes: "
+            .. "the checksum is not verified and the fields stop there", self.captured, size), false)
     end
     if size < MIN_PACKET then
-        local item = root:add(hf.body, tvb(0, size))
+        local item = root:add(hf.body, self:range(0, size))
         self:flag(item, ei.runt, string.format("%d bytes, shorter than %d: a receiver drops it", size, MIN_PACKET),
             true)
         return string.format("runt, %d bytes", size)
+    end
+    if not self:captured_to(12) then
+        self:rest(root, hf.body, 0)
+        return "BIN"
     end
     local marker = tvb:raw(0, 4)
     local marker_item = root:add(hf.marker, tvb(0, 4), marker)
@@ -514,7 +536,7 @@ function Reader:dissect()
     local stored = self:u32(4)
     local checksum_item = self:add_int(root, hf.checksum, 4)
     local checksum_ok
-    if tvb:reported_len() == size then
+    if self.captured == size then
         local computed = crc_no_final_xor(tvb:raw(8, size - 8))
         checksum_ok = computed == stored
         root:add(hf.checksum_computed, tvb(4, 4), computed):set_generated()
@@ -539,6 +561,10 @@ function Reader:dissect()
             true)
         self:rest(root, hf.body, 12)
         return "module name runs past the end" .. bad
+    end
+    if not self:captured_to(16 + name_len) then
+        self:rest(root, hf.body, 12)
+        return "BIN"
     end
     local module = tvb:raw(12, name_len)
     root:add(hf.module, tvb(12, name_len), module)
@@ -565,7 +591,7 @@ function Reader:dissect()
     end
     command_item:append_text(" (" .. cmd.name .. ")")
 
-    local tree = root:add(body_hf[module], tvb(offset, size - offset))
+    local tree = root:add(body_hf[module], self:range(offset, size - offset))
     tree:set_text(string.format("%s %s", module, cmd.name))
     local values, complete, stop = self:fields(tree, module, spec, cmd, offset)
     self:link_sip(tree, module, spec, values)
@@ -574,7 +600,7 @@ function Reader:dissect()
         return summary
     end
     if stop < size then
-        local item = root:add(hf.trailing, tvb(stop, size - stop))
+        local item = root:add(hf.trailing, self:range(stop, size - stop))
         local last = cmd.fields[#cmd.fields][1]
         self:flag(item, ei.trailing, string.format("%d bytes after the last field (%s): 1.10 ignores them, "
             .. "pybin refuses the packet", size - stop, last), true)
@@ -586,18 +612,19 @@ function Reader:dissect()
 end
 
 local function dissect(tvb, pinfo, tree)
-    local size = tvb:len()
-    if size == 0 then return 0 end
+    if tvb:len() == 0 then return 0 end
     pinfo.cols.protocol = "BIN"
     local root = tree:add(bin_proto, tvb())
-    local r = new_reader(tvb, pinfo, root)
+    local r = new_reader(tvb, root)
     local info = r:dissect()
     if r.problem then
         info = info .. " [Malformed: " .. r.problem .. "]"
+    elseif r.captured < r.size then
+        info = info .. " [cut short by the capture]"
     end
     pinfo.cols.info:set(info)
     root:append_text(", " .. info)
-    return size
+    return tvb:len()
 end
 
 local function heuristic(tvb, pinfo, tree)
