@@ -1,6 +1,8 @@
-"""The ``pybin`` command line: decode captures, encode and send JSON lines, listen live.
+"""The ``pybin`` command line: decode captures, encode and send JSON lines, listen live,
+ship the Wireshark dissector.
 
-One module per subcommand (``decode``, ``encode`` with ``send``, ``listen``), each with
+One module per subcommand (``decode``, ``encode`` with ``send``, ``listen``,
+``dissector``), each with
 ``add_parser(sub)``; `COMMANDS` lists them in ``--help`` order, and `main` turns a
 `CliError` into one line on stderr and its exit status.
 """
@@ -13,11 +15,11 @@ import sys
 
 from .. import __version__
 from ..textio import summary_line  # noqa: F401  kept for callers of pybin.cli.summary_line
-from . import decode, encode, listen
+from . import decode, dissector, encode, listen
 from .common import CliError, parse_hostport  # noqa: F401  the package's public names
 
 #: the subcommand modules, in --help order
-COMMANDS = (decode, encode, listen)
+COMMANDS = (decode, encode, listen, dissector)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,6 +63,17 @@ def test_pybin_installs_alone_and_decodes_a_capture(wheel: Path, tmp_path: Path)
     assert lines and all(" dialog " in line or " cmd=" in line for line in lines)
     assert sum(" dialog created " in line for line in lines) >= 1
 
+    # the Wireshark dissector is package data: the wheel must carry it
+    lua = (ROOT / "pybin" / "dissector" / "opensips_bin.lua").read_text()
+    printed = _run([str(bin_dir / "pybin"), "dissector"], cwd=tmp_path)
+    assert printed.returncode == 0 and printed.stdout == lua, printed.stderr
+    path = _run([str(bin_dir / "pybin"), "dissector", "--path"], cwd=tmp_path)
+    assert path.returncode == 0 and Path(path.stdout.strip()).read_text() == lua
+    assert not Path(path.stdout.strip()).is_relative_to(ROOT)
+    installed = _run([str(bin_dir / "pybin"), "dissector", "--install", "--dir", str(tmp_path / "plugins")],
+                     cwd=tmp_path)
+    assert installed.returncode == 0 and (tmp_path / "plugins" / "opensips_bin.lua").read_text() == lua
+
     harness = _run([str(bin_dir / "harness"), "run"], cwd=tmp_path)
     assert harness.returncode == 2
     assert harness.stderr == ("harness: needs jinja2, pyyaml, pytest-xdist, which come with the "
