@@ -98,10 +98,13 @@ def test_the_harness_extra_runs_from_the_installed_package(wheel: Path, tmp_path
     installed = _run([str(bin_dir / "pip"), "install", "--quiet", f"{wheel}[harness]"], cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr[-2000:]
     where = _run([str(bin_dir / "python"), "-c",
-                  "from harness.base.resources import package_path, checkout_root;"
-                  "print(package_path('containers', 'opensips', 'Dockerfile'));"
-                  "print(package_path('opensips-cfg', 'opensips.cfg.j2'));"
+                  "from harness.base.resources import package_path, shipped, checkout_root;"
+                  "print(shipped('containers', 'opensips', 'Dockerfile'));"
+                  "print(shipped('opensips-cfg', 'opensips.cfg.j2'));"
+                  "print(shipped('scenarios', 'rejected_uac.xml'));"
                   "print(package_path('conformance', 'test_failover.py'));"
+                  "print(package_path('experiments', 'matrix', 'known-differences.yaml'));"
+                  "print(package_path('base', 'defaults.yaml'));"
                   "print(checkout_root())"], cwd=tmp_path)
     assert where.returncode == 0, where.stderr
     *shipped, checkout = where.stdout.splitlines()
@@ -114,6 +117,16 @@ def test_the_harness_extra_runs_from_the_installed_package(wheel: Path, tmp_path
 
     if _LOCAL_MISSING:
         pytest.skip(f"no local failover from the installed package: {_LOCAL_MISSING}")
+
+    # the version matrix reads its table of known differences and its own scenarios
+    # (the rejected-call pair) from the package: one check, the baseline pair
+    binary = shutil.which(os.environ.get("OPENSIPS_BIN", "opensips")) or os.environ.get("OPENSIPS_BIN", "")
+    matrix = _run([str(bin_dir / "harness"), "matrix", "--backend", "local", "--opensips", binary,
+                   "--checks", "sip.rejected", "--out", str(tmp_path / "matrix"), "--json"], cwd=tmp_path)
+    assert matrix.returncode == 0, matrix.stderr[-2000:]
+    report = json.loads(matrix.stdout)
+    assert [(r["check"], r["outcome"]) for r in report["results"]] == [("sip.rejected", "same")]
+    assert (tmp_path / "matrix" / "matrix.md").is_file()
     failover = _run([str(bin_dir / "harness"), "failover", "--backend", "local", "--calls", "20", "--json"],
                     cwd=tmp_path)
     assert failover.returncode == 0, failover.stderr[-2000:]
