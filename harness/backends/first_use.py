@@ -13,6 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
+import harness.backends.images.build as images_build
 from harness.backends import images
 from harness.backends.images import SIPP_IMAGE, ImageError, Progress, opensips_image
 from harness.base.releases import BASELINE
@@ -80,7 +81,7 @@ def build_on_first_use(
     progress(f"docker image {', '.join(absent)} missing: building it now, once "
              f"({FIRST_BUILD_TIME}; --no-build skips this)")
     started = time.monotonic()
-    built = (build or images.build_images)(source, None, progress, which=which,
+    built = (build or images_build.build_images)(source, None, progress, which=which,
                                            versions=todo or None)
     progress(f"first-use build done in {time.monotonic() - started:.0f}s")
     return built

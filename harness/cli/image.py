@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.backends.images import (
-    DEFAULT_BASE,
-    OPENSIPS_REPO,
-    build_images,
-    make_base_image,
-)
+from harness.backends.images import DEFAULT_BASE, OPENSIPS_REPO
+from harness.backends.images.base_image import make_base_image
+from harness.backends.images.build import build_images
 from harness.base.releases import BASELINE
 from harness.cli.common import check_arguments, say
 

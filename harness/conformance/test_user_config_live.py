@@ -18,7 +18,7 @@ import pytest
 from harness.backends import BackendKind
 from harness.base.settings import Settings
 from harness.experiments.failover.run import run_failover
-from harness.instruments.mi import MIError
+from harness.instruments.mi_replies import MIError
 from harness.live import preflight
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "user-config" / "opensips.cfg.j2"

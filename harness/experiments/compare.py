@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.base.errors import HarnessError
-from harness.instruments.mi import DialogEntry, DialogLeg
+from harness.instruments.mi_replies import DialogEntry, DialogLeg
 from harness.instruments.sip import SipMessage
 from harness.instruments.sipp import CallResult
 from pybin.dialog import DialogCreated, DialogMessage, DialogUpdated

@@ -77,7 +77,7 @@ def test_the_build_step_checks_both_images_exist():
     run = _steps_by_name()["Build the OpenSIPS 1.10.5 and SIPp images"]["run"]
     assert run.splitlines()[0] == "harness image build"
     assert "docker image inspect" in run
-    assert "opensips-bin-harness/opensips:1.10.5 opensips-bin-harness/instruments/sipp:latest" in run
+    assert "opensips-bin-harness/opensips:1.10.5 opensips-bin-harness/sipp:latest" in run
 
 
 def test_the_gate_does_not_allow_offline():

@@ -23,7 +23,7 @@ from harness.experiments.compare import (
     split_header_list,
     uri_of,
 )
-from harness.instruments.mi import DialogEntry, DialogLeg
+from harness.instruments.mi_replies import DialogEntry, DialogLeg
 from harness.instruments.sip import SipMessage
 from harness.instruments.sipp import build_calls
 from pybin.dialog import Command, DlgState, make

@@ -19,8 +19,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from _tshark import (
+    CAPTURES,
+    LUA,
+    REINVITE,
+    ROOT,
+    TSHARK,
+    assert_same,
+    needs_tshark,
+    tshark,
+)
 
-from _tshark import CAPTURES, LUA, REINVITE, ROOT, TSHARK, assert_same, needs_tshark, tshark
 from pybin import DlgFlag, DlgState
 from pybin.dialog import DIALOG_FIELDS
 from pybin.jsonio import packet_from_json, packet_to_json

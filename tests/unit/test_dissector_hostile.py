@@ -16,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _tshark import (
+    CAPTURES,
+    MALFORMED,
+    Node,
+    assert_same,
+    needs_tshark,
+    shown,
+    tshark,
+    view,
+)
 
-from _tshark import CAPTURES, MALFORMED, Node, assert_same, needs_tshark, shown, tshark, view
 from pybin import DlgState, PacketBuilder, make
 from pybin.dialog import DIALOG_FIELDS
 from pybin.errors import RemoteProtocolError

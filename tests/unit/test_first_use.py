@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import harness.backends.images.build as images_build
 from harness.backends import first_use, images
 from harness.backends.first_use import build_on_first_use
 from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE, ImageError
@@ -97,7 +98,7 @@ def test_each_command_builds_through_the_same_helper(monkeypatch, capsys, tmp_pa
     build = FakeBuild()
     monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
     monkeypatch.setattr(first_use, "download_problem", lambda: None)
-    monkeypatch.setattr(images, "build_images", build)
+    monkeypatch.setattr(images_build, "build_images", build)
 
     def stop(*args, **kwargs):  # where the command would ask the machine for its backend
         raise UsageError("no backend asked in an offline test")
@@ -117,7 +118,7 @@ def test_a_wrong_path_is_refused_before_any_build(monkeypatch, capsys):
     command whose settings file does not exist."""
     build = FakeBuild()
     monkeypatch.setattr(first_use, "engine_images_missing", lambda names: [OPENSIPS_IMAGE])
-    monkeypatch.setattr(images, "build_images", build)
+    monkeypatch.setattr(images_build, "build_images", build)
     code = main(["up", "--backend", "docker", "--settings", "/nonexistent.yaml"])
     assert (code, capsys.readouterr().err) == (2, "harness: --settings /nonexistent.yaml: no such file\n")
     assert build.calls == []

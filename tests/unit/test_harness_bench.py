@@ -21,7 +21,7 @@ from harness.experiments.bench.kernel import (
 from harness.experiments.bench.probe import Step, failure_lines, recv_total
 from harness.experiments.bench.report import Config, Memory, Report, rcvbuf_from_log
 from harness.experiments.bench.stepping import step_rates
-from harness.instruments.mi import parse_reply, parse_statistics
+from harness.instruments.mi_replies import parse_reply, parse_statistics
 from pybin.dialog import Command, DialogCreated, DialogDeleted, DialogUpdated, decode
 
 # /proc/net/snmp of this machine (the UdpLite lines must not be mistaken for Udp)

@@ -11,10 +11,13 @@ from types import SimpleNamespace
 
 import pytest
 
+import harness.backends.images.build as images_build
+import harness.backends.images.source as images_source
 from harness import cli
 from harness.backends import images
-from harness.backends.docker import node as docker_node
-from harness.backends.images import ImageError, OpenSIPSBuild, plan_opensips_builds
+from harness.backends.docker import image_info as docker_node
+from harness.backends.images import ImageError
+from harness.backends.images.source import OpenSIPSBuild, plan_opensips_builds
 from harness.base import releases
 from harness.cluster.interfaces import Release
 
@@ -47,26 +50,26 @@ def _tree(root: Path, version: str = "1.11.11") -> Path:
 # -- Makefile.defs ------------------------------------------------------------------------
 
 def test_makefile_defs_version() -> None:
-    assert images.makefile_defs_version(MAKEFILE_DEFS) == "1.11.11"
-    assert images.makefile_defs_version("VERSION=1\nPATCHLEVEL=10\nSUBLEVEL=2\n") == "1.10.2"
-    assert images.makefile_defs_version(
+    assert images_source.makefile_defs_version(MAKEFILE_DEFS) == "1.11.11"
+    assert images_source.makefile_defs_version("VERSION=1\nPATCHLEVEL=10\nSUBLEVEL=2\n") == "1.10.2"
+    assert images_source.makefile_defs_version(
         "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 5\nEXTRAVERSION = -dev # local\n") == "1.10.5"
     # upstream's tag 1.10.0 is "beta" by its Makefile.defs, and still release 1.10.0
-    assert images.makefile_defs_version(
+    assert images_source.makefile_defs_version(
         "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION = beta\n") == "1.10.0"
 
 
 def test_makefile_defs_without_a_version_is_one_line() -> None:
     with pytest.raises(ImageError) as info:
-        images.makefile_defs_version("VERSION = 1\nPATCHLEVEL = 10\n", "src/Makefile.defs")
+        images_source.makefile_defs_version("VERSION = 1\nPATCHLEVEL = 10\n", "src/Makefile.defs")
     assert str(info.value) == ("src/Makefile.defs has no numeric SUBLEVEL line: cannot tell which "
                                "release the tree is (pass --version)")
 
 
 def test_source_version_reads_the_trees_makefile_defs(tmp_path: Path) -> None:
-    assert images.source_version(_tree(tmp_path / "s", "1.10.3")) == "1.10.3"
+    assert images_source.source_version(_tree(tmp_path / "s", "1.10.3")) == "1.10.3"
     with pytest.raises(ImageError, match="cannot read"):
-        images.source_version(tmp_path)
+        images_source.source_version(tmp_path)
 
 
 # -- which releases -----------------------------------------------------------------------
@@ -220,7 +223,7 @@ def test_cli_passes_every_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 
 def test_cli_unknown_version_exits_non_zero_in_one_line_before_the_engine(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(images, "_client", lambda: pytest.fail("engine asked"))
+    monkeypatch.setattr(images_build, "client", lambda: pytest.fail("engine asked"))
     assert cli.main(["image", "build", "--version", "1.10.9"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
@@ -242,8 +245,8 @@ def test_cli_builds_each_release_in_turn(monkeypatch: pytest.MonkeyPatch,
         calls.append((tag, buildargs, sorted(p.name for p in ctx.iterdir())))
         return "sha256:" + "1" * 64
 
-    monkeypatch.setattr(images, "_client", lambda: fake_client)
-    monkeypatch.setattr(images, "_docker_build", fake_build)
+    monkeypatch.setattr(images_build, "client", lambda: fake_client)
+    monkeypatch.setattr(images_build, "_docker_build", fake_build)
     assert cli.main(["image", "build", "--version", "1.11", "--version", "1.10.5",
                      "--only", "opensips"]) == 0
     tags = [tag for tag, _, _ in calls]
@@ -285,7 +288,7 @@ def _plan(src: Path, tree: str, verified: bool = True) -> OpenSIPSBuild:
 def test_check_source_accepts_the_pinned_tree(tmp_path: Path, git: None) -> None:
     src = _tree(tmp_path / "src")
     said: list[str] = []
-    images.check_source(src, _plan(src, _git_tree_of(src)), said.append)
+    images_source.check_source(src, _plan(src, _git_tree_of(src)), said.append)
     assert said and said[-1].startswith("opensips source verified: git tree ")
 
 
@@ -294,7 +297,7 @@ def test_check_source_refuses_one_changed_file_in_one_line(tmp_path: Path, git: 
     pinned = _git_tree_of(src)
     (src / "bin_interface.c").write_text("int x = 1;\n")
     with pytest.raises(ImageError) as info:
-        images.check_source(src, _plan(src, pinned), lambda line: None, original=Path("/my/tree"))
+        images_source.check_source(src, _plan(src, pinned), lambda line: None, original=Path("/my/tree"))
     text = str(info.value)
     assert "\n" not in text
     assert text.startswith("/my/tree is not upstream 1.11.11 (OpenSIPS source tree is ")
@@ -306,7 +309,7 @@ def test_check_source_unverified_records_the_tree(tmp_path: Path, git: None) -> 
     src = _tree(tmp_path / "src")
     (src / "bin_interface.c").write_text("int patched;\n")
     said: list[str] = []
-    images.check_source(src, _plan(src, "", verified=False), said.append)
+    images_source.check_source(src, _plan(src, "", verified=False), said.append)
     assert said[-1].startswith("opensips source NOT verified (unverified build): git tree ")
 
 

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import harness.backends.images.base_image as images_base_image
+import harness.backends.images.build as images_build
+import harness.backends.images.source as images_source
 from harness import cli
 from harness.backends import images
 
@@ -99,7 +102,7 @@ def test_no_source_or_machine_paths_in_recipes() -> None:
 def test_host_mirror(tmp_path: Path, text: str, expected: str) -> None:
     f = tmp_path / "x.sources"
     f.write_text(text)
-    assert images.host_mirror([f]) == expected
+    assert images_base_image.host_mirror([f]) == expected
 
 
 def _fake_source(root: Path) -> Path:
@@ -114,8 +117,8 @@ def _fake_source(root: Path) -> Path:
 
 def test_stage_context_with_local_source(tmp_path: Path) -> None:
     src = _fake_source(tmp_path / "src")
-    assert images.looks_like_opensips_source(src) is None
-    ctx = images.stage_context("opensips", src, tmp_path / "ctx")
+    assert images_source.looks_like_opensips_source(src) is None
+    ctx = images_source.stage_context("opensips", src, tmp_path / "ctx")
     assert (ctx / "Dockerfile").is_file()
     assert (ctx / "opensips-src" / "bin_interface.c").is_file()
     assert not (ctx / "opensips-src" / "action.o").exists()  # build junk not shipped
@@ -123,13 +126,13 @@ def test_stage_context_with_local_source(tmp_path: Path) -> None:
 
 
 def test_stage_context_without_source_has_empty_dir(tmp_path: Path) -> None:
-    ctx = images.stage_context("opensips", None, tmp_path)
+    ctx = images_source.stage_context("opensips", None, tmp_path)
     assert (ctx / "opensips-src").is_dir() and not any((ctx / "opensips-src").iterdir())
 
 
 def test_not_a_source_tree(tmp_path: Path) -> None:
-    assert "does not look like" in (images.looks_like_opensips_source(tmp_path) or "")
-    assert "not a directory" in (images.looks_like_opensips_source(tmp_path / "nope") or "")
+    assert "does not look like" in (images_source.looks_like_opensips_source(tmp_path) or "")
+    assert "not a directory" in (images_source.looks_like_opensips_source(tmp_path / "nope") or "")
 
 
 def test_image_build_reports_one_line_when_engine_is_unreachable(
@@ -147,7 +150,7 @@ def test_image_build_rejects_a_bad_source_dir(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     called = []
-    monkeypatch.setattr(images, "_client", lambda: called.append(1))
+    monkeypatch.setattr(images_build, "client", lambda: called.append(1))
     assert cli.main(["image", "build", "--source", str(tmp_path)]) == 1
     assert "does not look like an OpenSIPS source tree" in capsys.readouterr().err
     assert not called  # checked before asking the engine

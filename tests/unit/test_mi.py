@@ -10,10 +10,9 @@ import threading
 
 import pytest
 
-from harness.instruments.mi import (
-    MIClient,
+from harness.instruments.mi import MIClient, MITimeout
+from harness.instruments.mi_replies import (
     MIError,
-    MITimeout,
     format_request,
     parse_dialogs,
     parse_ps,

@@ -21,8 +21,9 @@ from harness.backends.docker.engine import (
     slug,
 )
 from harness.backends.docker.host_tools import HostCapture, host_tools_in_container
+from harness.backends.docker.image_info import image_release
 from harness.backends.docker.network import DockerNetwork
-from harness.backends.docker.node import MODULE_PATH, DockerNode, image_release
+from harness.backends.docker.node import MODULE_PATH, DockerNode
 from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE
 from harness.base.resources import shipped
 from harness.base.settings import Settings, load_settings

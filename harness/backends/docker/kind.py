@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from harness.backends.builds import BuildError, check_label
 from harness.backends.docker.backend import DockerBackend
 from harness.backends.docker.engine import client, docker_backend_unavailable
+from harness.backends.docker.image_info import image_build as build_of_image
 from harness.backends.docker.node import MODULE_PATH
-from harness.backends.docker.node import image_build as build_of_image
 from harness.backends.images import OPENSIPS_IMAGE, OPENSIPS_REPO
 from harness.base.releases import UPSTREAM, Build, ReleaseError, expand_versions
 from harness.base.settings import Settings

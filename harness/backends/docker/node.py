@@ -11,7 +11,6 @@ Readiness is an MI answer over UDP (mi_datagram) before a deadline, never a slee
 from __future__ import annotations
 
 import base64
-import functools
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,13 +32,13 @@ from harness.backends.docker.engine import (
     slug,
     unregister,
 )
+from harness.backends.docker.image_info import image_release
 from harness.backends.docker.network import DockerNetwork
-from harness.backends.images import OPENSIPS_IMAGE, VERIFIED_LABEL
+from harness.backends.images import OPENSIPS_IMAGE
 from harness.base.errors import HarnessError
-from harness.base.releases import Build
 from harness.base.settings import OpenSIPSSettings
 from harness.base.wait import WaitTimeout, wait_until
-from harness.cluster.interfaces import NodeAddresses, NodeDied, Release, parse_release
+from harness.cluster.interfaces import NodeAddresses, NodeDied, Release
 from harness.instruments import node_log
 from harness.instruments.mi import MIClient
 
@@ -52,35 +51,6 @@ _UP = ("running", "paused")
 
 class NodeStartTimeout(HarnessError, RuntimeError):
     """A node's container runs but its MI did not answer before the deadline."""
-
-
-@functools.cache
-def image_release(image: str) -> Release:
-    """What ``opensips -V`` says in ``image`` (asked once per image and process)."""
-    engine = client()
-    out = engine.containers.run(image, ["opensips", "-V"], remove=True,
-                                stdout=True, stderr=True).decode("utf-8", "replace")
-    return parse_release(out, image, str(engine.images.get(image).id))
-
-
-def image_label(image: str) -> str:
-    """What reports call an image: its tag (``…/opensips:1.11.11`` -> ``1.11.11``), else its name."""
-    repo, sep, tag = image.rpartition(":")
-    return tag if sep and "/" not in tag and not repo.endswith("sha256") else image
-
-
-@functools.cache
-def image_build(image: str) -> Build:
-    """The :class:`~harness.base.releases.Build` an OpenSIPS image is, for reports.
-
-    ``label`` is the image's tag, ``reported`` what ``opensips -V`` in it says, and
-    ``verified`` is true only when the image carries the verified label that its build
-    sets after the source matched the release's pinned upstream tree (`harness image
-    build`); an image built any other way is unverified.
-    """
-    labels = client().images.get(image).labels or {}
-    verified = labels.get(VERIFIED_LABEL) == "true"
-    return Build(image_label(image), image, image_release(image).version, verified)
 
 
 def _finished_at(stamp: str | None) -> float | None:

@@ -6,7 +6,7 @@ from harness.base.errors import HarnessError
 from harness.base.wait import WaitTimeout
 from harness.cluster.interfaces import NodeDied
 from harness.instruments import node_log
-from harness.instruments.mi import MIError
+from harness.instruments.mi_replies import MIError
 from harness.instruments.sipp import SippError
 
 

@@ -53,7 +53,8 @@ from harness.experiments.failover.metrics import Addr, CallKey
 from harness.experiments.failover.prober import Prober
 from harness.experiments.failover.result import FailoverResult
 from harness.instruments.capture import Capture
-from harness.instruments.mi import MIClient, MIError
+from harness.instruments.mi import MIClient
+from harness.instruments.mi_replies import MIError
 from harness.instruments.peer import BinPeer
 from harness.instruments.sipp import SippError, SippSummary
 

@@ -30,7 +30,7 @@ from harness.cluster.interfaces import NodeDied
 from harness.experiments.compare import diff_entries
 from harness.experiments.matrix.context import CheckContext
 from harness.instruments.capture import ladder_lines
-from harness.instruments.mi import MIError
+from harness.instruments.mi_replies import MIError
 from harness.instruments.peer import BinPeer
 from harness.live import LiveCluster
 from pybin.dialog import DialogCreated, DialogDeleted, DialogMessage, DialogUpdated

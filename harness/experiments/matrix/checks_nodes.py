@@ -45,7 +45,7 @@ from harness.experiments.matrix.checks import (
 )
 from harness.experiments.matrix.context import CheckContext
 from harness.instruments import node_log
-from harness.instruments.mi import MIError
+from harness.instruments.mi_replies import MIError
 from harness.live import LiveCluster
 from pybin.dialog import (
     Command,
