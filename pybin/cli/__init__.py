@@ -1,6 +1,7 @@
-"""The ``pybin`` command line: decode captures, encode and send JSON lines, listen live.
+"""The ``pybin`` command line: decode captures, encode and send JSON lines, listen live,
+relay with faults.
 
-One module per subcommand (``decode``, ``encode`` with ``send``, ``listen``), each with
+One module per subcommand (``decode``, ``encode`` with ``send``, ``listen``, ``relay``), each with
 ``add_parser(sub)``; `COMMANDS` lists them in ``--help`` order, and `main` turns a
 `CliError` into one line on stderr and its exit status.
 """
@@ -10,14 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from .. import __version__
 from ..textio import summary_line  # noqa: F401  kept for callers of pybin.cli.summary_line
-from . import decode, encode, listen
+from . import decode, encode, listen, relay
 from .common import CliError, parse_hostport  # noqa: F401  the package's public names
 
 #: the subcommand modules, in --help order
-COMMANDS = (decode, encode, listen)
+COMMANDS = (decode, encode, listen, relay)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    parser.error = _one_line_error  # type: ignore[method-assign]
     return parser
+
+
+def _one_line_error(message: str) -> NoReturn:
+    """An unknown option or a missing command: one line, exit 2 (``--help`` has the usage)."""
+    print(f"pybin: {message} (pybin --help, pybin COMMAND --help)", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:

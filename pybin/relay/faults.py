@@ -281,6 +281,7 @@ class Impairer:
         ready = self.due(now) if self._timed or self._held else []
         index = self._index
         self._index = index + 1
+        self.counters.received += 1
         arrival = self.decide(index, data)
         if arrival.copies:
             if "reorder" in arrival.actions:

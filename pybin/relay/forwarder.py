@@ -282,8 +282,7 @@ class Relay:
             except OSError as err:
                 self._socket_error(err)
                 break
-            counters.received += 1
-            arrival, ready = arrive(data, clock())
+            arrival, ready = arrive(data, clock())  # counts it received
             arrival.t = wall()
             arrival.src = src
             if not arrival.copies:
