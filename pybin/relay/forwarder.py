@@ -4,9 +4,9 @@ The decisions and the held queue are ``faults.Impairer`` (pure); this layer only
 reads, sends, keeps one timer armed for the next held datagram, and logs. Like
 ``BinEndpoint`` it reads with a bounded drain per wake-up (one datagram per event-loop
 turn costs more than the datagram), and it sends from its own socket straight to the
-kernel (``sendto`` on a non-blocking socket; a full send buffer queues, in order, until
-the socket is writable). With no fault and no log the read loop is a plain
-recvfrom/sendto pair: no decision, no object per datagram.
+kernel (``send`` on a non-blocking socket connected to DEST; a full send buffer queues,
+in order, until the socket is writable). With no fault and no log the read loop is a
+plain recv/send pair: no decision, no object per datagram.
 
 **Closing.** ``close()`` stops reading, then sends what is still held (reordered or
 delayed datagrams) at once, marked ``at_close`` in the log; ``close(deliver_held=False)``
@@ -142,6 +142,10 @@ class Relay:
         self._address = rx.getsockname()
         tx = self._tx = self._new_socket(dest_family)
         tx.setblocking(False)
+        try:
+            tx.connect(self._dest)  # a connected socket sends faster (no address, a cached route)
+        except OSError as err:
+            raise RelayError(f"cannot send to {_show(self._dest_spec)}: {err.strerror or err}") from None
 
     async def close(self, *, deliver_held: bool = True) -> None:
         """Stop reading; send (or, with ``deliver_held=False``, log as held) what is still
@@ -234,12 +238,12 @@ class Relay:
 
     def _read_plain(self) -> None:
         """No fault, no log: read, send, count."""
-        recvfrom = self._rx.recvfrom  # type: ignore[union-attr]
-        sendto = self._tx.sendto  # type: ignore[union-attr]
-        dest, counters, backlog, limit = self._dest, self.counters, self._backlog, self._limit
+        recv = self._rx.recv  # type: ignore[union-attr]
+        send = self._tx.send  # type: ignore[union-attr]
+        counters, backlog, limit = self.counters, self._backlog, self._limit
         for _ in range(DRAIN_BATCH):
             try:
-                data, _ = recvfrom(RECV_SIZE)
+                data = recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as err:
@@ -250,15 +254,13 @@ class Relay:
                 backlog.append((data, None))
             else:
                 try:
-                    sendto(data, dest)
-                except BlockingIOError:
-                    self._queue(data, None)
-                    continue
-                except OSError as err:
-                    self._socket_error(err)
-                counters.sent += 1
-                counters.forwarded += 1
-                self._seq += 1
+                    send(data)
+                except OSError:
+                    self._send(data, None)  # the careful path: a full buffer, a refusal
+                else:
+                    counters.sent += 1
+                    counters.forwarded += 1
+                    self._seq += 1
             if counters.received == limit:
                 self.stop_receiving()
                 break
@@ -312,18 +314,41 @@ class Relay:
             self._backlog.append((data, arrival))
             return
         try:
-            self._tx.sendto(data, self._dest)  # type: ignore[union-attr]
+            error = self._transmit(data)
         except BlockingIOError:
             self._queue(data, arrival)
             return
+        self._sent(data, arrival, error)
+
+    def _transmit(self, data: bytes) -> str | None:
+        """One send; None, or why the kernel refused it; BlockingIOError when the send
+        buffer is full. A ConnectionRefusedError on a connected UDP socket reports the
+        ICMP error an EARLIER datagram met (DEST was closed then), and this one did not
+        leave: it is sent again, once."""
+        send = self._tx.send  # type: ignore[union-attr]
+        try:
+            send(data)
+            return None
+        except BlockingIOError:
+            raise
+        except ConnectionRefusedError:
+            pass
         except OSError as err:
-            self._sent(data, arrival, f"{type(err).__name__}: {err.strerror or err}")
-            self.counters.socket_errors += 1
-            return
-        self._sent(data, arrival, None)
+            return _why(err)
+        try:
+            send(data)
+            return None
+        except BlockingIOError:
+            raise
+        except OSError as err:
+            return _why(err)
 
     def _sent(self, data: bytes, arrival: Arrival | None, error: str | None) -> None:
-        self.counters.sent += 1
+        """A datagram has gone (or was refused, ``error``): count it, log it."""
+        if error is None:
+            self.counters.sent += 1
+        else:
+            self.counters.socket_errors += 1
         seq = self._seq
         self._seq = seq + 1
         if arrival is None:
@@ -361,16 +386,11 @@ class Relay:
         while backlog:
             data, arrival = backlog[0]
             try:
-                self._tx.sendto(data, self._dest)  # type: ignore[union-attr]
+                error = self._transmit(data)
             except BlockingIOError:
                 return
-            except OSError as err:
-                backlog.popleft()
-                self.counters.socket_errors += 1
-                self._sent(data, arrival, f"{type(err).__name__}: {err.strerror or err}")
-                continue
             backlog.popleft()
-            self._sent(data, arrival, None)
+            self._sent(data, arrival, error)
         self._loop.remove_writer(self._tx.fileno())  # type: ignore[union-attr]
         if self._waiters:
             self._check_waiters()
@@ -384,13 +404,7 @@ class Relay:
         backlog = self._backlog
         while backlog:
             data, arrival = backlog.popleft()
-            try:
-                self._tx.sendto(data, self._dest)  # type: ignore[arg-type]
-            except OSError as err:
-                self.counters.socket_errors += 1
-                self._sent(data, arrival, f"{type(err).__name__}: {err.strerror or err}")
-                continue
-            self._sent(data, arrival, None)
+            self._sent(data, arrival, self._transmit(data))  # blocking now: a timeout is an error
 
     # -- the timer ---------------------------------------------------------------------
 
@@ -415,6 +429,10 @@ class Relay:
             self._log.flush()
         if self._waiters:
             self._check_waiters()
+
+
+def _why(err: OSError) -> str:
+    return f"{type(err).__name__}: {err.strerror or err}"
 
 
 def _kind(info: PacketInfo) -> str:

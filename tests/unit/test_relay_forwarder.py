@@ -211,3 +211,55 @@ def test_the_limit_stops_reading_at_n() -> None:
 def test_a_bad_log_line_is_named(lines: list[str], message: str) -> None:
     with pytest.raises(RelayLogError, match=message):
         read_relay_log(lines)
+
+
+def test_log_text_fields_survive_any_bytes_and_an_ipv6_sender() -> None:
+    from pybin import dialog
+
+    odd = dialog.make(3, call_id=b'q"uo\\te\xff\n\x00@h', from_tag=b"\xc3(", to_tag=b"t\x7f").encode()
+    log = io.StringIO()
+
+    async def scenario() -> None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sink:
+            sink.bind(("::1", 0))
+            async with Relay(("::1", 0), sink.getsockname(), log=log) as relay:
+                with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sender:
+                    sender.sendto(odd, relay.address)
+                    await relay.wait_received(1, DEADLINE)
+                    src = "[::1]:%d" % sender.getsockname()[1]
+            assert sink.recv(65536) == odd
+        (record,) = read_relay_log(log.getvalue().splitlines())
+        assert (record.call_id, record.from_tag, record.to_tag) == (b'q"uo\\te\xff\n\x00@h', b"\xc3(", b"t\x7f")
+        assert record.src == src and record.data == odd
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("logged", [False, True], ids=["plain path", "logged path"])
+def test_a_refusal_left_by_an_earlier_datagram_does_not_cost_the_next_one(logged: bool) -> None:
+    """While DEST's port is closed, each send leaves an ICMP error on the relay's
+    (connected) socket, and Linux reports it on the NEXT send, which then does not
+    leave. The relay sends that one again, so nothing is lost once DEST is back."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as control:  # what the relay meets
+        control.connect(("127.0.0.1", port))
+        control.send(b"first")
+        with pytest.raises(ConnectionRefusedError):
+            control.send(b"second")
+
+    async def scenario() -> tuple[Relay, list[bytes]]:
+        async with Relay(("127.0.0.1", 0), ("127.0.0.1", port), log=io.StringIO() if logged else None) as relay:
+            send_datagrams(relay.address, STREAM[:1])
+            await relay.wait_received(1, DEADLINE)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+                sink.bind(("127.0.0.1", port))
+                sink.setblocking(False)
+                send_datagrams(relay.address, STREAM[1:4])
+                await relay.wait_received(4, DEADLINE)
+                return relay, read_out(sink)
+
+    relay, got = run(scenario())
+    assert got == STREAM[1:4]
+    assert (relay.counters.sent, relay.counters.socket_errors) == (4, 0)
