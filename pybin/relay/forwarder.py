@@ -1,12 +1,11 @@
 """``Relay``: an asyncio forwarder from LISTEN to DEST that applies an ``Impairment``.
 
-The decisions and the held queue are ``faults.Impairer`` (pure); this layer only
-reads, sends, keeps one timer armed for the next held datagram, and logs. Like
-``BinEndpoint`` it reads with a bounded drain per wake-up (one datagram per event-loop
-turn costs more than the datagram), and it sends from its own socket straight to the
-kernel (``send`` on a non-blocking socket connected to DEST; a full send buffer queues,
-in order, until the socket is writable). With no fault and no log the read loop is a
-plain recv/send pair: no decision, no object per datagram.
+The decisions and the held queue are ``faults.Impairer`` (pure), the way out is
+``sender.Sender`` (a socket connected to DEST, in order); this layer reads, keeps one
+timer armed for the next held datagram, and logs. Like ``BinEndpoint`` it reads with a
+bounded drain per wake-up (one datagram per event-loop turn costs more than the
+datagram). With no fault and no log the read loop is a plain recv/send pair: no
+decision, no object per datagram.
 
 **Closing.** ``close()`` stops reading, then sends what is still held (reordered or
 delayed datagrams) at once, marked ``at_close`` in the log; ``close(deliver_held=False)``
@@ -19,7 +18,6 @@ datagrams to leave on their own schedule (bounded by the delay, the jitter and
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import socket
 import time
@@ -33,6 +31,7 @@ from ..wire import ByteOrder
 from .faults import Arrival, Impairer, PacketInfo, RelayCounters, inspect
 from .impairment import COMMAND_NAMES, DEFAULT, Impairment
 from .log import LogWriter
+from .sender import Sender
 
 #: larger than any UDP datagram, so a read never cuts one
 RECV_SIZE = 65536
@@ -88,12 +87,11 @@ class Relay:
         self._impairer = Impairer(self.impairment, byte_order, self.counters)
         self._log: LogWriter | None = None
         self._rx: socket.socket | None = None
-        self._tx: socket.socket | None = None
+        self._tx: Sender | None = None
         self._dest: Address | None = None
         self._address: Address | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
-        self._backlog: collections.deque[tuple[bytes, Arrival | None]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._seq = 0
@@ -140,10 +138,11 @@ class Relay:
         except OSError as err:
             raise RelayError(f"cannot listen on {_show(self._listen)}: {err.strerror or err}") from None
         self._address = rx.getsockname()
-        tx = self._tx = self._new_socket(dest_family)
+        tx = self._new_socket(dest_family)
+        self._tx = Sender(tx, self._loop, self._sent, self._check_waiters)  # type: ignore[arg-type]
         tx.setblocking(False)
         try:
-            tx.connect(self._dest)  # a connected socket sends faster (no address, a cached route)
+            tx.connect(self._dest)
         except OSError as err:
             raise RelayError(f"cannot send to {_show(self._dest_spec)}: {err.strerror or err}") from None
 
@@ -165,11 +164,12 @@ class Relay:
                 arrival.held = True
                 self.counters.unsent += 1
                 self._finish(arrival)
-        self._flush_backlog_blocking()
+        if self._tx is not None:
+            self._tx.flush_blocking()
         if self._log is not None:
             self._log.end(time.time(), self.counters.as_dict())
             self._log.close()
-        for sock in (self._rx, self._tx):
+        for sock in (self._rx, self._tx and self._tx.sock):
             if sock is not None:
                 sock.close()
         self._check_waiters()
@@ -239,8 +239,9 @@ class Relay:
     def _read_plain(self) -> None:
         """No fault, no log: read, send, count."""
         recv = self._rx.recv  # type: ignore[union-attr]
-        send = self._tx.send  # type: ignore[union-attr]
-        counters, backlog, limit = self.counters, self._backlog, self._limit
+        sender = self._tx
+        send = sender.sock.send  # type: ignore[union-attr]
+        counters, limit = self.counters, self._limit
         for _ in range(DRAIN_BATCH):
             try:
                 data = recv(RECV_SIZE)
@@ -250,17 +251,17 @@ class Relay:
                 self._socket_error(err)
                 break
             counters.received += 1
-            if backlog:
-                backlog.append((data, None))
+            if sender.queued:  # type: ignore[union-attr]
+                sender.send(data, None)  # type: ignore[union-attr]
+                continue
+            try:
+                send(data)
+            except OSError:
+                sender.send(data, None)  # type: ignore[union-attr]  # the careful way: full buffer, refusal
             else:
-                try:
-                    send(data)
-                except OSError:
-                    self._send(data, None)  # the careful path: a full buffer, a refusal
-                else:
-                    counters.sent += 1
-                    counters.forwarded += 1
-                    self._seq += 1
+                counters.sent += 1
+                counters.forwarded += 1
+                self._seq += 1
             if counters.received == limit:
                 self.stop_receiving()
                 break
@@ -306,42 +307,9 @@ class Relay:
     # -- sending -----------------------------------------------------------------------
 
     def _emit(self, arrival: Arrival) -> None:
-        for _ in range(arrival.pending):
-            self._send(arrival.out, arrival)
-
-    def _send(self, data: bytes, arrival: Arrival | None) -> None:
-        if self._backlog:
-            self._backlog.append((data, arrival))
-            return
-        try:
-            error = self._transmit(data)
-        except BlockingIOError:
-            self._queue(data, arrival)
-            return
-        self._sent(data, arrival, error)
-
-    def _transmit(self, data: bytes) -> str | None:
-        """One send; None, or why the kernel refused it; BlockingIOError when the send
-        buffer is full. A ConnectionRefusedError on a connected UDP socket reports the
-        ICMP error an EARLIER datagram met (DEST was closed then), and this one did not
-        leave: it is sent again, once."""
         send = self._tx.send  # type: ignore[union-attr]
-        try:
-            send(data)
-            return None
-        except BlockingIOError:
-            raise
-        except ConnectionRefusedError:
-            pass
-        except OSError as err:
-            return _why(err)
-        try:
-            send(data)
-            return None
-        except BlockingIOError:
-            raise
-        except OSError as err:
-            return _why(err)
+        for _ in range(arrival.pending):
+            send(arrival.out, arrival)
 
     def _sent(self, data: bytes, arrival: Arrival | None, error: str | None) -> None:
         """A datagram has gone (or was refused, ``error``): count it, log it."""
@@ -376,36 +344,6 @@ class Relay:
             for action in arrival.actions or ("forward",):
                 self.tally[kind, action] += 1
 
-    def _queue(self, data: bytes, arrival: Arrival | None) -> None:
-        """The send buffer is full: keep order, send when the socket is writable."""
-        self._backlog.append((data, arrival))
-        self._loop.add_writer(self._tx.fileno(), self._writable)  # type: ignore[union-attr]
-
-    def _writable(self) -> None:
-        backlog = self._backlog
-        while backlog:
-            data, arrival = backlog[0]
-            try:
-                error = self._transmit(data)
-            except BlockingIOError:
-                return
-            backlog.popleft()
-            self._sent(data, arrival, error)
-        self._loop.remove_writer(self._tx.fileno())  # type: ignore[union-attr]
-        if self._waiters:
-            self._check_waiters()
-
-    def _flush_backlog_blocking(self) -> None:
-        """At close: what waits for the send buffer goes out, waiting up to 5 s for room."""
-        if not self._backlog or self._tx is None:
-            return
-        self._loop.remove_writer(self._tx.fileno())  # type: ignore[union-attr]
-        self._tx.settimeout(5.0)
-        backlog = self._backlog
-        while backlog:
-            data, arrival = backlog.popleft()
-            self._sent(data, arrival, self._transmit(data))  # blocking now: a timeout is an error
-
     # -- the timer ---------------------------------------------------------------------
 
     def _arm(self) -> None:
@@ -429,10 +367,6 @@ class Relay:
             self._log.flush()
         if self._waiters:
             self._check_waiters()
-
-
-def _why(err: OSError) -> str:
-    return f"{type(err).__name__}: {err.strerror or err}"
 
 
 def _kind(info: PacketInfo) -> str:

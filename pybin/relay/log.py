@@ -17,8 +17,9 @@ come after later ones; ``index`` is the arrival order::
   then names the rule it breaks (``RUNT``, ``BAD_MARKER``, ``BAD_NAME``).
 - ``call_id``/``from_tag``/``to_tag`` only for dialog packets (text; bytes that are not
   UTF-8 as lone surrogates, as ``pybin decode --json`` writes them).
-- ``action``: the faults that hit it, in the order applied (``drop``, ``truncate``,
-  ``corrupt``, ``duplicate``, ``reorder``, ``delay``); ``[]`` means forwarded untouched.
+- ``action``: ``["forward"]`` for a datagram sent on untouched (once, at once), else
+  the faults that hit it, in the order applied (``drop``, ``truncate``, ``corrupt``,
+  ``duplicate``, ``reorder``, ``delay``).
 - ``sent``: one entry per datagram handed to the kernel; ``seq`` numbers every send of
   the relay (0, 1, 2 ...), so sorting by it gives the order DEST was sent them; ``t``
   is time.time() just after the send; ``hex`` is given only when the bytes differ from
@@ -185,7 +186,7 @@ class LogWriter:
             sent = ",".join([_sent_entry(seq, t, out, data, error) for seq, t, out, error in sends])
         self._write(_LINE % (
             arrival.index, arrival.t, src, len(data), what, _BOOL[arrival.selected],
-            '"%s"' % '","'.join(actions) if actions else "",
+            '"%s"' % '","'.join(actions) if actions else '"forward"',
             ',"delay_ms":%r' % round(arrival.delay * 1000.0, 6) if "delay" in actions else "",
             data.hex(), sent,
             (',"at_close":true' if arrival.at_close else "") + (',"held":true' if arrival.held else ""),

@@ -110,8 +110,8 @@ def test_what_is_not_a_bin_packet_is_forwarded_as_it_is_and_logged() -> None:
     assert got == odd + STREAM[1:3]  # the created was lost; nothing else was selected
     records = read_relay_log(sink.getvalue().splitlines()).records
     assert [(r.module, r.command, r.selected, r.actions) for r in records] == [
-        (None, None, False, ()), (None, None, False, ()), (b"ul", 2, False, ()),
-        (b"dialog", 1, True, ("drop",)), (b"dialog", 2, False, ()), (b"dialog", 3, False, ()),
+        (None, None, False, ("forward",)), (None, None, False, ("forward",)), (b"ul", 2, False, ("forward",)),
+        (b"dialog", 1, True, ("drop",)), (b"dialog", 2, False, ("forward",)), (b"dialog", 3, False, ("forward",)),
     ]
     assert '"error":"BAD_MARKER"' in sink.getvalue() and '"error":"RUNT"' in sink.getvalue()
 
@@ -263,3 +263,81 @@ def test_a_refusal_left_by_an_earlier_datagram_does_not_cost_the_next_one(logged
     relay, got = run(scenario())
     assert got == STREAM[1:4]
     assert (relay.counters.sent, relay.counters.socket_errors) == (4, 0)
+
+
+class FakeSocket:
+    """A socket whose send buffer is full (or DEST refused) when the test says so."""
+
+    def __init__(self) -> None:
+        self.wire: list[bytes] = []
+        self.failures: list[OSError] = []  # raised by the next sends, in order
+        self.full = False
+
+    def send(self, data: bytes) -> int:
+        if self.full:
+            raise BlockingIOError
+        if self.failures:
+            raise self.failures.pop(0)
+        self.wire.append(data)
+        return len(data)
+
+    def fileno(self) -> int:
+        return 99
+
+    def settimeout(self, timeout: float) -> None:
+        self.full = False  # blocking now: the kernel waits for room
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.writer: Any = None
+
+    def add_writer(self, fd: int, callback: Any) -> None:
+        self.writer = callback
+
+    def remove_writer(self, fd: int) -> None:
+        self.writer = None
+
+
+def fake_sender() -> tuple[Any, FakeSocket, FakeLoop, list[tuple[bytes, Any, Any]], list[int]]:
+    from pybin.relay.sender import Sender
+
+    sock, loop, sent, drained = FakeSocket(), FakeLoop(), [], []
+    sender = Sender(sock, loop, lambda data, tag, error: sent.append((data, tag, error)),  # type: ignore[arg-type]
+                    lambda: drained.append(1))
+    return sender, sock, loop, sent, drained
+
+
+def test_a_full_send_buffer_queues_and_keeps_the_order() -> None:
+    sender, sock, loop, sent, drained = fake_sender()
+    sender.send(b"a", 1)
+    sock.full = True
+    sender.send(b"b", 2)
+    sock.full = False
+    sender.send(b"c", 3)  # room again, but b is waiting: c goes behind it
+    assert (sock.wire, sender.queued, loop.writer is not None) == ([b"a"], 2, True)
+    loop.writer()
+    assert sock.wire == [b"a", b"b", b"c"] and [tag for _, tag, _ in sent] == [1, 2, 3]
+    assert (sender.queued, loop.writer, drained) == (0, None, [1])
+
+
+def test_a_refusal_is_retried_once_and_a_second_one_is_reported() -> None:
+    sender, sock, _, sent, _ = fake_sender()
+    sock.failures = [ConnectionRefusedError(111, "Connection refused")]
+    sender.send(b"a", 1)
+    sock.failures = [ConnectionRefusedError(111, "Connection refused")] * 2
+    sender.send(b"b", 2)
+    sock.failures = [OSError(90, "Message too long")]
+    sender.send(b"c", 3)
+    assert sock.wire == [b"a"]
+    assert sent == [(b"a", 1, None), (b"b", 2, "ConnectionRefusedError: Connection refused"),
+                    (b"c", 3, "OSError: Message too long")]
+
+
+def test_close_sends_what_is_queued() -> None:
+    sender, sock, loop, sent, _ = fake_sender()
+    sock.full = True
+    sender.send(b"a", 1)
+    sender.send(b"b", 2)
+    sender.flush_blocking()
+    assert sock.wire == [b"a", b"b"] and loop.writer is None and [e for *_, e in sent] == [None, None]
