@@ -165,11 +165,14 @@ def run(seconds: float, pps: float = TARGET_RATE) -> dict[str, Any]:
         runs = [forward_run(side, datagrams, count, pps, Path(tmp))
                 for side in ("naive", "pybin relay", "pybin relay --log")]
     plain = runs[1]
+    # judged only when the sender managed the rate (on a busy machine it may not): then
+    # no loss, and delivered at (within 5% of) the rate
+    judged = plain["offered_rate"] >= pps * 0.95
     return {
         "runs": runs,
         "seconds": seconds,
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "met": plain["lost"] == 0 and min(plain["offered_rate"], plain["delivered_rate"]) >= pps * 0.95,
+        "met": (plain["lost"] == 0 and plain["delivered_rate"] >= pps * 0.95) if judged else None,
     }
 
 
@@ -179,7 +182,8 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         label = "naive forwarder" if fig["forwarder"] == "naive" else fig["forwarder"]
         log = f", log {fig['log_bytes_per_packet']} B/packet" if fig["log_bytes_per_packet"] else ""
         target = f"{fig['target_rate']:,.0f} /s, lost 0" if fig["forwarder"] == "pybin relay" else "-"
-        met = ("yes" if result["met"] else "NO") if fig["forwarder"] == "pybin relay" else "-"
+        met = {True: "yes", False: "NO", None: "not judged: the sender fell short"}[result["met"]] \
+            if fig["forwarder"] == "pybin relay" else "-"
         out.append((
             f"{label}, end to end",
             f"{fig['delivered']:,} of {fig['offered']:,} offered at {fig['offered_rate']:,} /s "

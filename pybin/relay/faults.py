@@ -61,18 +61,23 @@ from ..wire import (
 from .impairment import Impairment
 
 _SCALE = 2.0**-64
+_blake2b = hashlib.blake2b
 _VERDICTS = {1: DropReason.RUNT.name, 2: DropReason.BAD_MARKER.name, 3: DropReason.BAD_NAME.name}
 
 
 def draws(seed: int, index: int, fault: str) -> tuple[float, float, float, float]:
     """The four numbers in [0, 1) that decide ``fault`` for datagram ``index``."""
-    digest = hashlib.blake2b(b"%d:%d:%s" % (seed, index, fault.encode()), digest_size=32).digest()
-    return (
-        int.from_bytes(digest[0:8], "big") * _SCALE,
-        int.from_bytes(digest[8:16], "big") * _SCALE,
-        int.from_bytes(digest[16:24], "big") * _SCALE,
-        int.from_bytes(digest[24:32], "big") * _SCALE,
-    )
+    digest = _digest(b"%d:%d:" % (seed, index), fault.encode())
+    return _u(digest, 0), _u(digest, 1), _u(digest, 2), _u(digest, 3)
+
+
+def _digest(prefix: bytes, fault: bytes) -> bytes:
+    return _blake2b(prefix + fault, digest_size=32).digest()
+
+
+def _u(digest: bytes, k: int) -> float:
+    """The k-th number of a digest (the decision path converts only those it uses)."""
+    return int.from_bytes(digest[8 * k : 8 * k + 8], "big") * _SCALE
 
 
 class PacketInfo(NamedTuple):
@@ -213,6 +218,8 @@ class Impairer:
         self._timed: list[tuple[float, int, Arrival]] = []
         self._order = 0
         self._reorder_by = impairment.reorder_by
+        self._faults = impairment.faults
+        self._selective = impairment.selective
         self._timeout = impairment.reorder_timeout / 1000.0
 
     # -- decisions -------------------------------------------------------------------------
@@ -221,7 +228,7 @@ class Impairer:
         """The fate of datagram ``index`` (pure: the rule in the module docstring)."""
         imp = self.impairment
         arrival = Arrival(index, data)
-        if imp.selective:
+        if self._selective:
             info = arrival.info = inspect(data, self.byte_order)
             if not info.is_dialog:
                 return arrival
@@ -230,44 +237,46 @@ class Impairer:
             if imp.calls is not None and info.call_id not in imp.calls:
                 return arrival
         arrival.selected = True
-        seed = imp.seed
+        if not self._faults:
+            return arrival
+        key = b"%d:%d:" % (imp.seed, index)
         counters = self.counters
         actions = arrival.actions
-        if imp.loss and draws(seed, index, "loss")[0] < imp.loss:
+        if imp.loss and _u(_digest(key, b"loss"), 0) < imp.loss:
             actions.append("drop")
             arrival.copies = arrival.pending = 0
             counters.dropped += 1
             return arrival
         out = data
         if imp.truncate and len(out) >= 2:
-            u = draws(seed, index, "truncate")
-            if u[0] < imp.truncate:
-                out = out[: 1 + int(u[1] * (len(out) - 1))]
+            digest = _digest(key, b"truncate")
+            if _u(digest, 0) < imp.truncate:
+                out = out[: 1 + int(_u(digest, 1) * (len(out) - 1))]
                 if len(out) >= HEADER_SIZE and out[:4] == MARKER:
                     out = MARKER + self.byte_order.u32.pack(checksum(out[HEADER_SIZE:])) + out[HEADER_SIZE:]
                 actions.append("truncate")
                 counters.truncated += 1
         if imp.corrupt and len(out) > HEADER_SIZE:
-            u = draws(seed, index, "corrupt")
-            if u[0] < imp.corrupt:
-                at = HEADER_SIZE + int(u[1] * (len(out) - HEADER_SIZE))
+            digest = _digest(key, b"corrupt")
+            if _u(digest, 0) < imp.corrupt:
+                at = HEADER_SIZE + int(_u(digest, 1) * (len(out) - HEADER_SIZE))
                 flipped = bytearray(out)
-                flipped[at] ^= 1 + int(u[2] * 255)
+                flipped[at] ^= 1 + int(_u(digest, 2) * 255)
                 out = bytes(flipped)
                 actions.append("corrupt")
                 counters.corrupted += 1
         arrival.out = out
-        if imp.duplicate and draws(seed, index, "duplicate")[0] < imp.duplicate:
+        if imp.duplicate and _u(_digest(key, b"duplicate"), 0) < imp.duplicate:
             arrival.copies = arrival.pending = 2
             actions.append("duplicate")
             counters.duplicated += 1
-        if imp.reorder and draws(seed, index, "reorder")[0] < imp.reorder:
+        if imp.reorder and _u(_digest(key, b"reorder"), 0) < imp.reorder:
             actions.append("reorder")
             counters.reordered += 1
         if imp.delay:
             ms = imp.delay
             if imp.jitter:
-                ms += imp.jitter * (2.0 * draws(seed, index, "delay")[0] - 1.0)
+                ms += imp.jitter * (2.0 * _u(_digest(key, b"delay"), 0) - 1.0)
             arrival.delay = ms / 1000.0
             actions.append("delay")
             counters.delayed += 1
