@@ -119,6 +119,9 @@ def test_the_constructor_validates_too() -> None:
     with pytest.raises(ImpairmentError, match="a set of Call-IDs, not one string"):
         Impairment(calls="abc")  # type: ignore[arg-type]
     assert Impairment(only=["created", 3]).only == {dialog.Command.CREATED, dialog.Command.DELETED}
+    assert Impairment.parse("loss=0.1,seed=3").replace(seed=4) == Impairment(loss=0.1, seed=4)
+    with pytest.raises(ImpairmentError, match="loss=2"):
+        Impairment().replace(loss=2)
 
 
 probabilities = st.floats(0, 1)

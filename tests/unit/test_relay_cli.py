@@ -143,26 +143,28 @@ def wait_for_lines(proc: subprocess.Popen[str], path: Path, count: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "message", "status"),
     [
-        (["--loss", "1.5"], "pybin: loss=1.5: a probability is between 0 and 1"),
-        (["--delay", "5±9"], "pybin: delay=5±9: the jitter is larger than the delay"),
-        (["--reorder-by", "two"], "pybin: --reorder-by='two': not a whole number"),
-        (["--only", "bye"], "pybin: only: 'bye' is not a dialog command"),
-        (["--calls", "/nonexistent/calls"], "pybin: --calls /nonexistent/calls: No such file or directory"),
-        (["--count", "0"], "pybin: --count 0: at least 1"),
-        (["--count", "x"], "pybin relay: argument --count: invalid int value: 'x'"),
-        (["--frobnicate"], "pybin: unrecognized arguments: --frobnicate"),
+        (["--loss", "1.5"], "pybin: loss=1.5: a probability is between 0 and 1", 2),
+        (["--delay", "5±9"], "pybin: delay=5±9: the jitter is larger than the delay", 2),
+        (["--reorder-by", "two"], "pybin: --reorder-by='two': not a whole number", 2),
+        (["--only", "bye"], "pybin: only: 'bye' is not a dialog command", 2),
+        (["--count", "0"], "pybin: --count 0: at least 1", 2),
+        (["--count", "x"], "pybin relay: argument --count: invalid int value: 'x'", 2),
+        (["--frobnicate"], "pybin: unrecognized arguments: --frobnicate", 2),
+        (["--calls", "/nonexistent/calls"], "pybin: --calls /nonexistent/calls: No such file or directory", 3),
+        (["--log", "/nonexistent/relay.jsonl"],
+         "pybin: cannot write the log /nonexistent/relay.jsonl: No such file or directory", 3),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2_or_3(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                                     message: str) -> None:
+                                                     message: str, status: int) -> None:
     try:
         code = main(["relay", "127.0.0.1:0", "127.0.0.1:9", *argv])
     except SystemExit as exit_:
         code = exit_.code  # type: ignore[assignment]
     out, err = capsys.readouterr()
-    assert code == (3 if "--calls" in argv else 2)
+    assert code == status
     assert out == "" and err.startswith(message) and err.count("\n") == 1
 
 
