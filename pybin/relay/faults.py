@@ -225,7 +225,8 @@ class Impairer:
     # -- decisions -------------------------------------------------------------------------
 
     def decide(self, index: int, data: bytes) -> Arrival:
-        """The fate of datagram ``index`` (pure: the rule in the module docstring)."""
+        """The fate of datagram ``index`` by the rule in the module docstring (no I/O, no
+        clock; it counts what it decided)."""
         imp = self.impairment
         arrival = Arrival(index, data)
         if self._selective:
