@@ -2,10 +2,12 @@
 
 Reads a pcap with ``struct``, decodes each field with one ``struct`` call, prints
 ``json.dumps`` of the same objects ``pybin decode --json`` prints (or the same
-summary line); encodes JSON lines field by field; listens on a plain socket. It
+summary line); encodes JSON lines field by field; listens on a plain socket; forwards
+datagrams with a blocking recv/sendto loop. It
 handles only the common case (classic little-endian pcap, Ethernet/IPv4/UDP, good
 packets) and checks nothing: it is the yardstick, not a tool. Run it as
-``python -m pybin.bench.naive decode FILE [--json] | encode | listen PORT COUNT``.
+``python -m pybin.bench.naive decode FILE [--json] | encode | listen PORT COUNT |
+relay PORT DEST_PORT``.
 """
 
 import json
@@ -104,6 +106,18 @@ def main(argv):
         print("listening", file=sys.stderr, flush=True)
         for _ in range(int(argv[2])):
             print(json.dumps(decode(sock.recvfrom(65535)[0])))
+    elif argv[0] == "relay":  # PORT DEST_PORT: what one writes first to forward datagrams
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        set_rcvbuf(sock, DEFAULT_RCVBUF)
+        sock.bind(("127.0.0.1", int(argv[1])))
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dest = ("127.0.0.1", int(argv[2]))
+        print("listening", file=sys.stderr, flush=True)
+        try:
+            while True:
+                out.sendto(sock.recv(65535), dest)
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

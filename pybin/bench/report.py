@@ -1,7 +1,8 @@
 """``python -m pybin.bench``: the figures the README quotes, as a table or JSON.
 
 Not a test: it prints measurements of this machine — the codec, the endpoint under
-load, and the command line end to end beside the naive script (``pybin.bench.naive``).
+load, the command line end to end beside the naive script (``pybin.bench.naive``), and
+``pybin relay`` forwarding at the endpoint's target rate beside the naive forwarder.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from . import codec, e2e
+from . import codec, e2e, relay
 from .codec import TARGET_CODEC
 from .e2e import TARGET_RATIO
 
@@ -64,6 +65,9 @@ def table(result: dict[str, Any]) -> str:
     e2e = result.get("end_to_end")
     if e2e:
         rows += _e2e_rows(e2e)
+    forwarding = result.get("relay")
+    if forwarding:
+        rows += relay.rows(forwarding)
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -86,6 +90,13 @@ def table(result: dict[str, Any]) -> str:
             f"each side its own process, best of {e2e['repeats']}, naive = python -m pybin.bench.naive; "
             f"listen: {listen['packets']:,} packets offered at {listen['offered_per_s']:,} /s"
         )
+    if forwarding:
+        lines.append(
+            f"relay: {forwarding['seconds']:g} s at {forwarding['runs'][0]['target_rate']:,.0f} /s from a sender "
+            "process through each forwarder process (no fault) to a receiver, one after the other; "
+            "naive = python -m pybin.bench.naive relay (blocking recv/sendto); "
+            f"load average {forwarding['load_average_1min']} after it"
+        )
     return "\n".join(lines)
 
 
@@ -99,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen-count", type=int, default=20_000, help="packets offered to each listener (default 20000)")
     parser.add_argument("--listen-rate", type=float, help="packets/s offered to the listeners (default: as fast as one sender goes)")
     parser.add_argument("--no-end-to-end", action="store_true", help="only the codec and endpoint figures")
+    parser.add_argument("--relay-seconds", type=float,
+                        help="seconds of traffic through each relay at --rate (default 4, 1 with --quick)")
     args = parser.parse_args(argv)
     if args.rate <= 0 or (args.count is not None and args.count < 2) or (args.listen_rate or 1) <= 0:
         parser.error("rates must be positive and --count at least 2")
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         figures = e2e.run(codec.find_capture(), packets, args.listen_count, args.listen_rate, repeats)
         result["end_to_end"] = {**figures, "repeats": repeats}
         result["met"].update({f"end_to_end_{key}": figures[key]["met"] for key in E2E_LABELS})
+        result["relay"] = relay.run(args.relay_seconds or (1.0 if args.quick else 4.0), args.rate)
+        result["met"]["relay"] = result["relay"]["met"]
     try:
         print(json.dumps(result, indent=2) if args.json else table(result), flush=True)
     except BrokenPipeError:  # e.g. piped into head

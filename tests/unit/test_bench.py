@@ -13,6 +13,7 @@ import pytest
 
 from pybin.bench import e2e, naive
 from pybin.cli import main
+from pybin.endpoint import send_datagrams
 from pybin.pcap import read_datagrams
 
 
@@ -44,3 +45,30 @@ def test_the_generated_capture_renumbers_every_call(tmp_path, basic_calls_path):
     assert got[0].src == ("10.77.0.11", 5062) and got[0].timestamp == 1_800_000_000.0
     assert len({d.data for d in got}) == 50
     assert naive.decode(got[21].data)["dialog"]["call_id"] == "1-" + naive.decode(got[0].data)["dialog"]["call_id"][2:]
+
+
+def test_the_naive_forwarder_forwards_every_byte(basic_calls):
+    """The relay bench's yardstick forwards what it reads, unchanged and in order."""
+    import socket
+    import subprocess
+    import sys
+
+    datagrams = [d.data for d in basic_calls]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        sink.bind(("127.0.0.1", 0))
+        sink.settimeout(30)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        proc = subprocess.Popen([sys.executable, "-m", "pybin.bench.naive", "relay", str(port),
+                                 str(sink.getsockname()[1])], stderr=subprocess.PIPE)
+        try:
+            assert proc.stderr.readline() == b"listening\n"
+            send_datagrams(("127.0.0.1", port), datagrams)
+            got = [sink.recv(65536) for _ in datagrams]
+        finally:
+            proc.kill()
+            proc.wait(30)
+            proc.stderr.close()
+    assert got == datagrams
