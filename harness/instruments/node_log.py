@@ -40,6 +40,9 @@ _HEAD = re.compile(
     r"(?:(?P<month>" + "|".join(MONTHS) + r") (?P<day> [1-9]|[12]\d|3[01]) "
     r"(?P<clock>[0-2]\d:[0-5]\d:[0-6]\d) )?"
     r"\[(?P<pid>\d+)\] (?P<level>" + "|".join(LEVELS) + r"):")
+#: the harness's own line between two starts of a node (backends' start banner): it ends
+#: the record before it, and is no record itself
+_BANNER = re.compile(r"^=== harness: [^\n]* ===$", re.M)
 _ORIGIN = re.compile(r"(?P<module>[\w.-]+):(?P<function>\w*): ")
 
 
@@ -113,8 +116,10 @@ def records(text: str) -> list[LogRecord]:
 
 def iter_records(text: str) -> Iterator[LogRecord]:
     heads = list(_HEAD.finditer(text))
+    banners = [b.start() for b in _BANNER.finditer(text)]
     for i, m in enumerate(heads):
         end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        end = min([b for b in banners if m.end() <= b < end] or [end])
         body = text[m.end():end]
         origin = _ORIGIN.match(body)
         module, function = (origin["module"], origin["function"]) if origin else ("", "")

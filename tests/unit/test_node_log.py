@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +98,37 @@ def test_when_reads_the_stamp_in_the_node_zone() -> None:
     rec = LogRecord("Dec  1 01:00:00", 1, "INFO", "core", "f", "t")
     ref = datetime(2026, 12, 1, tzinfo=timezone.utc).timestamp()
     assert rec.when(ref, east) == datetime(2026, 11, 30, 23, 0, tzinfo=timezone.utc).timestamp()
+
+
+# -- recorded logs of real nodes ------------------------------------------------------------
+# tests/unit/data/node_logs/<release>-<role>.log: what real 1.10.5 and 1.11.11 nodes wrote
+# (harness banners included) through a warm-up and two calls, recorded on 6 December, a
+# one-digit day. Rewritten to the 16th they must read the same: the other kind of day.
+
+LOGS = sorted((Path(__file__).parent / "data" / "node_logs").glob("*.log"))
+
+
+def _as_day(text: str, day: int) -> str:
+    return re.sub(r"\b(Dec) ( \d|\d\d) (\d\d:\d\d:\d\d)", lambda m: f"{m[1]} {day:2d} {m[3]}", text)
+
+
+@pytest.mark.parametrize("path", LOGS, ids=[p.stem for p in LOGS])
+def test_a_recorded_log_reads_the_same_on_a_two_digit_day(path: Path) -> None:
+    text = path.read_text()
+    one, two = records(text), records(_as_day(text, 16))
+    assert len(one) >= 15 and all(r.stamp and r.stamp.startswith("Dec  6 ") for r in one)
+    assert [(r.pid, r.message) for r in one] == [(r.pid, r.message) for r in two]
+    assert all(r.stamp and r.stamp.startswith("Dec 16 ") for r in two)
+    # every line that starts like a record is one record; nothing else is
+    heads = [ln for ln in text.splitlines() if re.match(r"\w{3} [ \d]\d \d\d:\d\d:\d\d \[\d+\] ", ln)]
+    assert len(heads) == len(one)
+    release = path.stem.split("-")[0]
+    notice = [r for r in one if r.level == "NOTICE" and r.function == "main" and "version:" in r.text]
+    assert notice and f"opensips {release}-notls" in notice[0].text
+
+
+def test_the_recorded_1_10_5_death_is_found_by_level_not_by_splitting() -> None:
+    (primary,) = [p for p in LOGS if p.name == "1.10.5-primary.log"]
+    errs = node_log.errors(_as_day(primary.read_text(), 1))
+    assert [r.message for r in errs] == ["ERROR:core:bin_receive_loop: recvfrom: [22] Invalid argument"]
+    assert errs[0].stamp.startswith("Dec  1 ")
