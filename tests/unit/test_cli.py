@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pybin import usrloc
 from pybin.cli import main
 from pybin.dialog import DIALOG_FIELDS
 from pybin.pcap import CapturedDatagram, write_pcap
@@ -198,18 +199,20 @@ def test_decode_of_a_capture_without_bin_says_so(capsys, monkeypatch, tmp_path):
 def test_decode_stats_count_per_module_and_command_on_stderr(capsys, monkeypatch, tmp_path, basic_calls):
     from pybin.wire import PacketBuilder
 
-    other = PacketBuilder("ul", 1).finish()
+    other = PacketBuilder("tm", 1).finish()
+    ul = usrloc.make(3, domain=b"location", aor=b"alice").encode()
     bad = basic_calls[0].data[:4] + b"\0\0\0\0" + basic_calls[0].data[8:]
     sip = b"OPTIONS sip:x SIP/2.0\r\n\r\n"
     items = [*basic_calls, CapturedDatagram(9.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), other),
+             CapturedDatagram(9.2, ("10.0.0.1", 5062), ("10.0.0.2", 5062), ul),
              CapturedDatagram(9.5, ("10.0.0.1", 5062), ("10.0.0.2", 5062), bad),
              CapturedDatagram(10.0, ("10.0.0.1", 5060), ("10.0.0.2", 5060), sip)]
     path = tmp_path / "mixed.pcap"
     write_pcap(path, items)
     code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--stats"])
-    assert code == 0 and len(out.splitlines()) == 23
+    assert code == 0 and len(out.splitlines()) == 24
     assert err.splitlines() == [
-        "stats: packets 23: dialog created 10, dialog updated 6, dialog deleted 6, ul cmd=1 1",
+        "stats: packets 24: dialog created 10, dialog updated 6, dialog deleted 6, tm cmd=1 1, ul contact_insert 1",
         "stats: bad checksum 1",
         "stats: dropped 1: NOT_BIN 1",
     ]
