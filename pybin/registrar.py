@@ -37,10 +37,10 @@ from .bindings import (
     refusal,
     sip_uri_parses,
 )
+from .dialog import STR
 from .errors import RemoteProtocolError
 from .registrar_rules import BASELINE, RegistrarRules, rules_for
 from .replica import ListenSocket
-from .dialog import STR
 from .usrloc import (
     CONTACT_FIELDS,
     MESSAGES,

@@ -367,7 +367,6 @@ __all__ = [
     "RawInt",
     "RecordDeleted",
     "RecordInserted",
-    "RemoteProtocolError",
     "UL_EXPIRED_TIME",
     "UlCommand",
     "UlMessage",
