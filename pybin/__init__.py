@@ -1,6 +1,8 @@
-"""pybin: OpenSIPS 1.10's Binary Internal Interface (BIN) in Python.
+"""pybin: OpenSIPS 1.x's Binary Internal Interface (BIN) in Python.
 
-The codec (``wire``, ``dialog``) does no I/O; ``endpoint`` puts it on asyncio.
+The codec (``wire``, ``dialog``, ``usrloc``) does no I/O; ``endpoint`` puts it on asyncio.
+``decode`` returns a dialog or a usrloc message by the packet's module name; ``make``
+builds dialog messages (``pybin.usrloc.make`` builds usrloc ones).
 """
 
 from .dialog import (
@@ -10,7 +12,6 @@ from .dialog import (
     DialogUpdated,
     DlgFlag,
     DlgState,
-    decode,
     decode_pairs,
     encode_pairs,
     make,
@@ -23,6 +24,16 @@ from .errors import (
     RemoteProtocolError,
     TruncatedPacket,
 )
+from .payloads import Message, decode
+from .usrloc import (
+    ContactDeleted,
+    ContactInserted,
+    ContactUpdated,
+    RawInt,
+    RecordDeleted,
+    RecordInserted,
+    UlCommand,
+)
 from .wire import BUF_SIZE, ByteOrder, DropReason, Packet, PacketBuilder, PacketReader, PacketRejected, parse_header
 
 __version__ = "0.1.0"
@@ -31,6 +42,9 @@ __all__ = [
     "BUF_SIZE",
     "ByteOrder",
     "Command",
+    "ContactDeleted",
+    "ContactInserted",
+    "ContactUpdated",
     "DialogCreated",
     "DialogDeleted",
     "DialogUpdated",
@@ -39,14 +53,19 @@ __all__ = [
     "DropReason",
     "LocalProtocolError",
     "MalformedPacket",
+    "Message",
     "Packet",
     "PacketBuilder",
     "PacketReader",
     "PacketRejected",
     "PacketTooLarge",
     "PybinError",
+    "RawInt",
+    "RecordDeleted",
+    "RecordInserted",
     "RemoteProtocolError",
     "TruncatedPacket",
+    "UlCommand",
     "decode",
     "decode_pairs",
     "encode_pairs",

@@ -9,7 +9,14 @@ trivially equal. ``header`` is the one copy of the receive loop's header rules;
 
 A layout is a bytes string, one letter per field: ``s`` a length-prefixed string,
 ``p`` a length-prefixed string of ``name#value|`` pairs (split on decode, given joined
-on encode), ``I`` a 4-byte unsigned integer.
+on encode), ``I`` a 4-byte unsigned integer, ``r`` a C integer sent as its raw bytes
+inside a length-prefixed string (4 or 8 bytes, signed, in the packet's byte order: a
+``RawInt`` that keeps its size, so that it re-encodes to the same bytes).
+
+The JSON-lines functions take ``modules``: per module pybin decodes, its name, its
+layouts and JSON keys per command (and, to read lines back, the bytes between checksum
+and first field per command). A module's fields go under its own name (``"dialog"``,
+``"ul"``); packets of other modules carry ``"dialog": null``, as they always have.
 """
 
 from __future__ import annotations
@@ -20,8 +27,22 @@ import struct
 import zlib
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import NamedTuple
+
+
+class RawInt(NamedTuple):
+    """A C integer the sender pushed as its own bytes inside a string field
+    (``st.s = (char *)&ci->expires; st.len = sizeof ci->expires``): its value and
+    its size, the sender's ``sizeof`` (8 for x86-64's ``time_t``, 4 for ``int``)."""
+
+    value: int
+    size: int
+
 
 _U32 = {True: struct.Struct("<I"), False: struct.Struct(">I")}
+_RAW = {(True, 4): struct.Struct("<i"), (False, 4): struct.Struct(">i"),
+        (True, 8): struct.Struct("<q"), (False, 8): struct.Struct(">q")}
+_new_tuple = tuple.__new__
 _UINT_MAX = 0xFFFFFFFF
 _MARKER = b"P4CK"
 
@@ -46,6 +67,12 @@ def pop_fields(
             continue
         if n > end - offset:
             return None
+        if kind == 0x72:  # 'r'
+            if n != 4 and n != 8:
+                return None
+            values.append(_new_tuple(RawInt, (_RAW[little, n].unpack_from(data, offset)[0], n)))
+            offset += n
+            continue
         text = data[offset : offset + n]
         offset += n
         if kind == 0x70:  # 'p'
@@ -101,7 +128,13 @@ def build(head: bytes, layout: bytes, values: Sequence[object], little: bool) ->
     pack = _U32[little].pack
     parts = [head]
     for kind, value in zip(layout, values):
-        if kind != 0x49:
+        if kind == 0x72:  # 'r'
+            raw = _raw_bytes(value, little)
+            if raw is None:
+                return None
+            parts.append(pack(len(raw)))
+            parts.append(raw)
+        elif kind != 0x49:
             if type(value) is not bytes:
                 return None
             parts.append(pack(len(value)))
@@ -112,6 +145,18 @@ def build(head: bytes, layout: bytes, values: Sequence[object], little: bool) ->
             parts.append(pack(value))
     body = b"".join(parts)
     return _MARKER + pack(~zlib.crc32(body) & _UINT_MAX) + body
+
+
+def _raw_bytes(value: object, little: bool) -> bytes | None:
+    """A RawInt's bytes; None unless it is a RawInt of 4 or 8 bytes that holds its value."""
+    if type(value) is not RawInt:
+        return None
+    number, size = value  # type: ignore[misc]
+    if type(number) is not int or type(size) is not int or size not in (4, 8):
+        return None
+    if not -(1 << (8 * size - 1)) <= number < 1 << (8 * size - 1):
+        return None
+    return _RAW[little, size].pack(number)  # type: ignore[no-any-return]
 
 
 _PAIR = re.compile(rb"((?:[^\\|#]|\\[\\|#])*)#((?:[^\\|#]|\\[\\|#])*)\|")
@@ -160,11 +205,27 @@ def _json_text(raw: bytes) -> bytes:
     return encode_basestring_ascii(raw.decode("utf-8", "surrogateescape")).encode()
 
 
-def json_line(
-    data: bytes, module: bytes, layouts: tuple[bytes | None, ...], keys: tuple[tuple[bytes, ...] | None, ...], little: bool
-) -> bytes | None:
+#: one module pybin decodes: its name, and per command (the index) its layout and the
+#: JSON text before each field's value; to read lines back, also per command what
+#: goes between the checksum and the first field (name length, name, command)
+Module = tuple[bytes, tuple[bytes | None, ...], tuple[tuple[bytes, ...] | None, ...]]
+ModuleHeads = tuple[bytes, tuple[bytes | None, ...], tuple[tuple[bytes, ...] | None, ...], tuple[bytes | None, ...]]
+
+
+def _json_value(value: object) -> bytes:
+    if type(value) is bytes:
+        return _json_text(value)
+    if type(value) is RawInt:
+        return b'{"value": %d, "size": %d}' % value  # type: ignore[str-format]
+    if type(value) is tuple:
+        pairs = [b"[" + _json_text(n) + b", " + _json_text(v) + b"]" for n, v in value]  # type: ignore[attr-defined]
+        return b"[" + b", ".join(pairs) + b"]"
+    return b"%d" % value  # type: ignore[str-format]
+
+
+def json_line(data: bytes, modules: tuple[Module, ...], little: bool) -> bytes | None:
     """``json.dumps`` of a packet's JSON-lines object, as ASCII bytes; None when the
-    packet is not one. ``keys[cmd]``: the JSON text before each field's value."""
+    packet is not one (a module of ``modules`` whose fields do not decode)."""
     verdict, name_len, cmd, stored, computed = header(data, little)
     if verdict:
         return None
@@ -172,7 +233,10 @@ def json_line(
     parts = [b'{"module": ', _json_text(name), b', "command": ', b"%d" % cmd]
     parts.append(b', "checksum_ok": true, "hex": "' if stored == computed else b', "checksum_ok": false, "hex": "')
     parts.append(data.hex().encode())
-    if name != module:
+    for module, layouts, keys in modules:
+        if name == module:
+            break
+    else:
         parts.append(b'", "dialog": null}')
         return b"".join(parts)
     layout = layouts[cmd] if 0 <= cmd < len(layouts) else None
@@ -180,21 +244,15 @@ def json_line(
     popped = pop_fields(data, 16 + name_len, layout, little) if layout is not None else None
     if popped is None or names is None or popped[1] != len(data):
         return None
-    parts.append(b'", "dialog": {')
+    parts.append(b'", "' + module + b'": {')
     for key, value in zip(names, popped[0]):
         parts.append(key)
-        if type(value) is bytes:
-            parts.append(_json_text(value))
-        elif type(value) is tuple:
-            pairs = [b"[" + _json_text(n) + b", " + _json_text(v) + b"]" for n, v in value]  # type: ignore[attr-defined]
-            parts.append(b"[" + b", ".join(pairs) + b"]")
-        else:
-            parts.append(b"%d" % value)  # type: ignore[str-format]
+        parts.append(_json_value(value))
     parts.append(b"}}")
     return b"".join(parts)
 
 
-_TOP_KEYS = ["module", "command", "checksum_ok", "hex", "dialog"]
+_TOP_KEYS = ["module", "command", "checksum_ok", "hex"]
 _HEX = re.compile("(?:[0-9a-fA-F]{2})*")
 _INT32 = range(-(2**31), 2**31)
 
@@ -208,34 +266,33 @@ def _raw(value: object) -> bytes | None:
         return None
 
 
-def packet_from_json_line(
-    line: bytes,
-    keys: tuple[tuple[bytes, ...] | None, ...],
-    layouts: tuple[bytes | None, ...],
-    heads: tuple[bytes | None, ...],
-    little: bool,
-) -> bytes | None:
+def packet_from_json_line(line: bytes, modules: tuple[ModuleHeads, ...], little: bool) -> bytes | None:
     """The datagram of a JSON line written exactly as ``json_line`` writes it; None for
-    any other line and for a packet over 65535 bytes. ``heads[cmd]``: name length,
-    name and command, as they go between the checksum and the first field."""
+    any other line and for a packet over 65535 bytes."""
     text = line[:-1] if line.endswith(b"\n") else line
     try:
         source = text.decode("ascii")
         obj = json.loads(source)
     except ValueError:
         return None
-    if type(obj) is not dict or list(obj) != _TOP_KEYS or json.dumps(obj) != source:
+    if type(obj) is not dict or len(obj) != 5 or list(obj)[:4] != _TOP_KEYS or json.dumps(obj) != source:
         return None
     module, command, checksum_ok, hex_text, fields = obj.values()
+    label = list(obj)[4]
     if type(command) is not int or command not in _INT32 or type(module) is not str:
         return None
     if type(checksum_ok) is not bool or type(hex_text) is not str:
         return None
     if fields is None:
-        return bytes.fromhex(hex_text) if _HEX.fullmatch(hex_text) else None
+        return bytes.fromhex(hex_text) if label == "dialog" and _HEX.fullmatch(hex_text) else None
+    for name, layouts, keys, heads in modules:
+        if label == module == name.decode():
+            break
+    else:
+        return None
     layout = layouts[command] if 0 <= command < len(layouts) else None
     names = keys[command] if 0 <= command < len(keys) else None
-    if module != "dialog" or not checksum_ok or layout is None or names is None or type(fields) is not dict:
+    if not checksum_ok or layout is None or names is None or type(fields) is not dict:
         return None
     if list(fields) != [json.loads(key.removeprefix(b", ").removesuffix(b": ")) for key in names]:
         return None
@@ -245,6 +302,10 @@ def packet_from_json_line(
             if type(value) is not int or not 0 <= value <= _UINT_MAX:
                 return None
             values.append(value)
+        elif kind == 0x72:  # 'r'
+            if type(value) is not dict or list(value) != ["value", "size"]:
+                return None
+            values.append(_new_tuple(RawInt, (value["value"], value["size"])))
         elif kind == 0x70:  # 'p'
             if type(value) is not list:
                 return None

@@ -9,9 +9,11 @@ cost more than everything else a packet needs.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport realloc
 from libc.string cimport memcmp, memcpy
+
+from pybin._fields import RawInt
 
 cdef uint32_t T[8][256]
 
@@ -73,6 +75,31 @@ cdef inline void _wr(unsigned char *p, uint32_t v, bint little) noexcept nogil:
         p[2] = (v >> 8) & 0xFF
         p[1] = (v >> 16) & 0xFF
         p[0] = (v >> 24) & 0xFF
+
+
+cdef inline uint64_t _rd64(const unsigned char *p, bint little) noexcept nogil:
+    cdef uint64_t lo = _rd(p, little), hi = _rd(p + 4, little)
+    if little:
+        return lo | (hi << 32)
+    return (lo << 32) | hi
+
+
+cdef inline void _wr64(unsigned char *p, uint64_t v, bint little) noexcept nogil:
+    if little:
+        _wr(p, <uint32_t>v, True)
+        _wr(p + 4, <uint32_t>(v >> 32), True)
+    else:
+        _wr(p, <uint32_t>(v >> 32), False)
+        _wr(p + 4, <uint32_t>v, False)
+
+
+cdef object _rawint(const unsigned char *p, uint32_t n, bint little):
+    """A C integer sent as its own 4 or 8 bytes; None for any other size."""
+    if n == 4:
+        return tuple.__new__(RawInt, (<int32_t>_rd(p, little), 4))
+    if n == 8:
+        return tuple.__new__(RawInt, (<int64_t>_rd64(p, little), 8))
+    return None
 
 
 def crc(bytes data, Py_ssize_t start):
@@ -137,7 +164,8 @@ cdef object _pairs(const unsigned char *p, Py_ssize_t end):
 
 cdef object _pop(const unsigned char *p, Py_ssize_t end, Py_ssize_t offset,
                  const unsigned char *lay, Py_ssize_t count, bint little):
-    """Fields after the command; ``s`` string, ``p`` pairs string, ``I`` u32."""
+    """Fields after the command; ``s`` string, ``p`` pairs string, ``I`` u32, ``r`` a
+    C integer in a 4- or 8-byte string (a RawInt)."""
     cdef Py_ssize_t k
     cdef uint32_t n
     cdef list values = [None] * count
@@ -154,7 +182,11 @@ cdef object _pop(const unsigned char *p, Py_ssize_t end, Py_ssize_t offset,
         else:
             if n > end - offset:
                 return None
-            if lay[k] == 112:  # 'p'
+            if lay[k] == 114:  # 'r'
+                values[k] = _rawint(p + offset, n, little)
+                if values[k] is None:
+                    return None
+            elif lay[k] == 112:  # 'p'
                 pairs = _pairs(p + offset, n)
                 if pairs is None:
                     return None
@@ -232,6 +264,32 @@ def decode_packet(bytes data, bytes module, tuple layouts, bint little):
     return cmd, popped[0]
 
 
+cdef Py_ssize_t _raw_size(object value):
+    """A RawInt's size when it is 4 or 8 and holds its value (as a signed C integer), else 0."""
+    if type(value) is not RawInt:
+        return 0
+    number, size = value
+    if type(number) is not int or type(size) is not int:
+        return 0
+    if size == 4 and -2147483648 <= number <= 2147483647:
+        return 4
+    if size == 8 and -9223372036854775808 <= number <= 9223372036854775807:
+        return 8
+    return 0
+
+
+cdef Py_ssize_t _put_raw(unsigned char *o, object value, bint little):
+    """Length and bytes of a RawInt that ``_raw_size`` accepted."""
+    cdef int64_t number = value[0]
+    if value[1] == 4:
+        _wr(o, 4, little)
+        _wr(o + 4, <uint32_t><int32_t>number, little)
+        return 8
+    _wr(o, 8, little)
+    _wr64(o + 4, <uint64_t>number, little)
+    return 12
+
+
 def build(bytes head, bytes layout, values, bint little):
     cdef const unsigned char *lay = <const unsigned char *>PyBytes_AS_STRING(layout)
     cdef Py_ssize_t count = PyBytes_GET_SIZE(layout)
@@ -246,7 +304,12 @@ def build(bytes head, bytes layout, values, bint little):
     size = 8 + PyBytes_GET_SIZE(head)
     for k in range(count):
         value = values[k]
-        if lay[k] != 73:
+        if lay[k] == 114:  # 'r'
+            n = _raw_size(value)
+            if n == 0:
+                return None
+            size += 4 + n
+        elif lay[k] != 73:
             if type(value) is not bytes:
                 return None
             size += 4 + PyBytes_GET_SIZE(value)
@@ -262,7 +325,9 @@ def build(bytes head, bytes layout, values, bint little):
     pos = 8 + n
     for k in range(count):
         value = values[k]
-        if lay[k] != 73:
+        if lay[k] == 114:  # 'r'
+            pos += _put_raw(out + pos, value, little)
+        elif lay[k] != 73:
             n = PyBytes_GET_SIZE(value)
             _wr(out + pos, <uint32_t>n, little)
             memcpy(out + pos + 4, PyBytes_AS_STRING(value), n)
@@ -435,7 +500,7 @@ cdef inline Py_ssize_t _int(unsigned char *o, long long v) noexcept nogil:
     if v < 0:
         o[0] = 45
         w = 1
-        u = <unsigned long long>(-v)
+        u = <unsigned long long>(-(v + 1)) + 1  # -v overflows for LLONG_MIN
     else:
         u = <unsigned long long>v
     while True:
@@ -451,12 +516,13 @@ cdef inline Py_ssize_t _int(unsigned char *o, long long v) noexcept nogil:
     return w
 
 
-def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
+def json_line(bytes data, tuple modules, bint little):
     """``json.dumps`` of a packet's JSON-lines object, as ASCII bytes; None when the
     packet is not one (the careful path then says why).
 
-    ``keys[cmd]`` holds, per field of ``module``'s command ``cmd``, the JSON text
-    that comes before its value (``'"call_id": '``, ``', "from_tag": '``, ...).
+    ``modules`` holds, per module pybin decodes, ``(name, layouts, keys)``: ``keys[cmd]``
+    is, per field of command ``cmd``, the JSON text that comes before its value
+    (``'"call_id": '``, ``', "from_tag": '``, ...). Its fields go under its name.
     """
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
     cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
@@ -465,22 +531,27 @@ def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
     cdef Py_ssize_t w, i, need, count
     cdef unsigned char *o
     cdef list values = None
-    cdef tuple names = None
-    cdef bytes layout, raw
+    cdef tuple names = None, layouts, spec
+    cdef bytes layout, raw, module = None, name
     cdef object value, pair
     cdef bint first
     if _header(p, size, little, &name_len, &cmd, &stored, &computed):
         return None
-    if name_len == PyBytes_GET_SIZE(module) and memcmp(p + 12, PyBytes_AS_STRING(module), name_len) == 0:
-        if cmd < 0 or cmd >= len(layouts) or layouts[cmd] is None:
-            return None
-        layout = layouts[cmd]
-        names = keys[cmd]
-        popped = _pop(p, size, 16 + name_len, <const unsigned char *>PyBytes_AS_STRING(layout),
-                      PyBytes_GET_SIZE(layout), little)
-        if popped is None or popped[1] != size:
-            return None
-        values = popped[0]
+    for spec in modules:
+        name = spec[0]
+        if name_len == PyBytes_GET_SIZE(name) and memcmp(p + 12, PyBytes_AS_STRING(name), name_len) == 0:
+            module = name
+            layouts = spec[1]
+            if cmd < 0 or cmd >= len(layouts) or layouts[cmd] is None:
+                return None
+            layout = layouts[cmd]
+            names = spec[2][cmd]
+            popped = _pop(p, size, 16 + name_len, <const unsigned char *>PyBytes_AS_STRING(layout),
+                          PyBytes_GET_SIZE(layout), little)
+            if popped is None or popped[1] != size:
+                return None
+            values = popped[0]
+            break
     # strings take at most 6 bytes per byte, the hex 2; keys and numbers are small
     need = 8 * size + 64 * (len(values) if values is not None else 0) + 256
     if names is not None:
@@ -500,13 +571,22 @@ def json_line(bytes data, bytes module, tuple layouts, tuple keys, bint little):
     if values is None:
         w += _put(o + w, b'", "dialog": null}')
         return PyBytes_FromStringAndSize(<const char *>o, w)
-    w += _put(o + w, b'", "dialog": {')
+    w += _put(o + w, b'", "')
+    w += _put(o + w, module)
+    w += _put(o + w, b'": {')
     count = len(values)
     for i in range(count):
         w += _put(o + w, <bytes>names[i])
         value = values[i]
         if type(value) is bytes:
             w += _json_str(o + w, <const unsigned char *>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+        elif type(value) is RawInt:
+            w += _put(o + w, b'{"value": ')
+            w += _int(o + w, <long long>value[0])
+            w += _put(o + w, b', "size": ')
+            w += _int(o + w, <long long>value[1])
+            o[w] = 125  # }
+            w += 1
         elif type(value) is tuple:
             o[w] = 91  # [
             w += 1
@@ -683,24 +763,50 @@ cdef inline int _unhex(int c) noexcept nogil:
     return -1
 
 
-def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bint little):
+cdef inline bint _jint64(const unsigned char *p, Py_ssize_t n, Py_ssize_t *at, int64_t *v,
+                         Py_ssize_t size) noexcept nogil:
+    """An integer as json.dumps writes it that a signed C integer of ``size`` bytes holds."""
+    cdef Py_ssize_t i = at[0], digits = 0
+    cdef bint negative = False
+    cdef uint64_t value = 0, limit = (<uint64_t>1) << (8 * size - 1)
+    if i < n and p[i] == 45:
+        negative = True
+        i += 1
+    if i >= n or not 48 <= p[i] <= 57 or (p[i] == 48 and (negative or (i + 1 < n and 48 <= p[i + 1] <= 57))):
+        return False
+    while i < n and 48 <= p[i] <= 57:
+        digits += 1
+        if digits > 19:  # 10**19 > 2**63: out of range whatever follows
+            return False
+        value = value * 10 + p[i] - 48
+        i += 1
+    if value > limit or (value == limit and not negative):
+        return False
+    v[0] = -<int64_t>(value - 1) - 1 if negative and value else <int64_t>value
+    at[0] = i
+    return True
+
+
+def packet_from_json_line(bytes line, tuple modules, bint little):
     """The datagram of a JSON line written exactly as ``pybin decode --json`` writes it,
     built as the line is read; None for any other line (the careful path then reads
     it, or says what is wrong with it) and for a packet over 65535 bytes.
 
-    ``keys`` and ``layouts`` are ``json_line``'s; ``heads[cmd]`` is everything
-    between the checksum and the first field (name length, name, command).
+    ``modules`` holds, per module pybin decodes, ``(name, layouts, keys, heads)``: the
+    first three as ``json_line`` takes them, ``heads[cmd]`` everything between the
+    checksum and the first field (name length, name, command).
     """
     cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(line)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(line)
-    cdef Py_ssize_t i = 0, size, k, count, w, at
+    cdef Py_ssize_t i = 0, size, k, count, w, at, raw_size, k_end
     cdef unsigned char *o
     cdef unsigned char *out
     cdef long long command, number
-    cdef bint checksum_ok, is_dialog
+    cdef int64_t raw_value
+    cdef bint checksum_ok
     cdef const unsigned char *lay
-    cdef tuple names
-    cdef bytes layout, head, result
+    cdef tuple names, spec = None, layouts, candidate
+    cdef bytes layout, head, result, module, name
     cdef int hi, lo, part
     if n and p[n - 1] == 10:
         n -= 1
@@ -710,7 +816,7 @@ def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bi
     size = _jstr(p, n, &i, o)
     if size < 0:
         return None
-    is_dialog = size == 6 and memcmp(o, b"dialog", 6) == 0
+    module = PyBytes_FromStringAndSize(<const char *>o, size)
     if not _lit(p, n, &i, b', "command": ') or not _jint(p, n, &i, &command):
         return None
     if not -2147483648 <= command <= 2147483647 or not _lit(p, n, &i, b', "checksum_ok": '):
@@ -724,9 +830,9 @@ def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bi
     if not _lit(p, n, &i, b', "hex": '):
         return None
     size = _jstr(p, n, &i, o)
-    if size < 0 or not _lit(p, n, &i, b', "dialog": '):
+    if size < 0:
         return None
-    if _lit(p, n, &i, b"null}"):
+    if _lit(p, n, &i, b', "dialog": null}'):
         if i != n or size % 2:
             return None
         result = PyBytes_FromStringAndSize(NULL, size // 2)
@@ -737,13 +843,19 @@ def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bi
                 return None
             (<unsigned char *>PyBytes_AS_STRING(result))[k] = hi * 16 + lo
         return result
-    if not is_dialog or not checksum_ok or command < 0 or command >= len(layouts) or layouts[command] is None:
+    for candidate in modules:
+        name = candidate[0]
+        if name == module:
+            spec = candidate
+            break
+    if spec is None or not _lit(p, n, &i, b', "') or not _lit(p, n, &i, module) or not _lit(p, n, &i, b'": {'):
         return None
-    if not _lit(p, n, &i, b"{"):
+    layouts = spec[1]
+    if not checksum_ok or command < 0 or command >= len(layouts) or layouts[command] is None:
         return None
     layout = layouts[command]
-    names = keys[command]
-    head = heads[command]
+    names = spec[2][command]
+    head = spec[3][command]
     lay = <const unsigned char *>PyBytes_AS_STRING(layout)
     count = PyBytes_GET_SIZE(layout)
     # a field is never longer on the wire than in JSON, but for escapes in pairs (x2)
@@ -758,6 +870,30 @@ def packet_from_json_line(bytes line, tuple keys, tuple layouts, tuple heads, bi
                 return None
             _wr(out + w, <uint32_t>number, little)
             w += 4
+            continue
+        if lay[k] == 114:  # 'r': {"value": V, "size": 4|8} → its bytes
+            if not _lit(p, n, &i, b'{"value": '):
+                return None
+            at = i  # the value's range depends on the size that follows it
+            while i < n and (p[i] == 45 or 48 <= p[i] <= 57):
+                i += 1
+            if _lit(p, n, &i, b', "size": 4}'):
+                raw_size = 4
+            elif _lit(p, n, &i, b', "size": 8}'):
+                raw_size = 8
+            else:
+                return None
+            k_end = i
+            i = at
+            if not _jint64(p, n, &i, &raw_value, raw_size) or p[i] != 44:  # ','
+                return None
+            i = k_end
+            _wr(out + w, <uint32_t>raw_size, little)
+            if raw_size == 4:
+                _wr(out + w + 4, <uint32_t><int32_t>raw_value, little)
+            else:
+                _wr64(out + w + 4, <uint64_t>raw_value, little)
+            w += 4 + raw_size
             continue
         at = w
         w += 4

@@ -1,6 +1,6 @@
-"""An asyncio endpoint that can stand in for an OpenSIPS 1.10 node on the BIN interface.
+"""An asyncio endpoint that can stand in for an OpenSIPS 1.x node on the BIN interface.
 
-The byte rules live in ``pybin.wire`` / ``pybin.dialog``; this module only moves
+The byte rules live in ``pybin.wire`` / ``pybin.dialog`` / ``pybin.usrloc``; this module only moves
 datagrams (aioquic's split: the protocol object receives and forwards, pure code acts).
 
 It mirrors ``bin_interface.c``: one ``bin_listen`` address; ``children`` receiving
@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
+from . import usrloc
 from .dialog import MODULE_NAME, DialogMessage, decode_packet
 from .errors import PybinError, RemoteProtocolError
 from .wire import (
@@ -201,7 +202,8 @@ class BinEndpoint:
     """A BIN node on asyncio: ``async with BinEndpoint(("127.0.0.1", 0)) as ep: ...``.
 
     ``register(module, callback)`` like bin_register_cb; ``send(packet)`` like
-    bin_send to each default destination; ``next_packet`` / ``next_dialog`` for tests.
+    bin_send to each default destination; ``next_packet`` / ``next_dialog`` /
+    ``next_usrloc`` for tests.
     Every packet that passes the receiver's checks is also kept (up to ``tap``) for
     ``next_packet``, whether or not a callback takes it.
     """
@@ -419,6 +421,11 @@ class BinEndpoint:
         received = await self._next(timeout, "dialog packet", MODULE_NAME)
         return decode_packet(received.packet), received.source
 
+    async def next_usrloc(self, timeout: float) -> tuple[usrloc.UlMessage, Address]:
+        """The next ``ul`` packet (1.11/2.1 usrloc replication), decoded; others are passed over."""
+        received = await self._next(timeout, "ul packet", usrloc.MODULE_NAME)
+        return usrloc.decode_packet(received.packet), received.source
+
     async def _next(self, timeout: float, what: str, module: bytes | None) -> Received:
         tap = self._tap
         if tap is None:
@@ -451,7 +458,7 @@ class BinEndpoint:
 
     def send(
         self,
-        packet: bytes | bytearray | memoryview | DialogMessage,
+        packet: bytes | bytearray | memoryview | DialogMessage | usrloc.UlMessage,
         dests: AddressLike | Iterable[AddressLike] | None = None,
     ) -> int:
         """bin_send to each destination (default: the endpoint's); returns datagrams sent."""

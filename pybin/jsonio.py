@@ -1,13 +1,17 @@
 """The JSON-lines form of BIN packets shared by ``pybin decode --json``, ``encode`` and ``send``.
 
-One object per packet::
+One object per packet; the fifth key names the module whose fields it holds::
 
     {"module": "dialog", "command": 1, "checksum_ok": true, "hex": "50344...",
      "dialog": {"call_id": "...", ..., "vars": [["acct", "a|b"]], ...}}
+    {"module": "ul", "command": 3, "checksum_ok": true, "hex": "50344...",
+     "ul": {"domain": "location", "aor": "alice", ..., "expires": {"value": 1796574254, "size": 8}, ...}}
 
 Text fields are JSON strings. Bytes that are not UTF-8 travel as lone surrogates
-(Python's ``surrogateescape``, PEP 383) so every byte comes back on the way in.
-``dialog`` is null for packets of other modules.
+(Python's ``surrogateescape``, PEP 383) so every byte comes back on the way in. A C
+integer sent as raw bytes (usrloc's ``expires``, ``q``, ``last_modified``) is
+``{"value": V, "size": 4 or 8}``. Packets of modules pybin does not decode carry
+``"dialog": null`` (the 1.10 form, kept).
 """
 
 from __future__ import annotations
@@ -16,12 +20,19 @@ import json
 from typing import Any
 
 from ._codec import impl as _codec
-from .dialog import _LAYOUTS, DIALOG_FIELDS, _head, INT, MESSAGES, MODULE_NAME, PAIRS, DialogMessage, decode_packet, make
+from ._fields import RawInt
+from .dialog import INT, PAIRS, STR
 from .errors import LocalProtocolError
+from .payloads import PAYLOADS, Message, Payload, decode_packet
+from .usrloc import RAW
 from .wire import HEADER_SIZE, MARKER_SIZE, ByteOrder, checksum, parse_header
 
-TOP_KEYS = ("module", "command", "checksum_ok", "hex", "dialog")
-_KIND = dict(DIALOG_FIELDS)
+#: the keys every object has, before the one that holds the fields
+HEAD_KEYS = ("module", "command", "checksum_ok", "hex")
+#: every key a line may have: the head, then ``dialog`` or ``ul``
+TOP_KEYS = HEAD_KEYS + tuple(name.decode() for name in PAYLOADS)
+#: the key of a packet pybin does not decode (its value is null)
+OTHER_KEY = "dialog"
 
 
 def text(raw: bytes) -> str:
@@ -37,7 +48,8 @@ def raw(value: str, what: str) -> bytes:
         raise LocalProtocolError(f"{what} holds a character that is not text: {value!r}") from None
 
 
-def dialog_to_json(msg: DialogMessage) -> dict[str, Any]:
+def message_to_json(msg: Message) -> dict[str, Any]:
+    """A dialog or ul message's fields, as ``--json`` writes them."""
     out: dict[str, Any] = {}
     for name, kind in msg.FIELDS:
         value = getattr(msg, name)
@@ -45,9 +57,15 @@ def dialog_to_json(msg: DialogMessage) -> dict[str, Any]:
             out[name] = int(value)
         elif kind == PAIRS:
             out[name] = [[text(n), text(v)] for n, v in value]
+        elif kind == RAW:
+            out[name] = {"value": value.value, "size": value.size}
         else:
             out[name] = text(value)
     return out
+
+
+#: the 1.10 name, kept for its callers
+dialog_to_json = message_to_json
 
 
 def packet_to_json(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> dict[str, Any]:
@@ -57,16 +75,17 @@ def packet_to_json(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> dic
     """
     packet = parse_header(data, byte_order, verify_checksum=False)
     checksum_ok = packet.checksum == checksum(memoryview(packet.data)[HEADER_SIZE:])
-    dialog = None
-    if packet.module == MODULE_NAME:
-        dialog = dialog_to_json(decode_packet(packet))
-    return {
+    obj: dict[str, Any] = {
         "module": text(packet.module),
         "command": packet.command,
         "checksum_ok": checksum_ok,
         "hex": data.hex(),
-        "dialog": dialog,
     }
+    if packet.module in PAYLOADS:
+        obj[packet.module.decode()] = message_to_json(decode_packet(packet))
+    else:
+        obj[OTHER_KEY] = None
+    return obj
 
 
 def _json_keys(fields: tuple[tuple[str, str], ...]) -> tuple[bytes, ...]:
@@ -74,10 +93,23 @@ def _json_keys(fields: tuple[tuple[str, str], ...]) -> tuple[bytes, ...]:
     return tuple((", " if i else "").encode() + json.dumps(name).encode() + b": " for i, (name, _) in enumerate(fields))
 
 
-#: per dialog command (the index), the JSON text before each field's value
-_KEYS: tuple[tuple[bytes, ...] | None, ...] = (None,) + tuple(_json_keys(MESSAGES[c].FIELDS) for c in (1, 2, 3))
-#: per byte order and dialog command, what goes between the checksum and the first field
-_HEADS = {order: (None,) + tuple(_head(c, order) for c in (1, 2, 3)) for order in ByteOrder}
+def _keys(payload: Payload) -> tuple[tuple[bytes, ...] | None, ...]:
+    """Per command (the index), the JSON text before each field's value."""
+    return tuple(
+        None if layout is None else _json_keys(payload.messages[c].FIELDS) for c, layout in enumerate(payload.layouts)
+    )
+
+
+#: (name, layouts, keys) per payload: what the codec's json_line takes
+_MODULES = tuple((p.name, p.layouts, _keys(p)) for p in PAYLOADS.values())
+#: per byte order, (name, layouts, keys, heads) per payload: what packet_from_json_line takes
+_MODULE_HEADS = {
+    order: tuple(
+        (p.name, p.layouts, keys, tuple(None if lay is None else p.head(c, order) for c, lay in enumerate(p.layouts)))
+        for p, (_, _, keys) in zip(PAYLOADS.values(), _MODULES)
+    )
+    for order in ByteOrder
+}
 
 
 def packet_json_line(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes:
@@ -86,7 +118,7 @@ def packet_json_line(data: bytes, byte_order: ByteOrder = ByteOrder.LITTLE) -> b
     A good packet takes one pass of the codec (the line is written from the datagram's
     bytes); anything else goes the careful way, which raises what is wrong with it.
     """
-    line = _codec.json_line(data, MODULE_NAME, _LAYOUTS, _KEYS, byte_order is ByteOrder.LITTLE)
+    line = _codec.json_line(data, _MODULES, byte_order is ByteOrder.LITTLE)
     if line is None:
         line = json.dumps(packet_to_json(data, byte_order)).encode()
     return line  # type: ignore[no-any-return]
@@ -97,23 +129,27 @@ def packet_from_json_line(line: bytes, byte_order: ByteOrder = ByteOrder.LITTLE)
     in one pass of the codec; None for any other line (read it with json.loads and
     ``packet_from_json``, which also say what is wrong with it)."""
     return _codec.packet_from_json_line(  # type: ignore[no-any-return]
-        line, _KEYS, _LAYOUTS, _HEADS[byte_order], byte_order is ByteOrder.LITTLE
+        line, _MODULE_HEADS[byte_order], byte_order is ByteOrder.LITTLE
     )
 
 
-def dialog_from_json(command: int, fields: Any) -> DialogMessage:
+def message_from_json(module: str, command: int, fields: Any) -> Message:
+    """The message a ``dialog`` or ``ul`` object describes; LocalProtocolError says what
+    is wrong with it."""
+    payload = PAYLOADS[module.encode()]
     if not isinstance(fields, dict):
-        raise LocalProtocolError("'dialog' must be an object")
-    cls = MESSAGES.get(command)
+        raise LocalProtocolError(f"'{module}' must be an object")
+    cls = payload.messages.get(command)
     if cls is None:
-        raise LocalProtocolError(f"unknown dialog command {command!r} (1, 2 or 3)")
-    allowed = {name for name, _ in cls.FIELDS}
+        known = ", ".join(str(c) for c in payload.messages)
+        raise LocalProtocolError(f"unknown {module} command {command!r} ({known})")
+    kinds = dict(cls.FIELDS)
     for key in fields:
-        if key not in allowed:
-            raise LocalProtocolError(f"unknown field {key!r} for dialog command {command}")
+        if key not in kinds:
+            raise LocalProtocolError(f"unknown field {key!r} for {module} command {command}")
     values: dict[str, object] = {}
     for name, value in fields.items():
-        kind = _KIND[name]
+        kind = kinds[name]
         if kind == INT:
             if type(value) is not int:
                 raise LocalProtocolError(f"{name} must be a JSON integer, got {value!r}")
@@ -124,36 +160,55 @@ def dialog_from_json(command: int, fields: Any) -> DialogMessage:
             ):
                 raise LocalProtocolError(f"{name} must be a list of [name, value] pairs")
             values[name] = tuple((raw(n, name), raw(v, name)) for n, v in value)
-        else:
+        elif kind == RAW:
+            values[name] = _raw_int(name, value)
+        elif kind == STR:
             values[name] = raw(value, name)
-    return make(command, **values)
+    return payload.make(command, **values)
+
+
+def _raw_int(name: str, value: Any) -> RawInt:
+    if not isinstance(value, dict) or sorted(value) != ["size", "value"]:
+        raise LocalProtocolError(f"{name} must be an object {{\"value\": V, \"size\": 4 or 8}}, got {value!r}")
+    number, size = value["value"], value["size"]
+    if type(number) is not int or type(size) is not int:
+        raise LocalProtocolError(f"{name}: value and size must be JSON integers, got {value!r}")
+    return RawInt(number, size)
+
+
+def dialog_from_json(command: int, fields: Any) -> Message:
+    """The 1.10 name: ``message_from_json("dialog", ...)``."""
+    return message_from_json("dialog", command, fields)
 
 
 def packet_from_json(obj: Any, byte_order: ByteOrder = ByteOrder.LITTLE) -> bytes:
     """Build the datagram an object describes.
 
-    With a ``dialog`` object the packet is encoded from its fields (``hex``, if given,
-    is not consulted — except that ``"checksum_ok": false`` keeps the checksum bytes of
-    ``hex``, so damaged packets can be replayed on purpose). Without one, ``hex`` is
-    the packet.
+    With a ``dialog`` or ``ul`` object the packet is encoded from its fields (``hex``,
+    if given, is not consulted — except that ``"checksum_ok": false`` keeps the checksum
+    bytes of ``hex``, so damaged packets can be replayed on purpose). Without one,
+    ``hex`` is the packet.
     """
     if not isinstance(obj, dict):
         raise LocalProtocolError("each line must be a JSON object")
     for key in obj:
         if key not in TOP_KEYS:
             raise LocalProtocolError(f"unknown field {key!r}")
-    dialog = obj.get("dialog")
-    if dialog is None:
+    given = [name for name in TOP_KEYS[len(HEAD_KEYS):] if obj.get(name) is not None]
+    if len(given) > 1:
+        raise LocalProtocolError(f"a packet has one module's fields, this one has {' and '.join(given)}")
+    if not given:
         if "hex" not in obj:
-            raise LocalProtocolError("a packet needs either 'dialog' or 'hex'")
+            raise LocalProtocolError("a packet needs either 'dialog', 'ul' or 'hex'")
         return _from_hex(obj["hex"])
-    module = obj.get("module", "dialog")
-    if module != "dialog":
-        raise LocalProtocolError(f"'dialog' given for module {module!r}")
+    label = given[0]
+    module = obj.get("module", label)
+    if module != label:
+        raise LocalProtocolError(f"'{label}' given for module {module!r}")
     command = obj.get("command")
     if type(command) is not int:
         raise LocalProtocolError(f"command must be a JSON integer, got {command!r}")
-    data = dialog_from_json(command, dialog).encode(byte_order)
+    data = message_from_json(label, command, obj[label]).encode(byte_order)
     if obj.get("checksum_ok") is False and "hex" in obj:
         stored = _from_hex(obj["hex"])[MARKER_SIZE : MARKER_SIZE + 4]
         data = data[:MARKER_SIZE] + stored + data[MARKER_SIZE + 4 :]

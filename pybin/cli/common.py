@@ -20,10 +20,9 @@ from typing import TextIO
 
 from .._codec import COMPILED
 from .._codec import impl as _codec
-from ..dialog import MODULE_NAME
 from ..errors import PybinError
 from ..jsonio import packet_from_json, packet_from_json_line
-from ..textio import DIALOG_COMMANDS
+from ..payloads import command_name
 from ..wire import NAME_START, ByteOrder, PacketRejected
 
 EXIT_BAD_INPUT = 2
@@ -106,9 +105,7 @@ class Tally:
 
     def report(self) -> None:
         def name(module: bytes, command: int) -> str:
-            if module == MODULE_NAME and command in DIALOG_COMMANDS:
-                return f"dialog {DIALOG_COMMANDS[command]}"
-            return f"{module.decode('utf-8', 'backslashreplace')} cmd={command}"
+            return command_name(module, command) or f"{module.decode('utf-8', 'backslashreplace')} cmd={command}"
 
         packets = ", ".join(f"{name(*key)} {n}" for key, n in sorted(self.packets.items()))
         drops = ", ".join(f"{reason} {n}" for reason, n in sorted(self.dropped.items()))

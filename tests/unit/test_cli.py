@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pybin import usrloc
 from pybin.cli import main
 from pybin.dialog import DIALOG_FIELDS
 from pybin.pcap import CapturedDatagram, write_pcap
@@ -42,6 +43,91 @@ def test_decode_then_encode_reproduces_every_hex(capsys, monkeypatch, basic_call
     code, encoded, err = run(capsys, monkeypatch, ["encode"], decoded)
     assert code == 0 and err == ""
     assert encoded.split() == [json.loads(line)["hex"] for line in decoded.splitlines()]
+
+
+def _ul_capture(tmp_path, order=None):
+    from pybin.usrloc import RawInt
+    from pybin.wire import ByteOrder
+
+    order = order or ByteOrder.LITTLE
+    messages = [
+        usrloc.make(1, domain=b"location", aor=b"alice"),
+        usrloc.make(3, domain=b"location", aor=b"alice", contact=b"sip:alice@10.0.0.7", call_id=b"c1",
+                    expires=1796574254, q=500, sock=b"udp:10.0.0.100:5060", cseq=1, methods=47,
+                    last_modified=1796573954),
+        usrloc.make(4, domain=b"location", aor=b"alice", contact=b"sip:alice@10.0.0.7", call_id=b"c1",
+                    expires=RawInt(1796574554, 4), q=-1, sock=b"udp:10.0.0.100:5060", cseq=2,
+                    last_modified=RawInt(1796574254, 4)),  # a 32-bit sender's
+        usrloc.make(5, domain=b"location", aor=b"alice", contact=b"sip:alice@10.0.0.7", call_id=b"c1", cseq=2),
+        usrloc.make(2, domain=b"location", aor=b"alice"),
+    ]
+    items = [CapturedDatagram(10.0 + i, ("10.0.0.11", 5062), ("10.0.0.12", 5062), m.encode(order))
+             for i, m in enumerate(messages)]
+    path = tmp_path / "ul.pcap"
+    write_pcap(path, items)
+    return path, items
+
+
+def test_ul_packets_decode_to_json_and_encode_back_byte_exact(capsys, monkeypatch, tmp_path):
+    path, items = _ul_capture(tmp_path)
+    code, decoded, err = run(capsys, monkeypatch, ["decode", str(path), "--json"])
+    assert code == 0 and err == ""
+    objs = [json.loads(line) for line in decoded.splitlines()]
+    assert [list(o) for o in objs] == [["module", "command", "checksum_ok", "hex", "ul"]] * 5
+    assert [o["command"] for o in objs] == [1, 3, 4, 5, 2]
+    assert list(objs[1]["ul"]) == [name for name, _ in usrloc.CONTACT_FIELDS]
+    assert objs[1]["ul"]["expires"] == {"value": 1796574254, "size": 8}
+    assert objs[1]["ul"]["q"] == {"value": 500, "size": 4}
+    assert objs[2]["ul"]["last_modified"] == {"value": 1796574254, "size": 4}
+    assert objs[3]["ul"] == {"domain": "location", "aor": "alice", "contact": "sip:alice@10.0.0.7",
+                             "call_id": "c1", "cseq": 2}
+    code, encoded, err = run(capsys, monkeypatch, ["encode"], decoded)
+    assert code == 0 and encoded.split() == [item.data.hex() for item in items]
+    # the careful reader (json.loads) gives the same bytes for the same objects, respaced
+    respaced = "\n".join(json.dumps(o, indent=None, separators=(",", ":")) for o in objs) + "\n"
+    assert run(capsys, monkeypatch, ["encode"], respaced)[1].split() == [item.data.hex() for item in items]
+
+
+def test_ul_text_lines_and_stats(capsys, monkeypatch, tmp_path):
+    from pybin.wire import ByteOrder
+
+    path, _ = _ul_capture(tmp_path, ByteOrder.BIG)
+    code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--stats", "--big-endian"])
+    assert code == 0
+    assert out.splitlines() == [
+        "10.000000 10.0.0.11:5062 → 10.0.0.12:5062 ul record_insert domain=location aor=alice",
+        "11.000000 10.0.0.11:5062 → 10.0.0.12:5062 ul contact_insert domain=location aor=alice "
+        "contact=sip:alice@10.0.0.7 call_id=c1 cseq=1 expires=1796574254 q=500",
+        "12.000000 10.0.0.11:5062 → 10.0.0.12:5062 ul contact_update domain=location aor=alice "
+        "contact=sip:alice@10.0.0.7 call_id=c1 cseq=2 expires=1796574554 q=-1",
+        "13.000000 10.0.0.11:5062 → 10.0.0.12:5062 ul contact_delete domain=location aor=alice "
+        "contact=sip:alice@10.0.0.7 call_id=c1 cseq=2",
+        "14.000000 10.0.0.11:5062 → 10.0.0.12:5062 ul record_delete domain=location aor=alice",
+    ]
+    assert err.splitlines()[0] == ("stats: packets 5: ul record_insert 1, ul record_delete 1, ul contact_insert 1, "
+                                   "ul contact_update 1, ul contact_delete 1")
+
+
+@pytest.mark.parametrize(
+    "ul, message",
+    [
+        ({"aor": "a", "expires": 5}, "expires must be an object {\"value\": V, \"size\": 4 or 8}, got 5"),
+        ({"expires": {"value": 5, "size": 3}}, "expires: a C integer is 4 or 8 bytes here, not 3"),
+        ({"q": {"value": 2**31, "size": 4}}, "q must be an integer in -2147483648..2147483647, got 2147483648"),
+        ({"state": 1}, "unknown field 'state' for ul command 3"),
+    ],
+)
+def test_bad_ul_lines_are_one_line_errors(capsys, monkeypatch, ul, message):
+    line = json.dumps({"module": "ul", "command": 3, "ul": ul})
+    code, out, err = run(capsys, monkeypatch, ["encode"], line + "\n")
+    assert (code, out) == (2, "")
+    assert err == f"pybin: line 1: {message}\n"
+
+
+def test_a_line_with_both_modules_fields_is_refused(capsys, monkeypatch):
+    line = json.dumps({"module": "ul", "command": 1, "dialog": {"call_id": "x"}, "ul": {"aor": "a"}})
+    code, _, err = run(capsys, monkeypatch, ["encode"], line + "\n")
+    assert code == 2 and err == "pybin: line 1: a packet has one module's fields, this one has dialog and ul\n"
 
 
 def test_non_utf8_bytes_survive_the_json_round_trip(capsys, monkeypatch):
@@ -197,18 +283,20 @@ def test_decode_of_a_capture_without_bin_says_so(capsys, monkeypatch, tmp_path):
 def test_decode_stats_count_per_module_and_command_on_stderr(capsys, monkeypatch, tmp_path, basic_calls):
     from pybin.wire import PacketBuilder
 
-    other = PacketBuilder("ul", 1).finish()
+    other = PacketBuilder("tm", 1).finish()
+    ul = usrloc.make(3, domain=b"location", aor=b"alice").encode()
     bad = basic_calls[0].data[:4] + b"\0\0\0\0" + basic_calls[0].data[8:]
     sip = b"OPTIONS sip:x SIP/2.0\r\n\r\n"
     items = [*basic_calls, CapturedDatagram(9.0, ("10.0.0.1", 5062), ("10.0.0.2", 5062), other),
+             CapturedDatagram(9.2, ("10.0.0.1", 5062), ("10.0.0.2", 5062), ul),
              CapturedDatagram(9.5, ("10.0.0.1", 5062), ("10.0.0.2", 5062), bad),
              CapturedDatagram(10.0, ("10.0.0.1", 5060), ("10.0.0.2", 5060), sip)]
     path = tmp_path / "mixed.pcap"
     write_pcap(path, items)
     code, out, err = run(capsys, monkeypatch, ["decode", str(path), "--stats"])
-    assert code == 0 and len(out.splitlines()) == 23
+    assert code == 0 and len(out.splitlines()) == 24
     assert err.splitlines() == [
-        "stats: packets 23: dialog created 10, dialog updated 6, dialog deleted 6, ul cmd=1 1",
+        "stats: packets 24: dialog created 10, dialog updated 6, dialog deleted 6, tm cmd=1 1, ul contact_insert 1",
         "stats: bad checksum 1",
         "stats: dropped 1: NOT_BIN 1",
     ]

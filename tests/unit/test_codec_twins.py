@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 
 from pybin import _fields, jsonio
 from pybin._codec import COMPILED
-from pybin.dialog import _LAYOUTS, DIALOG_FIELDS, make
+from pybin import usrloc
+from pybin._fields import RawInt
+from pybin.dialog import DIALOG_FIELDS, make
 from pybin.errors import PybinError
 from pybin.textio import packet_summary, summary_line
 from pybin.wire import ByteOrder, PacketBuilder
@@ -96,7 +98,7 @@ def dialog_packets(draw):
 def _lines(data: bytes) -> tuple[object, object, object]:
     from pybin import _speedups  # type: ignore[attr-defined]
 
-    args = (data, b"dialog", _LAYOUTS, jsonio._KEYS, True)
+    args = (data, jsonio._MODULES, True)
     try:
         careful: object = json.dumps(jsonio.packet_to_json(data)).encode()
     except PybinError:
@@ -126,7 +128,7 @@ def test_json_lines_agree_on_damaged_packets(data: bytes, at: int, junk: bytes, 
     assert compiled is None or compiled == careful
 
 
-@pytest.mark.parametrize("module, command", [(b"ul", 1), (b"\xffx\"", -5), (b"dialog\0", 2)])
+@pytest.mark.parametrize("module, command", [(b"tm", 1), (b"\xffx\"", -5), (b"dialog\0", 2), (b"ul\0", 3)])
 def test_json_lines_of_other_modules(module: bytes, command: int) -> None:
     builder = PacketBuilder(module, command)
     builder.push_str(b"anything")
@@ -150,7 +152,7 @@ def _read_back(line: bytes) -> object:
     from pybin import _speedups  # type: ignore[attr-defined]
 
     for order in ByteOrder:
-        args = (line, jsonio._KEYS, _LAYOUTS, jsonio._HEADS[order], order is ByteOrder.LITTLE)
+        args = (line, jsonio._MODULE_HEADS[order], order is ByteOrder.LITTLE)
         assert _speedups.packet_from_json_line(*args) == _fields.packet_from_json_line(*args)
         fast = jsonio.packet_from_json_line(line, order)
         if fast is not None:
@@ -222,10 +224,151 @@ def test_big_endian_packets_read_and_write_the_same(basic_calls) -> None:
 
     for item in basic_calls:
         data = decode(item.data).encode(ByteOrder.BIG)
-        args = (data, b"dialog", _LAYOUTS, jsonio._KEYS, False)
+        args = (data, jsonio._MODULES, False)
         careful = json.dumps(jsonio.packet_to_json(data, ByteOrder.BIG)).encode()
         assert _speedups.json_line(*args) == _fields.json_line(*args) == careful
         assert jsonio.packet_json_line(data, ByteOrder.BIG) == careful
         assert jsonio.packet_from_json_line(careful, ByteOrder.BIG) == data
         text = summary_line(jsonio.packet_to_json(data, ByteOrder.BIG)).encode()
         assert packet_summary(data, b"", ByteOrder.BIG) == text
+
+
+# -- the same for usrloc (module "ul"): raw C integers in strings included -------------------
+
+RAW_VALUES = st.one_of(
+    st.builds(RawInt, st.sampled_from([0, 1, -1, 2**31 - 1, -(2**31), 1796574254]), st.just(4)),
+    st.builds(RawInt, st.sampled_from([0, -1, 2**63 - 1, -(2**63), 1796574254, 2**32]), st.just(8)),
+)
+
+
+@st.composite
+def ul_packets(draw):
+    command = draw(st.sampled_from([1, 2, 3, 4, 5]))
+    cls = usrloc.MESSAGES[command]
+    fields = {}
+    for name, kind in cls.FIELDS:
+        if kind == "int":
+            fields[name] = draw(st.sampled_from([0, 1, 47, 2**31, 2**32 - 1]))
+        elif kind == "raw":
+            fields[name] = draw(RAW_VALUES)
+        else:
+            fields[name] = draw(TEXT)
+    return usrloc.make(command, **fields).encode(draw(st.sampled_from(ByteOrder)))
+
+
+def _both_orders(data: bytes) -> ByteOrder:
+    """The byte order a ul_packets() example was written in (the name length says)."""
+    return ByteOrder.LITTLE if data[8:12] == b"\x02\0\0\0" else ByteOrder.BIG
+
+
+@settings(max_examples=400)
+@given(ul_packets())
+def test_json_lines_agree_on_any_ul_packet(data: bytes) -> None:
+    from pybin import _speedups  # type: ignore[attr-defined]
+
+    order = _both_orders(data)
+    little = order is ByteOrder.LITTLE
+    careful = json.dumps(jsonio.packet_to_json(data, order)).encode()
+    assert _speedups.json_line(data, jsonio._MODULES, little) == _fields.json_line(data, jsonio._MODULES, little) == careful
+    assert json.loads(careful)["ul"]["domain"] is not None
+    summary = summary_line(jsonio.packet_to_json(data, order), "p ").encode("utf-8", "surrogateescape")
+    assert packet_summary(data, b"p ", order) == summary
+
+
+@settings(max_examples=300)
+@given(ul_packets(), st.integers(0, 400), st.binary(min_size=1, max_size=3), st.booleans())
+def test_json_lines_agree_on_damaged_ul_packets(data: bytes, at: int, junk: bytes, reseal: bool) -> None:
+    at %= len(data)
+    broken = data[:at] + junk + data[at + len(junk):]
+    if reseal:
+        broken = broken[:4] + struct.pack("<I", ~zlib.crc32(broken[8:]) & 0xFFFFFFFF) + broken[8:]
+    compiled, pure, careful = _lines(broken)
+    assert compiled == pure
+    assert compiled is None or compiled == careful
+
+
+@settings(max_examples=400)
+@given(ul_packets())
+def test_every_ul_line_decode_writes_is_read_back_in_one_pass(data: bytes) -> None:
+    order = _both_orders(data)
+    line = jsonio.packet_json_line(data, order)
+    for reader_order in ByteOrder:
+        from pybin import _speedups  # type: ignore[attr-defined]
+
+        args = (line, jsonio._MODULE_HEADS[reader_order], reader_order is ByteOrder.LITTLE)
+        assert _speedups.packet_from_json_line(*args) == _fields.packet_from_json_line(*args)
+    assert jsonio.packet_from_json_line(line, order) == data
+    assert jsonio.packet_from_json(json.loads(line), order) == data
+
+
+@settings(max_examples=400)
+@given(ul_packets(), st.integers(0, 10_000),
+       st.sampled_from([b"", b" ", b"-", b"0", b"9", b"99999999999", b'"', b"}", b", \"size\": 4", b"\\u00"]),
+       st.integers(0, 3))
+def test_any_other_ul_line_is_left_to_json_loads_or_read_the_same(data: bytes, at: int, insert: bytes, cut: int) -> None:
+    line = jsonio.packet_json_line(data, _both_orders(data))
+    at %= len(line) + 1
+    _read_back(line[:at] + insert + line[at + cut:])
+
+
+_UL_HEAD = b'{"module": "ul", "command": 1, "checksum_ok": true, "hex": "", "ul": {"domain": "", "aor": ""}}'
+_RAW_LINE = (b'{"module": "ul", "command": 5, "checksum_ok": true, "hex": "", "ul": {"domain": "", "aor": "", '
+             b'"contact": "", "call_id": "", "cseq": 0}}')
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        _UL_HEAD.replace(b'"ul": {', b'"dialog": {'),  # fields under the other module's key
+        _UL_HEAD.replace(b'"module": "ul"', b'"module": "dialog"'),
+        _UL_HEAD.replace(b'"command": 1', b'"command": 6'),
+        _UL_HEAD.replace(b'"ul": {"domain": ""', b'"ul": {"domain": null'),
+        _UL_HEAD.replace(b'}}', b', "x": 1}}'),
+        _UL_HEAD.replace(b'"ul": {"domain": "", "aor": ""}', b'"ul": null'),  # only "dialog": null is a hex line
+        _RAW_LINE.replace(b'"cseq": 0', b'"cseq": -1'),
+    ],
+)
+def test_ul_lines_decode_never_writes_take_the_careful_way(line: bytes) -> None:
+    assert _read_back(line) is None
+
+
+def _contact_line(expires: bytes) -> bytes:
+    msg = usrloc.make(3, domain=b"location", aor=b"alice")
+    return jsonio.packet_json_line(msg.encode()).replace(b'"expires": {"value": 0, "size": 8}', expires)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'"expires": {"value": 2147483648, "size": 4}',  # does not fit in 4 bytes
+        b'"expires": {"value": -2147483649, "size": 4}',
+        b'"expires": {"value": 9223372036854775808, "size": 8}',
+        b'"expires": {"value": -9223372036854775809, "size": 8}',
+        b'"expires": {"value": 99999999999999999999, "size": 8}',
+        b'"expires": {"value": 1, "size": 5}',
+        b'"expires": {"value": 1, "size": 0}',
+        b'"expires": {"size": 8, "value": 1}',  # json.loads reads it; the codec writes the other order
+        b'"expires": {"value": -0, "size": 8}',
+        b'"expires": {"value": 01, "size": 8}',
+        b'"expires": {"value": 1.0, "size": 8}',
+        b'"expires": {"value": true, "size": 8}',
+        b'"expires": {"value": 1, "size": 8, "x": 0}',
+        b'"expires": 1',
+    ],
+)
+def test_raw_integers_decode_never_writes_take_the_careful_way(raw: bytes) -> None:
+    assert _read_back(_contact_line(raw)) is None
+
+
+@pytest.mark.parametrize(
+    "raw, value",
+    [
+        (b'"expires": {"value": -9223372036854775808, "size": 8}', RawInt(-(2**63), 8)),
+        (b'"expires": {"value": 9223372036854775807, "size": 8}', RawInt(2**63 - 1, 8)),
+        (b'"expires": {"value": -2147483648, "size": 4}', RawInt(-(2**31), 4)),
+        (b'"expires": {"value": 2147483647, "size": 4}', RawInt(2**31 - 1, 4)),
+    ],
+)
+def test_raw_integer_boundaries_read_back_in_one_pass(raw: bytes, value: RawInt) -> None:
+    data = _read_back(_contact_line(raw))
+    assert data == usrloc.make(3, domain=b"location", aor=b"alice", expires=value).encode()

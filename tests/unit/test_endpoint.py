@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pybin import dialog
+from pybin import dialog, usrloc
 from pybin.endpoint import BinEndpoint, EndpointError, parse_address, send_datagrams
 from pybin.errors import TruncatedPacket
 from pybin.wire import (
@@ -266,6 +266,53 @@ def test_next_dialog_passes_over_other_modules() -> None:
             assert message.call_id == b"x@y"
             # without a callback the 1.10 node would ignore both: counted, yet observable
             assert ep.counters.dropped[DropReason.UNKNOWN_MODULE] == 2
+
+    run(scenario())
+
+
+def contact(aor: bytes = b"alice") -> usrloc.ContactInserted:
+    return usrloc.make(  # type: ignore[return-value]
+        usrloc.UlCommand.CONTACT_INSERT, domain=b"location", aor=aor, contact=b"sip:" + aor + b"@10.0.0.1",
+        expires=1796574254, sock=b"udp:127.0.0.1:5060", cseq=1,
+    )
+
+
+def test_ul_packets_go_to_a_ul_callback_like_bin_register_cb() -> None:
+    async def scenario() -> None:
+        async with BinEndpoint() as ep:
+            registrations = Collector()
+            ep.register(b"ul", registrations)
+            async with BinEndpoint(destinations=[ep.address]) as primary:
+                primary.send(contact())
+                primary.send(created())  # no dialog callback: ignored, as a 1.11 node would
+                await registrations.wait()
+            (got, _), = registrations.got
+            assert (got.module, got.command) == (b"ul", 3)
+            assert usrloc.decode_packet(got) == contact()
+            assert ep.counters.dispatched == 1
+
+    run(scenario())
+
+
+def test_next_usrloc_passes_over_other_modules() -> None:
+    async def scenario() -> None:
+        async with BinEndpoint() as ep:
+            send_datagrams(ep.address, [created().encode(), packet("other"), contact(b"bob").encode()])
+            message, source = await ep.next_usrloc(DEADLINE)
+            assert message == contact(b"bob")
+            assert source[0] == "127.0.0.1"
+            with pytest.raises(TimeoutError, match="no ul packet within 0.05s"):
+                await ep.next_usrloc(0.05)
+
+    run(scenario())
+
+
+def test_next_usrloc_raises_what_is_wrong_with_a_bad_ul_packet() -> None:
+    async def scenario() -> None:
+        async with BinEndpoint() as ep:
+            send_datagrams(ep.address, [packet("ul", 3, b"location")])
+            with pytest.raises(TruncatedPacket, match="aor"):
+                await ep.next_usrloc(DEADLINE)
 
     run(scenario())
 
