@@ -230,7 +230,7 @@ class ScenarioRecorder:
         per_call: dict[str, list[str]] = {}
         states: dict[str, list[int]] = {}
         for obj in decoded:
-            dialog = obj["dialog"] or {}
+            dialog = obj.get("dialog") or {}
             cid = dialog.get("call_id", "")
             per_call.setdefault(cid, []).append(COMMAND_NAMES.get(obj["command"], str(obj["command"])))
             if "state" in dialog:
