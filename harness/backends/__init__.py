@@ -49,6 +49,11 @@ class BackendKind:
     #: the module with unavailable / backend / build / builds / config_check
     implementation: str
 
+    def capabilities(self) -> frozenset[str]:
+        """The yes/no capabilities this kind has, by field name (what a check may need)."""
+        return frozenset(name for name, has in (("host_pids", self.host_pids),
+                                                ("builds_on_first_use", self.builds_on_first_use)) if has)
+
     def _impl(self) -> ModuleType:
         return importlib.import_module(self.implementation)
 

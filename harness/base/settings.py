@@ -83,6 +83,16 @@ class DialogSettings:
 
 
 @dataclass(frozen=True)
+class TmSettings:
+    """tm's timers (seconds); 0 leaves the release's default (fr_timer 30, wt_timer 5)."""
+
+    #: final response timer of non-INVITE transactions (a BYE nobody answers)
+    fr_timer: int = 0
+    #: how long a transaction stays after its final reply (its end runs dialog callbacks)
+    wt_timer: int = 0
+
+
+@dataclass(frozen=True)
 class ReplicationSettings:
     """Whether nodes accept replicated dialogs, and where else they send them."""
 
@@ -127,6 +137,7 @@ class Settings:
     opensips: OpenSIPSSettings = field(default_factory=OpenSIPSSettings)
     ports: PortSettings = field(default_factory=PortSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
+    tm: TmSettings = field(default_factory=TmSettings)
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)

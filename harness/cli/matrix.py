@@ -5,8 +5,10 @@
 
 Progress goes to stderr, one line per cell; the reports (matrix.md, matrix.json,
 matrix.junit.xml) go to ``--out``; ``--json`` also prints matrix.json's object on
-stdout. Exit 0 when every cell is ``same`` or a difference the table explains, 1
-when a cell differs unexplained or errs, 2 for arguments it cannot use.
+stdout. Exit 0 when every cell is ``same`` or ``explained`` (cells of checks the backend
+cannot run are listed as ``not run``), 1 when a cell is unexplained, unstable or an
+error, or the baseline deviates from what 1.10.5's code does; 2 for arguments it
+cannot use.
 """
 
 from __future__ import annotations
@@ -21,12 +23,8 @@ from harness.backends import KINDS
 from harness.base.errors import UsageError
 from harness.base.releases import BASELINE
 from harness.base.settings import load_settings
-from harness.experiments.matrix.runner import (
-    plan_pairs,
-    run_matrix,
-    select_checks,
-    sort_labels,
-)
+from harness.experiments.matrix.registry import select_checks
+from harness.experiments.matrix.runner import plan_pairs, run_matrix, sort_labels
 
 
 def add_parser(sub: Any) -> None:
@@ -48,7 +46,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="matrix", help="where matrix.md/json/junit go (default ./matrix)")
     p.add_argument("--settings", help="YAML file overriding harness/base/defaults.yaml")
     p.add_argument("--jobs", type=int, default=1,
-                   help="pairs run at once per check, each on its own network (default 1)")
+                   help="pairs run at once after the baseline, each on its own network (default 1)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run every check this many times per pair; a check whose observations "
+                        "differ is unstable (fails the run) with the values seen (default 1)")
     p.add_argument("--json", action="store_true", help="print the matrix.json object on stdout")
 
 
@@ -57,8 +58,8 @@ def progress(line: str) -> None:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    if args.jobs < 1:
-        raise UsageError("--jobs must be at least 1")
+    if args.jobs < 1 or args.repeat < 1:
+        raise UsageError("--jobs and --repeat must be at least 1")
     kind = KINDS[args.backend]
     if kind.supplies == "binary":
         if args.versions:
@@ -81,12 +82,15 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     settings = load_settings(args.settings)
     progress(f"{len(checks)} checks x {len(pairs)} pairs on the {kind.name} backend; "
              f"builds: {', '.join(b.describe() for b in builds.values())}")
-    run = run_matrix(builds, pairs, checks, kind, settings, progress=progress, jobs=args.jobs)
-    from harness.experiments.matrix.report import to_json, write_reports
+    run = run_matrix(builds, pairs, checks, kind, settings, progress=progress, jobs=args.jobs,
+                     repeat=args.repeat)
+    from harness.experiments.matrix.report import summary, to_json, write_reports
 
     paths = write_reports(run, Path(args.out))
-    progress(f"done in {run.seconds / 60:.1f} min: {len(run.unexplained)} unexplained differences, "
-             f"{len(run.errors)} errors; reports: {', '.join(str(p) for p in paths.values())}")
+    s = summary(run)
+    progress(f"done in {run.seconds / 60:.1f} min: {s['unexplained']} unexplained, {s['unstable']} "
+             f"unstable, {s['error']} error, {s['not run']} not run, {s['baseline_deviations']} "
+             f"baseline deviation(s); reports: {', '.join(str(p) for p in paths.values())}")
     if args.json:
         print(json.dumps(to_json(run)), flush=True)
-    return 1 if run.unexplained or run.errors else 0
+    return 1 if run.failed else 0

@@ -29,6 +29,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-offline", action="store_true",
                    help=f"exit 0 even when no live test ran or some were skipped "
                         f"(otherwise exit {EXIT_NOT_LIVE} with the reason)")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="exit 0 when live tests ran but some were skipped or a category of check "
+                        "(byte-exact, parity, robustness, failover, behaviour) ran none")
     add_first_use_options(p)
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
 
@@ -45,4 +48,4 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress(note)
         pytest_args = ["--opensips-config", str(settings.opensips.config), *pytest_args]
     return run_gate(args.backend, Path(args.artifacts), args.workers, pytest_args, say,
-                    allow_offline=args.allow_offline)
+                    allow_offline=args.allow_offline, allow_partial=args.allow_partial)

@@ -18,7 +18,11 @@ Origins are recorded for every backend the ``opensips_cluster`` fixture or a
 binary without any Backend (test_sipp_proxy) is named in the summary by its marker only.
 
 A live test marked ``backend_only("local")`` (or ``"docker"``) exercises one backend
-directly; its skip does not fail the gate when the run used another backend.
+directly; its skip does not fail the gate when the run used another backend, nor does
+a check the backend cannot run (skipped with `CANNOT_RUN`). Every category of check
+(`CATEGORIES`: byte-exact, parity, robustness, failover, behaviour) must have run at
+least one live test; ``--allow-partial`` accepts a run where one did not, or where
+live tests were skipped, as long as something ran.
 """
 
 from __future__ import annotations
@@ -41,6 +45,18 @@ from harness.cluster.interfaces import Backend
 
 #: ``harness run``'s exit status when the suite passed but too little of it was live
 EXIT_NOT_LIVE = 6
+#: what the suite checks, by the conformance module that checks it: each must run live
+CATEGORIES = {"byte-exact": "test_byte_exact", "parity": "test_parity",
+              "robustness": "test_robustness", "failover": "test_failover",
+              "behaviour": "test_behaviour"}
+#: the start of a live test's skip reason when the backend lacks what the check needs
+#: (`harness.backends.BackendKind` capabilities): excused like a backend_only test
+CANNOT_RUN = "the backend cannot run this check: "
+
+
+def category_of(nodeid: str) -> str | None:
+    module = nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+    return next((c for c, m in CATEGORIES.items() if m == module), None)
 
 
 class GateError(HarnessError, RuntimeError):
@@ -48,7 +64,8 @@ class GateError(HarnessError, RuntimeError):
 
 
 def run_gate(backend: str, artifacts: Path, workers: str, pytest_args: Sequence[str],
-             say: Callable[[str], None], *, allow_offline: bool = False) -> int:
+             say: Callable[[str], None], *, allow_offline: bool = False,
+             allow_partial: bool = False) -> int:
     """Run the suite; write junit.xml, observed.json and summary.md; return the gate's status."""
     paths, checkout = suite_paths()
     artifacts = artifacts.resolve()  # pytest does not always run from the checkout
@@ -71,7 +88,7 @@ def run_gate(backend: str, artifacts: Path, workers: str, pytest_args: Sequence[
         raise GateError(f"pytest wrote no JUnit report (exit {code})")
     record = RunRecord.load(observed)
     table = summary_table(junit, wall, artifacts / "warmup.json", record)
-    status, why = gate_exit(code, record, allow_offline)
+    status, why = gate_exit(code, record, allow_offline, allow_partial)
     if why:
         table += f"\n\n**Gate failed:** {why}"
     (artifacts / "summary.md").write_text(table + "\n")
@@ -149,6 +166,8 @@ class RunRecord:
             entry["reason"] = _skip_reason(report)
         elif report.when == "call" and entry["outcome"] != "skipped":
             entry["outcome"] = "ran"
+        if entry["outcome"] == "skipped" and entry["reason"].startswith(CANNOT_RUN):
+            entry["outcome"] = "cannot run"
 
     def to_json(self) -> dict[str, Any]:
         return {"live": self.live, "origins": [vars(o) for o in sorted(self.origins)]}
@@ -171,17 +190,28 @@ class RunRecord:
         return used
 
     def counts(self) -> dict[str, int]:
-        """ran / skipped (gate-relevant) / excused (bound to a backend this run did not use)."""
+        """ran / skipped (gate-relevant) / excused (bound to a backend this run did not
+        use, or a check this backend cannot run), of ``held`` live tests."""
         used = self.backends_used()
-        counts = {"ran": 0, "skipped": 0, "excused": 0}
+        counts = {"held": len(self.live), "ran": 0, "skipped": 0, "excused": 0}
         for entry in self.live.values():
             if entry["outcome"] == "ran":
                 counts["ran"] += 1
+            elif entry["outcome"] == "cannot run":
+                counts["excused"] += 1
             elif entry["outcome"] == "skipped":
                 counts["excused" if entry["only"] and entry["only"] not in used else "skipped"] += 1
         return counts
 
-    def verdict(self) -> str | None:
+    def categories(self) -> dict[str, int]:
+        """Live tests that ran, per category of check (`CATEGORIES`)."""
+        ran = {c: 0 for c in CATEGORIES}
+        for nodeid, entry in self.live.items():
+            if entry["outcome"] == "ran" and (c := category_of(nodeid)):
+                ran[c] += 1
+        return ran
+
+    def verdict(self, allow_partial: bool = False) -> str | None:
         """Why this run does not pass the gate (one line), or None when it does."""
         counts = self.counts()
         skipped = sorted((nodeid, e["reason"]) for nodeid, e in self.live.items()
@@ -190,17 +220,25 @@ class RunRecord:
         if counts["ran"] == 0:
             why = f": {skipped[0][1]}" if skipped else ""
             return f"no live test ran, nothing was checked against OpenSIPS{why}"
+        if allow_partial:
+            return None
         if skipped:
             nodeid, reason = skipped[0]
             return (f"{len(skipped)} of {counts['ran'] + len(skipped)} live tests skipped "
-                    f"(first: {nodeid}: {reason})")
+                    f"(first: {nodeid}: {reason}); pass --allow-partial if that is intended")
+        idle = [c for c, n in self.categories().items() if n == 0]
+        if idle:
+            return (f"no live {', '.join(idle)} check ran ({counts['ran']} of {counts['held']} live "
+                    f"tests ran); pass --allow-partial if that is intended")
         return None
 
     def summary_lines(self) -> list[str]:
-        """Markdown: how many live checks ran, and what they ran against."""
+        """Markdown: how many live checks ran, per category, and what they ran against."""
         counts = self.counts()
-        lines = [f"Live checks: {counts['ran']} ran, {counts['skipped']} skipped, "
-                 f"{counts['excused']} skipped as bound to a backend this run did not use."]
+        per = ", ".join(f"{c} {n}" for c, n in self.categories().items())
+        lines = [f"Live checks: {counts['ran']} of {counts['held']} ran ({per}), {counts['skipped']} "
+                 f"skipped, {counts['excused']} excused (bound to a backend this run did not use, "
+                 f"or a check this backend cannot run)."]
         if self.origins:
             lines += ["", "| OpenSIPS release | backend | image / binary | id |", "|---|---|---|---|"]
             lines += [f"| {o.release} | {o.backend} | `{o.artifact}` | {o.artifact_id[:19] or '—'} |"
@@ -215,17 +253,20 @@ class RunRecord:
         return lines
 
 
-def gate_exit(pytest_code: int, record: RunRecord, allow_offline: bool) -> tuple[int, str | None]:
+def gate_exit(pytest_code: int, record: RunRecord, allow_offline: bool,
+              allow_partial: bool = False) -> tuple[int, str | None]:
     """``harness run``'s exit status and the one line saying why the gate failed, if it did.
 
     A failing suite keeps pytest's own status; a passing one that checked too little
-    against OpenSIPS gets EXIT_NOT_LIVE, unless the caller said offline is intended.
+    against OpenSIPS gets EXIT_NOT_LIVE, unless the caller said offline (nothing live)
+    or partial (something live) is intended.
     """
-    why = record.verdict()
+    why = record.verdict(allow_partial)
     if why is not None and allow_offline:
         return pytest_code, None
-    if why is not None:
+    if why is not None and why.startswith("no live test ran"):
         why += "; pass --allow-offline if that is intended"
+    if why is not None:
         return (pytest_code or EXIT_NOT_LIVE), why
     return pytest_code, None
 

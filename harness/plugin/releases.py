@@ -9,7 +9,7 @@ import pytest
 from harness.backends import BackendKind
 from harness.backends.builds import BuildError
 from harness.base.releases import BASELINE, Build, ReleaseError, expand_versions
-from harness.experiments.matrix.context import Pair
+from harness.experiments.matrix.session import Pair
 
 
 def release_pairs(config: pytest.Config) -> list[tuple[str, str]]:

@@ -15,9 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pybin import _fields, jsonio
+from pybin import _fields, jsonio, usrloc
 from pybin._codec import COMPILED
-from pybin import usrloc
 from pybin._fields import RawInt
 from pybin.dialog import DIALOG_FIELDS, make
 from pybin.errors import PybinError

@@ -13,9 +13,12 @@ import pytest
 
 from harness.cluster.interfaces import parse_release
 from harness.experiments.gate import (
+    CANNOT_RUN,
+    CATEGORIES,
     EXIT_NOT_LIVE,
     ClusterOrigin,
     RunRecord,
+    category_of,
     gate_exit,
     observe,
     origin_of,
@@ -28,6 +31,13 @@ def _record(**live: tuple[str, str, str]) -> RunRecord:
     record = RunRecord()
     for name, (outcome, reason, only) in live.items():
         record.live[f"t.py::{name}"] = {"outcome": outcome, "reason": reason, "only": only}
+    return record
+
+
+def _every_category(record: RunRecord) -> RunRecord:
+    """One live test that ran in each category of check, so the category rule holds."""
+    for category, module in CATEGORIES.items():
+        record.live[f"harness/conformance/{module}.py::t"] = {"outcome": "ran", "reason": "", "only": ""}
     return record
 
 
@@ -46,22 +56,44 @@ def test_an_empty_record_is_no_live_test():
 
 def test_one_skipped_live_test_fails_a_run_where_others_ran():
     record = _record(a=("ran", "", ""), b=("skipped", "needs sipp", ""), c=("ran", "", ""))
-    assert record.verdict() == "1 of 3 live tests skipped (first: t.py::b: needs sipp)"
-    assert record.counts() == {"ran": 2, "skipped": 1, "excused": 0}
+    assert record.verdict() == ("1 of 3 live tests skipped (first: t.py::b: needs sipp); pass "
+                                "--allow-partial if that is intended")
+    assert record.counts() == {"held": 3, "ran": 2, "skipped": 1, "excused": 0}
+    assert record.verdict(allow_partial=True) is None
+    assert gate_exit(0, record, allow_offline=False, allow_partial=True) == (0, None)
 
 
 def test_a_skip_bound_to_a_backend_the_run_did_not_use_is_excused():
-    record = _record(a=("ran", "", ""), b=("skipped", "not root", "local"))
+    record = _every_category(_record(a=("ran", "", ""), b=("skipped", "not root", "local")))
     record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "img", "sha256:abc"))
     assert record.verdict() is None
-    assert record.counts() == {"ran": 1, "skipped": 0, "excused": 1}
+    assert record.counts() == {"held": 7, "ran": 6, "skipped": 0, "excused": 1}
     assert gate_exit(0, record, allow_offline=False) == (0, None)
+
+
+def test_a_check_the_backend_cannot_run_is_excused_not_passed():
+    record = _every_category(_record(b=("cannot run", CANNOT_RUN + "docker lacks host_pids", "")))
+    assert record.verdict() is None
+    assert record.counts() == {"held": 6, "ran": 5, "skipped": 0, "excused": 1}
+
+
+def test_a_category_that_ran_no_test_fails_the_gate_unless_partial():
+    record = _every_category(RunRecord())
+    record.live["harness/conformance/test_failover.py::t"]["outcome"] = "cannot run"
+    assert record.categories()["failover"] == 0
+    assert record.verdict() == ("no live failover check ran (4 of 5 live tests ran); pass "
+                                "--allow-partial if that is intended")
+    assert gate_exit(0, record, allow_offline=False) == (EXIT_NOT_LIVE, record.verdict())
+    assert gate_exit(0, record, allow_offline=False, allow_partial=True) == (0, None)
+    assert category_of("harness/conformance/test_behaviour.py::test_x[sip.basic]") == "behaviour"
+    assert category_of("tests/unit/test_gate.py::t") is None
 
 
 def test_a_skip_bound_to_the_backend_the_run_used_counts():
     record = _record(a=("ran", "", ""), b=("skipped", "no sipp", "local"))
     record.origins.add(ClusterOrigin("local", "1.10.5-notls", "/x/opensips"))
-    assert record.verdict() == "1 of 2 live tests skipped (first: t.py::b: no sipp)"
+    assert record.verdict() == ("1 of 2 live tests skipped (first: t.py::b: no sipp); pass "
+                                "--allow-partial if that is intended")
 
 
 def test_a_failing_suite_keeps_pytests_status_and_still_says_why():
@@ -74,7 +106,9 @@ def test_summary_names_release_backend_artifact_and_id():
     record.origins.add(ClusterOrigin("local", "1.10.5-notls", "/x/sbin/opensips"))
     record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "o/opensips:1.10.5", "sha256:0123456789abcdef0123"))
     assert record.summary_lines() == [
-        "Live checks: 1 ran, 1 skipped, 0 skipped as bound to a backend this run did not use.",
+        "Live checks: 1 of 2 ran (byte-exact 0, parity 0, robustness 0, failover 0, behaviour 0), "
+        "1 skipped, 0 excused (bound to a backend this run did not use, or a check this backend "
+        "cannot run).",
         "",
         "| OpenSIPS release | backend | image / binary | id |",
         "|---|---|---|---|",
@@ -180,7 +214,7 @@ def test_harness_run_without_opensips_fails_the_gate_in_one_line(tmp_path):
     assert gate_lines[0].startswith("harness: gate failed: no live test ran, nothing was checked "
                                     "against OpenSIPS: no OpenSIPS to test against")
     summary = (tmp_path / "a" / "summary.md").read_text()
-    assert "Live checks: 0 ran, 1 skipped" in summary
+    assert "Live checks: 0 of 1 ran" in summary
     assert "No OpenSIPS cluster was started." in summary
     assert "**Gate failed:** no live test ran" in summary
 

@@ -1,16 +1,18 @@
-"""Pure helpers of the node behaviour checks (harness.experiments.matrix.checks_nodes), offline."""
+"""Pure helpers of the behaviour checks (harness.experiments.matrix.evidence and the checks), offline."""
 
 from pathlib import Path
 
 import dpkt
 
-from harness.experiments.matrix.checks_nodes import (
-    defect_verdict,
+from harness.experiments.matrix.checks_backup import replica_differences
+from harness.experiments.matrix.checks_hostile import defect_verdict
+from harness.experiments.matrix.evidence import (
+    counted,
     flag_names,
     log_categories,
     log_category,
     log_records,
-    replica_differences,
+    sequences,
     short_packet,
     sip_requests_by_sender,
     wire_flags,
@@ -77,11 +79,21 @@ def test_short_packets_are_18_and_19_bytes_with_a_valid_checksum():
 
 
 def test_defect_verdict_folds_some_and_all():
-    assert defect_verdict(["dies", "survives"]) == "dies"
-    assert defect_verdict(["dies"]) == "dies"
-    assert defect_verdict(["survives"]) == "survives"
-    assert defect_verdict("n/a: x") == "n/a: x"
-    assert defect_verdict(["dies (other cause)", "survives"]) == "dies (other cause)/survives"
+    assert defect_verdict({"dies": 4, "survives": 6}) == "dies"
+    assert defect_verdict({"dies": 10}) == "dies"
+    assert defect_verdict({"survives": 10}) == "survives"
+    assert defect_verdict({"dies (other cause)": 1, "survives": 9}) == "dies (other cause)/survives"
+
+
+def test_distributions_are_counted_lists():
+    assert counted(["b", "a", "b"]) == [["a", 1], ["b", 2]]
+    assert counted([]) == []
+    c = make(Command.CREATED, call_id=b"c1", state=3)
+    u = make(Command.UPDATED, call_id=b"c1", state=4)
+    d = make(Command.DELETED, call_id=b"c1")
+    grouped = {"c1": [c, u, d], "c2": [u, d]}
+    assert sequences(grouped, ["c1", "c2", "c3"]) == [
+        ["(none)", 1], ["created(3) updated(4) deleted", 1], ["updated(4) deleted", 1]]
 
 
 def test_replica_differences_timeout_slack():
@@ -112,11 +124,11 @@ def test_sip_requests_told_apart_by_mac(tmp_path: Path):
         w.writepkt(_frame(b_mac, "10.0.0.100", "10.0.0.201", b"OPTIONS sip:b@x SIP/2.0\r\n"), 2.3)
     seen = sip_requests_by_sender(pcap, {"primary": "10.0.0.10", "backup": "10.0.0.11"},
                                   {"caller": "10.0.0.200", "callee": "10.0.0.201"}, "BYE")
-    assert seen == {"primary": ["callee", "caller"], "backup": ["callee"]}
+    assert seen == {"primary": {"callee": 1, "caller": 1}, "backup": {"callee": 1}}
     # a capture cut inside a record reads as far as it goes
     pcap.write_bytes(pcap.read_bytes()[:-5])
     assert sip_requests_by_sender(pcap, {"primary": "10.0.0.10"}, {}, "BYE") == \
-        {"primary": ["10.0.0.200", "10.0.0.201"]}
+        {"primary": {"10.0.0.200": 1, "10.0.0.201": 1}}
 
 
 def test_log_category_hides_pointers():

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pybin import dialog
-from pybin.errors import RemoteProtocolError, TruncatedPacket
+from pybin.errors import RemoteProtocolError
 from pybin.relay import Impairer, Impairment, ImpairmentError, PacketInfo, inspect
 from pybin.wire import DropReason, PacketBuilder, PacketRejected, parse_header
 

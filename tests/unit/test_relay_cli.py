@@ -18,12 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_relay import STREAM
 
 from pybin.cli import main
 from pybin.endpoint import send_datagrams, set_rcvbuf
 from pybin.relay import delivered, read_relay_log
-
-from test_relay import STREAM
 
 WAIT = 30
 

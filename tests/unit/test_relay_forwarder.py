@@ -15,12 +15,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from test_relay import STREAM
 
 from pybin.endpoint import send_datagrams, set_rcvbuf
-from pybin.relay import Impairment, Relay, RelayError, RelayLogError, delivered, read_relay_log
+from pybin.relay import (
+    Impairment,
+    Relay,
+    RelayError,
+    RelayLogError,
+    delivered,
+    read_relay_log,
+)
 from pybin.wire import PacketBuilder
-
-from test_relay import STREAM
 
 T = TypeVar("T")
 DEADLINE = 10.0

@@ -268,7 +268,7 @@ def test_run_checks_the_config_once_and_passes_it_to_pytest(monkeypatch, capsys)
 
     monkeypatch.setattr("harness.cli.run.run_gate", fake_gate)
     assert main(["run", "--backend", "local", "--config", str(EXAMPLE), "--", "-k", "failover"]) == 0
-    assert seen == {"backend": "local", "allow_offline": False,
+    assert seen == {"backend": "local", "allow_offline": False, "allow_partial": False,
                     "pytest_args": ["--opensips-config", str(EXAMPLE), "-k", "failover"]}
     assert capsys.readouterr().err == ("harness: config opensips.cfg.j2: renders and replicates; "
                                        "opensips -c not run (no binary or image here)\n")

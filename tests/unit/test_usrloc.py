@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 import pybin
 from pybin import _fields, usrloc
-from pybin.errors import LocalProtocolError, MalformedPacket, PacketTooLarge, PybinError, TruncatedPacket
+from pybin.errors import (
+    LocalProtocolError,
+    MalformedPacket,
+    PacketTooLarge,
+    PybinError,
+    TruncatedPacket,
+)
 from pybin.usrloc import (
     CONTACT_DELETE_FIELDS,
     CONTACT_FIELDS,

@@ -1,19 +1,30 @@
-"""Judge one observation against the baseline's: same, differs (and why), or error.
+"""Judge one cell: a check's observation(s) on a pair against the baseline pair's.
 
 Observations are compared key by key after flattening nested mappings
-(``primary.stats.delete_sent``), so a difference names the one figure that moved
-and a known difference can explain exactly that figure.
+(``primary.stats.delete_sent``), so a difference names the one figure that moved and a
+known difference explains exactly that figure with exactly its value. A cell is:
+
+- ``same`` — every key equal to the baseline's;
+- ``explained`` — it differs, and every differing key is pinned, at the value seen, by
+  the one table entry that applies (`harness.experiments.matrix.known`);
+- ``unexplained`` — a differing key no entry pins, or pins at another value;
+- ``error`` — the check broke (on this pair or the baseline): nothing to compare;
+- ``not run`` — the backend cannot run the check (never counted as passed);
+- ``unstable`` — repeated (``--repeat``), the check observed different things.
+Only ``same`` and ``explained`` pass.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from harness.experiments.matrix.known import Known, explain
+from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY
 
-#: the key an observation carries when the check could not run to the end
-ERROR_KEY = "error"
+OUTCOMES = ("same", "explained", "unexplained", "error", "not run", "unstable")
+PASSING = ("same", "explained")
 
 
 def flatten(obs: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -33,9 +44,12 @@ class Difference:
     key: str
     observed: Any
     baseline: Any
-    #: the upstream commit that explains it, None while nobody has
+    #: the table entry that explains it (id), None while none does
     explained_by: str | None = None
+    commit: str | None = None
     why: str | None = None
+    #: the value the applying entry pins, when it is not the observed one
+    entry_expected: Any = None
 
 
 @dataclass
@@ -45,12 +59,12 @@ class Result:
     primary: str
     backup: str
     check: str
-    #: same | differs | error
     outcome: str
     observed: dict[str, Any]
     baseline: dict[str, Any]
-    explained_by: str | None = None
     differences: list[Difference] = field(default_factory=list)
+    #: every distinct observation of a repeated check, with how often it was seen
+    seen: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -61,39 +75,45 @@ class Result:
     def unexplained(self) -> list[Difference]:
         return [d for d in self.differences if d.explained_by is None]
 
+    @property
+    def passed(self) -> bool:
+        return self.outcome in PASSING
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["differences"] = [asdict(d) for d in self.differences]
         return data
 
     def short(self) -> str:
-        """The cell's text in matrix.md: ``same``, ``differs: key obs (commit)``, ``error``."""
-        if self.outcome == "same":
-            return "same"
-        if self.outcome == "error":
-            return "error"
-        first = self.differences[0]
+        """The cell's text in matrix.md."""
+        if self.outcome in ("same", "error", "not run"):
+            return self.outcome
+        if self.outcome == "unstable":
+            return f"unstable ({len(self.seen)} observations)"
+        first = (self.unexplained or self.differences)[0]
         more = f" +{len(self.differences) - 1}" if len(self.differences) > 1 else ""
-        tag = first.explained_by[:10] if first.explained_by else "unexplained"
-        return f"differs: {first.key} {_brief(first.observed)} ≠ {_brief(first.baseline)}{more} ({tag})"
+        tag = first.explained_by or "unexplained"
+        return f"{self.outcome}: {first.key} {_brief(first.observed)} ≠ {_brief(first.baseline)}{more} ({tag})"
 
 
 def _brief(value: Any) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def judge(check: str, primary: str, backup: str, observed: dict[str, Any],
-          baseline: dict[str, Any], table: list[Known], *,
+          baseline: dict[str, Any], table: Sequence[Known], *,
           primary_version: str | None = None, backup_version: str | None = None) -> Result:
     """Compare ``observed`` (pair primary>backup) with ``baseline`` (the baseline pair's).
 
     ``*_version`` are the releases the builds report (ranges in the table are about
-    those, not about a private build's label). A check that failed, on the pair or on
-    the baseline, is an error: there is nothing to compare.
+    those, not about a private build's label).
     """
     result = Result(primary, backup, check, "same", observed, baseline)
-    if ERROR_KEY in observed or ERROR_KEY in baseline:
+    if NOT_RUN_KEY in observed:
+        result.outcome = "not run"
+        return result
+    if ERROR_KEY in observed or ERROR_KEY in baseline or NOT_RUN_KEY in baseline:
         result.outcome = "error"
         return result
     flat_obs, flat_base = flatten(observed), flatten(baseline)
@@ -101,11 +121,35 @@ def judge(check: str, primary: str, backup: str, observed: dict[str, Any],
         got, want = flat_obs.get(key, "(absent)"), flat_base.get(key, "(absent)")
         if got == want:
             continue
-        known = explain(table, check, key, primary_version or primary, backup_version or backup, got)
-        result.differences.append(Difference(key, got, want, known.commit if known else None,
-                                             known.why if known else None))
+        why = explain(table, check, key, primary_version or primary, backup_version or backup, got)
+        entry = why.entry
+        result.differences.append(Difference(
+            key, got, want, entry.id if why.explained and entry else None,
+            entry.commit if entry else None, entry.why if entry else None, why.expected))
     if result.differences:
-        result.outcome = "differs"
-        commits = [d.explained_by for d in result.differences]
-        result.explained_by = commits[0] if all(commits) else None
+        result.outcome = "unexplained" if result.unexplained else "explained"
+    return result
+
+
+def unstable(check: str, primary: str, backup: str, observations: Sequence[dict[str, Any]],
+             baseline: dict[str, Any]) -> Result | None:
+    """An ``unstable`` cell when repeated observations differ (None when all are equal),
+    with each distinct observation and how often it was seen."""
+    distinct: list[tuple[str, dict[str, Any], int]] = []
+    for obs in observations:
+        text = json.dumps(obs, sort_keys=True)
+        for i, (t, o, n) in enumerate(distinct):
+            if t == text:
+                distinct[i] = (t, o, n + 1)
+                break
+        else:
+            distinct.append((text, obs, 1))
+    if len(distinct) <= 1:
+        return None
+    result = Result(primary, backup, check, "unstable", observations[0], baseline)
+    result.seen = [{"times": n, "observed": o} for _, o, n in distinct]
+    varying = sorted({k for _, o, _ in distinct for k, v in flatten(o).items()
+                      if any(flatten(o2).get(k) != v for _, o2, _ in distinct)})
+    result.differences = [Difference(k, [flatten(o).get(k, "(absent)") for _, o, _ in distinct],
+                                     flatten(baseline).get(k, "(absent)")) for k in varying]
     return result

@@ -1,105 +1,180 @@
-"""The table of known differences between releases: data, one entry per upstream change.
+"""The table of known differences between releases: data, one entry per upstream change
+and check group, each pinning exactly what it explains.
 
-Each entry of ``known-differences.yaml`` says which observation keys of which checks a
-release range changes, whose release it is (the primary's or the backup's: the node
-whose code makes the difference), optionally the value it produces, the upstream commit
-that explains it and one sentence. An entry is added only once the matrix has shown the
-difference on a real build *and* the commit has been read in upstream's history; a
-difference without an entry is reported as unexplained, never hidden.
+An entry of ``known-differences.yaml`` names the checks it is about, the releases that
+behave so (for the primary's role, the backup's, or both: the node whose code makes the
+difference), the upstream commit, the function it changes and one paragraph quoting
+it, and **the exact value of every observation key it explains** (``observed``). A
+difference is explained only by the one entry that applies to the cell and pins that
+key, and only when the value is exactly the pinned one: anything else — another
+count, a missing packet, a node that dies instead of logging — is unexplained. Two
+entries that could pin the same key of the same cell make the table invalid: `load`
+refuses it, so the first matching entry can never win by accident.
+
+An entry is added only once the matrix has shown the difference on a real build *and*
+the commit has been read in upstream's history.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness.base.errors import HarnessError
-from harness.base.releases import ReleaseError, in_range, version_key
+from harness.base.releases import UPSTREAM, ReleaseError, in_range, version_key
 from harness.base.resources import package_path
 
 TABLE = package_path("experiments", "matrix", "known-differences.yaml")
 ROLES = ("primary", "backup")
+FIELDS = ("id", "checks", "primary", "backup", "commit", "function", "why", "observed")
 
 
 class KnownTableError(HarnessError, ValueError):
-    """The table itself is malformed (one line naming the entry and the problem)."""
+    """The table itself is malformed or ambiguous (one line naming the entries)."""
 
 
 @dataclass(frozen=True)
 class Known:
-    """One upstream change and the observations it explains."""
+    """One upstream change and the exact observations it explains."""
 
+    id: str
     #: globs of check names, e.g. ``("sip.*",)``
     checks: tuple[str, ...]
-    #: globs of (flattened) observation keys, e.g. ``primary.stats.delete_sent``
-    keys: tuple[str, ...]
-    #: whose release decides it: "primary" or "backup"
-    role: str
-    #: releases that behave this way, e.g. ``1.10.0-1.10.2,1.11.0-1.11.2``
-    releases: str
+    #: release ranges per role (``1.10.0-1.10.2,1.11.0-1.11.2``, ``1.11.7+``); a role
+    #: without one is any release
+    primary: str | None
+    backup: str | None
     commit: str
+    #: ``file:function`` the commit changes
+    function: str
     why: str
-    #: the value the difference produces, when the entry pins it (None: any value)
-    observed: Any = None
+    #: flattened observation key -> the exact value the releases show
+    observed: dict[str, Any] = field(default_factory=dict)
 
-    def explains(self, check: str, key: str, primary: str, backup: str, observed: Any) -> bool:
-        """Whether this entry accounts for ``key`` of ``check`` differing on the pair."""
+    def applies(self, check: str, primary: str, backup: str) -> bool:
+        """Whether this entry is about ``check`` on the pair primary>backup (releases as
+        the builds report them; a private label that is no release number matches none)."""
         if not any(fnmatch.fnmatchcase(check, c) for c in self.checks):
             return False
-        if not any(fnmatch.fnmatchcase(key, k) for k in self.keys):
-            return False
-        version = primary if self.role == "primary" else backup
-        try:
-            if not in_range(version, self.releases):
+        for rng, version in ((self.primary, primary), (self.backup, backup)):
+            if rng is None:
+                continue
+            try:
+                if not in_range(version, rng):
+                    return False
+            except ReleaseError:
                 return False
-        except ReleaseError:
-            return False  # a private label that is no release number: nothing is known
-        return self.observed is None or self.observed == observed
+        return True
 
 
-def load(path: Path = TABLE) -> list[Known]:
-    """The table, validated: every entry names a check, keys, a role, a range and a commit."""
+@dataclass(frozen=True)
+class Explanation:
+    """How one differing key stands against the table."""
+
+    explained: bool
+    #: the entry that applies to the cell and pins the key (None: no entry does)
+    entry: Known | None = None
+    #: what the entry pins, when it is not what was observed
+    expected: Any = None
+
+
+def explain(table: Sequence[Known], check: str, key: str, primary: str, backup: str,
+            observed: Any) -> Explanation:
+    """The one entry that applies to the cell and pins ``key``, and whether the
+    observed value is exactly its value."""
+    entries = [k for k in table if key in k.observed and k.applies(check, primary, backup)]
+    if not entries:
+        return Explanation(False)
+    if len(entries) > 1:  # load() refuses such tables; a hand-made list may not
+        raise KnownTableError(f"entries {', '.join(k.id for k in entries)} all pin {key} of {check}")
+    entry = entries[0]
+    if entry.observed[key] == observed:
+        return Explanation(True, entry)
+    return Explanation(False, entry, entry.observed[key])
+
+
+def load(path: Path = TABLE, checks: Iterable[str] | None = None) -> list[Known]:
+    """The table, validated: every field there and well formed, every entry pinning at
+    least one key, no two entries pinning one key of one cell (``checks``: the check
+    names to test that against; default every registered check)."""
     try:
         raw = yaml.safe_load(path.read_text()) or []
     except (OSError, yaml.YAMLError) as exc:
         raise KnownTableError(f"{path.name}: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, list):
         raise KnownTableError(f"{path.name}: expected a list of entries")
-    out = []
-    for i, entry in enumerate(raw, 1):
-        where = f"{path.name} entry {i}"
-        if not isinstance(entry, dict):
-            raise KnownTableError(f"{where}: not a mapping")
-        missing = [k for k in ("check", "keys", "role", "releases", "commit", "why") if k not in entry]
-        if missing:
-            raise KnownTableError(f"{where}: missing {', '.join(missing)}")
-        unknown = set(entry) - {"check", "keys", "role", "releases", "commit", "why", "observed"}
-        if unknown:
-            raise KnownTableError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-        if entry["role"] not in ROLES:
-            raise KnownTableError(f"{where}: role must be primary or backup, not {entry['role']!r}")
-        commit = str(entry["commit"])
-        if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
-            raise KnownTableError(f"{where}: commit must be a full 40-hex upstream commit id")
-        for part in str(entry["releases"]).split(","):
+    out = [_entry(entry, f"{path.name} entry {i}") for i, entry in enumerate(raw, 1)]
+    ids = [k.id for k in out]
+    if dup := sorted({i for i in ids if ids.count(i) > 1}):
+        raise KnownTableError(f"{path.name}: entry id {dup[0]!r} used twice")
+    if checks is None:
+        from harness.experiments.matrix.registry import CHECKS, register_all
+        register_all()
+        checks = list(CHECKS)
+    refuse_overlaps(out, list(checks))
+    return out
+
+
+def _entry(entry: Any, where: str) -> Known:
+    if not isinstance(entry, dict):
+        raise KnownTableError(f"{where}: not a mapping")
+    missing = [k for k in ("id", "checks", "commit", "function", "why", "observed") if k not in entry]
+    if missing:
+        raise KnownTableError(f"{where}: missing {', '.join(missing)}")
+    if unknown := sorted(set(entry) - set(FIELDS)):
+        raise KnownTableError(f"{where}: unknown field {unknown[0]!r}")
+    where = f"{where} ({entry['id']})"
+    if "primary" not in entry and "backup" not in entry:
+        raise KnownTableError(f"{where}: name the releases of the primary, the backup or both")
+    commit = str(entry["commit"])
+    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        raise KnownTableError(f"{where}: commit must be a full 40-hex upstream commit id")
+    for role in ROLES:
+        for part in str(entry.get(role, "0.0.0")).split(","):
             for bound in part.strip().rstrip("+").split("-"):
                 try:
                     version_key(bound)
                 except ReleaseError as exc:
-                    raise KnownTableError(f"{where}: releases: {exc}") from None
-        keys = entry["keys"] if isinstance(entry["keys"], list) else [entry["keys"]]
-        checks = entry["check"] if isinstance(entry["check"], list) else [entry["check"]]
-        out.append(Known(tuple(str(c) for c in checks), tuple(str(k) for k in keys), entry["role"],
-                         str(entry["releases"]), commit, " ".join(str(entry["why"]).split()),
-                         entry.get("observed")))
-    return out
+                    raise KnownTableError(f"{where}: {role}: {exc}") from None
+    observed = entry["observed"]
+    if not isinstance(observed, dict) or not observed:
+        raise KnownTableError(f"{where}: observed must map each key it explains to its exact value")
+    checks = entry["checks"] if isinstance(entry["checks"], list) else [entry["checks"]]
+    return Known(str(entry["id"]), tuple(str(c) for c in checks),
+                 str(entry["primary"]) if "primary" in entry else None,
+                 str(entry["backup"]) if "backup" in entry else None,
+                 commit, str(entry["function"]), " ".join(str(entry["why"]).split()),
+                 {str(k): v for k, v in observed.items()})
 
 
-def explain(table: list[Known], check: str, key: str, primary: str, backup: str,
-            observed: Any) -> Known | None:
-    """The first entry that explains ``key`` differing, or None."""
-    return next((k for k in table if k.explains(check, key, primary, backup, observed)), None)
+def _releases(rng: str | None) -> set[str]:
+    """The pinned releases a role's range holds (every one when the entry names none)."""
+    versions = set(UPSTREAM)
+    return versions if rng is None else {v for v in versions if in_range(v, rng)}
+
+
+def refuse_overlaps(table: Sequence[Known], checks: Sequence[str]) -> None:
+    """KnownTableError when two entries could both pin one key of one cell: a check
+    both match, a pinned release of each role both apply to, a key both pin."""
+    roles = {k.id: (_releases(k.primary), _releases(k.backup)) for k in table}
+    for a, b in itertools.combinations(table, 2):
+        keys = sorted(set(a.observed) & set(b.observed))
+        if not keys:
+            continue
+        primary = roles[a.id][0] & roles[b.id][0]
+        backup = roles[a.id][1] & roles[b.id][1]
+        if not primary or not backup:
+            continue
+        for check in checks:
+            if any(fnmatch.fnmatchcase(check, c) for c in a.checks) and \
+                    any(fnmatch.fnmatchcase(check, c) for c in b.checks):
+                p, q = min(primary, key=version_key), min(backup, key=version_key)
+                raise KnownTableError(
+                    f"entries {a.id} and {b.id} both pin {keys[0]} of {check} on "
+                    f"{p}>{q}: narrow one (a cell's key has one explanation)")

@@ -1,8 +1,11 @@
 """Write a matrix run as matrix.md (for people), matrix.json (for tools) and JUnit (for CI).
 
-matrix.md is a table (rows = checks, columns = pairs, cells = same / differs (short) /
-error), then every difference with its observed and baseline values and the upstream
-commit that explains it, or "unexplained" — so the README can quote the file as is.
+matrix.md is a table (rows = checks, columns = pairs, cells = same / explained /
+unexplained / error / not run / unstable, see `harness.experiments.matrix.judge`), then
+every difference with its observed and baseline values and the table entry (upstream
+commit) that explains it, or "unexplained" with what the applying entry pins; the
+values an unstable cell took; the errors; the checks not run and why — so the README
+can quote the file as is.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.experiments.matrix.checks import CHECKS
-from harness.experiments.matrix.judge import ERROR_KEY
+from harness.experiments.matrix.judge import OUTCOMES
+from harness.experiments.matrix.registry import CHECKS
 from harness.experiments.matrix.runner import MatrixRun
+from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY
 
 
 def harness_version() -> str:
@@ -40,14 +44,17 @@ def _pair_id(pair: tuple[str, str]) -> str:
 
 
 def to_json(run: MatrixRun) -> dict[str, Any]:
-    """The JSON contract: ``baseline`` and ``results`` (primary, backup, check, outcome,
-    observed, baseline, explained_by), plus how the run was made."""
+    """The JSON contract: ``baseline`` and ``results`` (primary, backup, check, outcome —
+    one of `OUTCOMES` —, observed, baseline, differences with the entry explaining each,
+    the values an unstable cell took), plus how the run was made."""
     return {
         "baseline": run.baseline,
         "backend": run.backend,
         "harness_version": harness_version(),
         "date": _dt.datetime.fromtimestamp(run.started, _dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": run.seconds,
+        "repeat": run.repeat,
+        "outcomes": list(OUTCOMES),
         "builds": {label: {"artifact": b.artifact, "reports": b.reported, "verified": b.verified}
                    for label, b in run.builds.items()},
         "pairs": [{"primary": p, "backup": b} for p, b in run.pairs],
@@ -59,11 +66,10 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
 
 
 def summary(run: MatrixRun) -> dict[str, int]:
-    counts = {"cells": len(run.results), "same": 0, "differs": 0, "error": 0}
+    counts = {"cells": len(run.results), **{o: 0 for o in OUTCOMES}}
     for r in run.results:
         counts[r.outcome] += 1
-    counts["explained"] = sum(1 for r in run.results if r.outcome == "differs" and r.explained_by)
-    counts["unexplained"] = len(run.unexplained)
+    counts["baseline_deviations"] = sum(len(d) for d in run.baseline_deviations.values())
     return counts
 
 
@@ -86,8 +92,9 @@ def to_markdown(run: MatrixRun) -> str:
         f"in {run.seconds / 60:.0f} min. Baseline: {run.baseline}. Pairs are primary>backup; a "
         "single release means both nodes run it.",
         "",
-        f"{s['cells']} cells: {s['same']} same, {s['differs']} differ ({s['explained']} explained by an "
-        f"upstream commit, {s['unexplained']} unexplained), {s['error']} error.",
+        f"{s['cells']} cells (each check run {run.repeat} time(s) per pair): {s['same']} same, "
+        f"{s['explained']} differ as an upstream commit explains, {s['unexplained']} unexplained, "
+        f"{s['unstable']} unstable, {s['error']} error, {s['not run']} not run.",
         "",
         "Builds:",
         "",
@@ -114,46 +121,66 @@ def to_markdown(run: MatrixRun) -> str:
                          "(`harness/experiments/matrix/expected.py`).")
         for check, devs in bad.items():
             lines.append(f"- {check}: " + "; ".join(_md_escape(d) for d in devs))
-    diffs = [r for r in run.results if r.outcome == "differs"]
+    diffs = [r for r in run.results if r.outcome in ("explained", "unexplained")]
     if diffs:
         lines += ["", "## Differences", ""]
         for r in diffs:
             lines.append(f"### {r.check} on {r.pair}")
             lines.append("")
             for d in r.differences:
-                why = (f"explained by upstream commit {d.explained_by}: {d.why}" if d.explained_by
-                       else "**unexplained**")
+                if d.explained_by:
+                    why = f"explained by `{d.explained_by}` (upstream commit {d.commit}): {d.why}"
+                elif d.commit:
+                    why = (f"**unexplained**: the applying entry (commit {d.commit}) pins "
+                           f"{_value(d.entry_expected)}")
+                else:
+                    why = "**unexplained**: no entry pins this key"
                 lines.append(f"- `{d.key}`: observed {_value(d.observed)}, baseline "
                              f"{_value(d.baseline)} — {why}")
             lines.append("")
+    moving = run.outcome("unstable")
+    if moving:
+        lines += ["## Unstable", ""]
+        for r in moving:
+            lines.append(f"- {r.check} on {r.pair}: " + "; ".join(
+                f"`{d.key}` took {_value(d.observed)}" for d in r.differences))
+        lines.append("")
     errors = run.errors
     if errors:
         lines += ["## Errors", ""]
         for r in errors:
-            cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY)}"
+            cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY) or r.baseline.get(NOT_RUN_KEY)}"
             lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}")
+        lines.append("")
+    skipped = run.outcome("not run")
+    if skipped:
+        lines += ["## Not run", ""]
+        reasons = sorted({(r.check, str(r.observed.get(NOT_RUN_KEY))) for r in skipped})
+        lines += [f"- {check}: {_md_escape(reason)}" for check, reason in reasons]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def to_junit(run: MatrixRun) -> str:
     """JUnit XML: one testcase per cell; unexplained differences fail, errors error."""
+    failures = [r for r in run.results if r.outcome in ("unexplained", "unstable")]
     suite = ET.Element("testsuite", name="opensips-bin-matrix", tests=str(len(run.results)),
-                       failures=str(len(run.unexplained)), errors=str(len(run.errors)),
-                       time=f"{run.seconds:.1f}")
+                       failures=str(len(failures)), errors=str(len(run.errors)),
+                       skipped=str(len(run.outcome("not run"))), time=f"{run.seconds:.1f}")
     for r in run.results:
         case = ET.SubElement(suite, "testcase", classname=f"matrix.{r.pair}", name=r.check,
                              time=f"{r.seconds:.1f}")
+        text = "\n".join(f"{d.key}: observed {json.dumps(d.observed)} baseline {json.dumps(d.baseline)}"
+                         f" ({d.explained_by or 'unexplained'})" for d in r.differences)
         if r.outcome == "error":
             cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY)}"
             ET.SubElement(case, "error", message=str(cause)[:500])
-        elif r.outcome == "differs":
-            text = "\n".join(f"{d.key}: observed {json.dumps(d.observed)} baseline {json.dumps(d.baseline)}"
-                             f" ({d.explained_by or 'unexplained'})" for d in r.differences)
-            if r.explained_by is None:
-                ET.SubElement(case, "failure", message=r.short()).text = text
-            else:
-                ET.SubElement(case, "system-out").text = text
+        elif r.outcome == "not run":
+            ET.SubElement(case, "skipped", message=str(r.observed.get(NOT_RUN_KEY))[:500])
+        elif r.outcome in ("unexplained", "unstable"):
+            ET.SubElement(case, "failure", message=r.short()).text = text
+        elif r.outcome == "explained":
+            ET.SubElement(case, "system-out").text = text
     return ET.tostring(suite, encoding="unicode") + "\n"
 
 

@@ -1,16 +1,17 @@
 """Run the behaviour checks over pairs of releases and judge each against the baseline.
 
-For every check the baseline pair (1.10.5 primary, 1.10.5 backup) runs first, in the
-same run and on the same machine as the others, so a cell compares two observations
-made minutes apart, never one against a remembered figure. Each check on each pair
-gets fresh nodes, networks and temp dirs; a check that breaks (a node dies where it
-should not, a timeout) is an ``error`` cell holding its one-line cause, and the run
-goes on.
+The baseline pair (1.10.5 primary, 1.10.5 backup) runs every check first, in the same
+run and on the same machine as the others, so a cell compares two observations made
+minutes apart, never one against a remembered figure; its observations are also held
+to what 1.10.5's code does (`harness.experiments.matrix.expected`), and a deviation
+fails the run. Then the other pairs run, ``jobs`` at a time, each in its own
+`PairSession` (its checks share one cluster where they can). With ``repeat`` > 1 each
+pair runs every check that many times, in fresh sessions; a check whose observations
+differ is ``unstable``, with every value seen.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import shutil
 import tempfile
 import threading
@@ -22,38 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends import BackendKind
-from harness.base.errors import UsageError
 from harness.base.releases import BASELINE, Build, ReleaseError, version_key
 from harness.base.settings import Settings
-from harness.experiments.matrix.checks import CHECKS
-from harness.experiments.matrix.context import CheckContext, Pair
 from harness.experiments.matrix.expected import deviations
-from harness.experiments.matrix.judge import ERROR_KEY, Result, judge
+from harness.experiments.matrix.judge import Result, judge, unstable
 from harness.experiments.matrix.known import Known, load
+from harness.experiments.matrix.registry import MatrixError, Observation
+from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
 
 Progress = Callable[[str], Any]
-
-
-class MatrixError(UsageError, ValueError):
-    """The matrix cannot run as asked (no baseline build, an unknown check...)."""
-
-
-def register_all() -> None:
-    """Import every module that registers checks (they register on import)."""
-    import harness.experiments.matrix.checks  # noqa: F401
-    import harness.experiments.matrix.checks_nodes  # noqa: F401
-
-
-def select_checks(patterns: Sequence[str] | None) -> list[str]:
-    """Check names matching any glob in ``patterns`` (all when None), in registry order."""
-    register_all()
-    names = list(CHECKS)
-    if not patterns:
-        return names
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    if not chosen:
-        raise MatrixError(f"no check matches {', '.join(patterns)} (checks: {', '.join(names)})")
-    return chosen
 
 
 def plan_pairs(labels: Sequence[str], how: str = "default", baseline: str = BASELINE) -> list[tuple[str, str]]:
@@ -94,6 +72,7 @@ class MatrixRun:
     pairs: list[tuple[str, str]]
     checks: list[str]
     backend: str
+    repeat: int = 1
     results: list[Result] = field(default_factory=list)
     #: per check, how the baseline's own observation deviates from what 1.10.5's code
     #: does (harness.experiments.matrix.expected); empty lists when it behaved as expected
@@ -104,82 +83,109 @@ class MatrixRun:
     def cell(self, check: str, pair: tuple[str, str]) -> Result | None:
         return next((r for r in self.results if r.check == check and (r.primary, r.backup) == pair), None)
 
+    def outcome(self, name: str) -> list[Result]:
+        return [r for r in self.results if r.outcome == name]
+
     @property
     def unexplained(self) -> list[Result]:
-        return [r for r in self.results if r.outcome == "differs" and r.explained_by is None]
+        return self.outcome("unexplained")
 
     @property
     def errors(self) -> list[Result]:
-        return [r for r in self.results if r.outcome == "error"]
+        return self.outcome("error")
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run must exit 1: a cell that does not pass (a check the backend
+        cannot run aside: it is listed, not failed), or the baseline off its own code."""
+        bad = [r for r in self.results if not r.passed and r.outcome != "not run"]
+        return bool(bad) or any(self.baseline_deviations.values())
 
 
-def observe(check: str, pair: Pair, kind: BackendKind, settings: Settings,
-            workdir: Path) -> dict[str, Any]:
-    """Run one check on one pair; an ``error`` observation (one line) when it breaks."""
-    with CheckContext(kind, settings, pair, workdir) as ctx:
-        try:
-            return CHECKS[check].run(ctx)
-        except Exception as exc:  # a broken check is a cell, not the end of the run
-            text = str(exc).strip().splitlines()
-            return {ERROR_KEY: f"{type(exc).__name__}: {text[0] if text else ''}"[:300]}
+def run_pair(pair: Pair, checks: Sequence[str], kind: BackendKind, settings: Settings,
+             workdir: Path, on_cell: Callable[[str, Observation, float], None] | None = None
+             ) -> dict[str, Observation]:
+    """Every check on one pair in one session: {check: observation}."""
+    out: dict[str, Observation] = {}
+    with PairSession(kind, settings, pair, workdir) as session:
+        for check in checks:
+            start = time.monotonic()
+            out[check] = session.run(check)
+            if on_cell is not None:
+                on_cell(check, out[check], time.monotonic() - start)
+    return out
 
 
 def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], checks: Iterable[str],
-               kind: BackendKind, settings: Settings, *,
-               baseline: str = BASELINE, table: list[Known] | None = None,
-               progress: Progress = print, workdir: Path | None = None, jobs: int = 1) -> MatrixRun:
-    """Every check on every pair, baseline pair first; progress lines as cells complete.
-
-    ``jobs`` > 1 runs that many pairs of one check at once (each on its own network),
-    once the check's baseline observation exists.
-    """
-    table = load() if table is None else table
-    run = MatrixRun(baseline, dict(builds), list(pairs), list(checks), kind.name)
-    total = len(run.checks) * len(run.pairs)
+               kind: BackendKind, settings: Settings, *, baseline: str = BASELINE,
+               table: list[Known] | None = None, progress: Progress = print,
+               workdir: Path | None = None, jobs: int = 1, repeat: int = 1) -> MatrixRun:
+    """Every check on every pair (``repeat`` times), the baseline pair first; a progress
+    line per cell as it completes."""
+    checks = list(checks)
+    table = load(checks=checks) if table is None else table
+    run = MatrixRun(baseline, dict(builds), list(pairs), checks, kind.name, repeat)
+    total = len(checks) * len(run.pairs) * repeat
     own = workdir is None
     root = Path(workdir or tempfile.mkdtemp(prefix="harness-matrix-"))
+    lock = threading.Lock()
     done = 0
+
+    def observe_pair(p: str, b: str) -> dict[str, list[Observation]]:
+        nonlocal done
+        pair = Pair(builds[p], builds[b])
+        seen: dict[str, list[Observation]] = {c: [] for c in checks}
+        for n in range(repeat):
+            def cell(check: str, obs: Observation, seconds: float) -> None:
+                nonlocal done
+                with lock:
+                    done += 1
+                    state = ("error: " + str(obs[ERROR_KEY]) if ERROR_KEY in obs else
+                             "not run: " + str(obs[NOT_RUN_KEY]) if NOT_RUN_KEY in obs else "observed")
+                    again = f" (repeat {n + 1}/{repeat})" if repeat > 1 else ""
+                    progress(f"[{done}/{total}] {check} {pair.id}{again}: {state} ({seconds:.1f} s)")
+            for check, obs in run_pair(pair, checks, kind, settings, root / f"{pair.id}-{n}", cell).items():
+                seen[check].append(obs)
+        return seen
+
     try:
-        lock = threading.Lock()
-
-        def cell(check: str, p: str, b: str, base_obs: dict[str, Any] | None) -> dict[str, Any]:
-            nonlocal done
-            start = time.monotonic()
-            pair = Pair(builds[p], builds[b])
-            obs = observe(check, pair, kind, settings, root / f"{check}-{pair.id}")
-            base = obs if base_obs is None else base_obs
-            result = judge(check, p, b, obs, base, table,
-                           primary_version=builds[p].version, backup_version=builds[b].version)
-            result.seconds = round(time.monotonic() - start, 1)
-            with lock:
-                done += 1
-                run.results.append(result)
-                note = result.short() if result.outcome != "error" else f"error: {obs.get(ERROR_KEY, '')}"
-                progress(f"[{done}/{total}] {check} {result.pair}: {note} ({result.seconds:g} s)")
-            return obs
-
-        for check in run.checks:
-            base_obs = cell(check, baseline, baseline, None)
-            if baseline == BASELINE and ERROR_KEY not in base_obs:
-                run.baseline_deviations[check] = deviations(check, base_obs, kind)
-            rest = [(p, b) for p, b in run.pairs if (p, b) != (baseline, baseline)]
-            pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-            try:
-                for future in [pool.submit(cell, check, p, b, base_obs) for p, b in rest]:
-                    future.result()
-            except BaseException:
-                # Ctrl-C: start nothing new; cells already running tear down their own nodes
-                pool.shutdown(wait=False, cancel_futures=True)
-                progress(f"interrupted after {done} of {total} cells; running cells are tearing down")
-                raise
-            pool.shutdown()
-        order = {(c, p): i for i, (c, p) in enumerate((c, p) for c in run.checks for p in run.pairs)}
-        run.results.sort(key=lambda r: order[(r.check, (r.primary, r.backup))])
+        base_seen = observe_pair(baseline, baseline)
+        base = {c: obs[0] for c, obs in base_seen.items()}
+        if baseline == BASELINE:
+            run.baseline_deviations = {c: deviations(c, o) for c, o in base.items()
+                                       if ERROR_KEY not in o and NOT_RUN_KEY not in o}
+        judged = {(baseline, baseline): base_seen}
+        rest = [pb for pb in run.pairs if pb != (baseline, baseline)]
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            futures = {pb: pool.submit(observe_pair, *pb) for pb in rest}
+            for pb, future in futures.items():
+                judged[pb] = future.result()
+        except BaseException:
+            # Ctrl-C: start nothing new; sessions already running tear down their own nodes
+            pool.shutdown(wait=False, cancel_futures=True)
+            progress(f"interrupted after {done} of {total} cells; running sessions are tearing down")
+            raise
+        pool.shutdown()
+        for (p, b), seen in judged.items():
+            for check in checks:
+                run.results.append(_cell(check, p, b, seen[check], base[check], table, builds))
     finally:
         run.seconds = round(time.time() - run.started, 1)
         if own:
             shutil.rmtree(root, ignore_errors=True)
+    order = {(c, p): i for i, (c, p) in enumerate((c, p) for c in run.checks for p in run.pairs)}
+    run.results.sort(key=lambda r: order[(r.check, (r.primary, r.backup))])
     return run
+
+
+def _cell(check: str, p: str, b: str, observations: list[Observation], base: Observation,
+          table: list[Known], builds: dict[str, Build]) -> Result:
+    moving = unstable(check, p, b, observations, base)
+    if moving is not None:
+        return moving
+    return judge(check, p, b, observations[0], base, table,
+                 primary_version=builds[p].version, backup_version=builds[b].version)
 
 
 def sort_labels(labels: Iterable[str]) -> list[str]:

@@ -88,6 +88,7 @@ class SippProcess:
         remote: str | None = None,
         name: str | None = None,
         hold: bool = False,
+        ack_delay_ms: int | None = None,
         command_prefix: Sequence[str] = (),
         netns: str | None = None,
         remote_workdir: str | None = None,
@@ -112,6 +113,8 @@ class SippProcess:
             self.scenario_file = scenario_path(scenario, self.role)
             self.scenario = scenario
         self.hold = hold
+        #: the caller's pause between the initial 200 OK and its ACK (None: none)
+        self.ack_delay_ms = ack_delay_ms
         if local_port is None:
             if self.command_prefix:
                 raise ValueError("local_port is required when SIPp runs behind a command_prefix")
@@ -188,7 +191,8 @@ class SippProcess:
         for suffix in ("_messages.log", "_events.log", "_errors.log", "_stat.csv"):
             self.file(suffix).unlink(missing_ok=True)
         self._event_counts, self._event_offset = {}, 0
-        xml = render_scenario(self.scenario_file.read_text(encoding="latin-1"), hold=self.hold)
+        xml = render_scenario(self.scenario_file.read_text(encoding="latin-1"), hold=self.hold,
+                              ack_delay_ms=self.ack_delay_ms)
         self.file(".xml").write_text(xml, encoding="latin-1")
         stdout = open(self.file(".stdout"), "wb")
         stderr = open(self.file(".stderr"), "wb")

@@ -30,6 +30,8 @@ SCENARIOS: dict[str, str] = {
 HOLDABLE = frozenset({"basic", "reinvite", "long_headers", "record_route"})
 
 HOLD_MARKER = "<!--HOLD-->"
+#: where a caller waits between the initial 200 OK and its ACK (``ack_delay_ms``)
+ACK_DELAY_MARKER = "<!--ACK_DELAY-->"
 HOLD_XML = (
     '<nop><action><log message="[timestamp] HELD [call_id]"/></action></nop>\n'
     '  <recvCmd><action><log message="[timestamp] RELEASED [call_id]"/></action></recvCmd>'
@@ -63,12 +65,22 @@ def scenario_path(name: str, role: str) -> Path:
     return SCENARIO_DIR / f"{name}_{role}.xml"
 
 
-def render_scenario(text: str, *, hold: bool) -> str:
-    """Fill (or drop) the HOLD marker of a scenario's XML."""
+def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None) -> str:
+    """Fill (or leave as comments) the HOLD and ACK_DELAY markers of a scenario's XML.
+
+    ``ack_delay_ms``: the caller waits that long after the initial 200 OK before its
+    ACK. 1.10.3+ replicates ``created`` after relaying the 200 OK only while the dialog
+    is unacknowledged, so an ACK handled first (a sub-millisecond race) suppresses it;
+    a delayed ACK takes the race out of an observation that must not depend on it.
+    """
     if hold:
         if HOLD_MARKER not in text:
             raise ValueError("hold=True needs a scenario with a <!--HOLD--> marker")
-        return text.replace(HOLD_MARKER, HOLD_XML)
+        text = text.replace(HOLD_MARKER, HOLD_XML)
+    if ack_delay_ms is not None:
+        if ACK_DELAY_MARKER not in text:
+            raise ValueError("ack_delay_ms needs a scenario with a <!--ACK_DELAY--> marker")
+        text = text.replace(ACK_DELAY_MARKER, f'<pause milliseconds="{int(ack_delay_ms)}"/>')
     return text
 
 

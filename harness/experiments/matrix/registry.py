@@ -1,0 +1,93 @@
+"""The behaviour checks, by name: what each observes, what it needs, where it runs.
+
+A check runs one experiment in a `PairSession` and returns an *observation*: a flat
+``{key: JSON value}`` of what it saw, once the behaviour it provoked is over
+(`harness.experiments.matrix.complete`). It asserts nothing; `judge` compares it with
+the baseline pair's. Keys start with who showed the behaviour (``primary.``,
+``backup.``, ``nodes.``, ``calls.``), so a known difference can say whose release
+causes it.
+
+``needs`` names the `BackendKind` capabilities a check cannot do without (e.g.
+``host_pids``: it signals node processes); on a backend without them the check is
+*not run*, which the report lists and never counts as passed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness.base.errors import UsageError
+
+if TYPE_CHECKING:
+    from harness.backends import BackendKind
+    from harness.experiments.matrix.session import PairSession
+
+Observation = dict[str, Any]
+Run = Callable[["PairSession"], Observation]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named experiment; ``covers`` says in one sentence what it shows."""
+
+    name: str
+    covers: str
+    run: Run
+    #: capabilities of the backend kind the check needs (`BackendKind` field names)
+    needs: tuple[str, ...] = ()
+
+    def missing(self, kind: BackendKind) -> list[str]:
+        """The capabilities ``kind`` lacks for this check (empty: it can run)."""
+        return [n for n in self.needs if n not in kind.capabilities()]
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(name: str, covers: str, *, needs: Sequence[str] = ()) -> Callable[[Run], Run]:
+    """Register ``fn`` as check ``name`` (names are unique: a clash is a bug)."""
+    def register(fn: Run) -> Run:
+        if name in CHECKS:
+            raise ValueError(f"check {name!r} registered twice")
+        CHECKS[name] = Check(name, covers, fn, tuple(needs))
+        return fn
+    return register
+
+
+class MatrixError(UsageError, ValueError):
+    """The matrix cannot run as asked (no baseline build, an unknown check...)."""
+
+
+#: the modules that register checks, in the order their checks run: those sharing the
+#: pair's cluster first, failover (it kills the primary) after them, then those that
+#: start clusters of their own
+MODULES = ("checks_sip", "checks_flags", "checks_backup", "checks_failover", "checks_hostile")
+
+
+def register_all() -> None:
+    """Import every module that registers checks (they register on import)."""
+    for name in MODULES:
+        importlib.import_module(f"harness.experiments.matrix.{name}")
+
+
+def ordered() -> list[str]:
+    """Registered check names in run order: by `MODULES`, then as each module defines them."""
+    register_all()
+    index = {name: i for i, name in enumerate(CHECKS)}
+    return sorted(CHECKS, key=lambda n: (MODULES.index(CHECKS[n].run.__module__.rsplit(".", 1)[-1]),
+                                         index[n]))
+
+
+def select_checks(patterns: Sequence[str] | None) -> list[str]:
+    """Check names matching any glob in ``patterns`` (all when None), in registry order."""
+    names = ordered()
+    if not patterns:
+        return names
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        raise MatrixError(f"no check matches {', '.join(patterns)} (checks: {', '.join(names)})")
+    return chosen

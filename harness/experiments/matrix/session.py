@@ -1,0 +1,185 @@
+"""Where the checks of one primary/backup pair run: a shared cluster, and their own.
+
+Starting a cluster (two nodes, their BIN warm-up) is the slowest thing a check does,
+so the checks of one pair share one: started on first use, with a pybin peer among
+the replication destinations and a capture of its network, and kept while the checks
+leave it as they found it (every check waits until the behaviour it provoked is over:
+`harness.experiments.matrix.complete`). A check that needs other settings, fresh
+nodes, or may leave a node dead or stuck asks for a cluster of its own (`fresh`),
+torn down when the check ends. A check that fails takes the shared cluster with it:
+the next check gets a new one, so one broken cell does not become many.
+
+A session never picks binaries or images itself: every cluster runs the pair's builds
+(``artifacts`` per role) through `harness.live.start`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import live
+from harness.backends import BackendKind
+from harness.base.releases import Build
+from harness.base.settings import Settings
+from harness.cluster import Cluster, Destination
+from harness.experiments.calls import CallPair
+from harness.experiments.matrix.registry import CHECKS, Observation
+from harness.live import LiveCluster
+
+#: the key an observation carries when the check could not run to the end
+ERROR_KEY = "error"
+#: the key of a check the backend cannot run (its `needs`)
+NOT_RUN_KEY = "not run"
+#: what the matrix's nodes run with, whatever the release: tm keeps a transaction 2 s
+#: after its final reply (tm's minimum; releases default to 5 s). Checks wait for those
+#: transactions to end before they read (a dialog's end can wait for them), so this is
+#: time every check saves, and it is the same for the baseline and every pair.
+MATRIX_SETTINGS = {"tm": {"wt_timer": 2}}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A primary build and a backup build (the same build twice for one release)."""
+
+    primary: Build
+    backup: Build
+
+    @property
+    def id(self) -> str:
+        """``1.10.2`` for a same-release pair, ``1.10.5>1.11.11`` (primary>backup) otherwise."""
+        if self.primary.label == self.backup.label:
+            return self.primary.label
+        return f"{self.primary.label}>{self.backup.label}"
+
+
+class PairSession:
+    """Clusters and SIP calls for the checks of one pair; ``close()`` removes everything."""
+
+    def __init__(self, kind: BackendKind, settings: Settings, pair: Pair, workdir: Path) -> None:
+        self.kind = kind
+        self.settings = settings.with_overrides(MATRIX_SETTINGS)
+        self.pair = pair
+        self.workdir = workdir
+        self._session = contextlib.ExitStack()
+        self._check = contextlib.ExitStack()
+        self._shared: LiveCluster | None = None
+        self._shared_stack: contextlib.ExitStack | None = None
+        self._used_shared = False
+        self._n = 0
+        #: the check running now (names its files)
+        self.current = ""
+
+    def __enter__(self) -> PairSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._check.close()
+        finally:
+            self._drop_shared()
+            self._session.close()
+
+    # -- running checks ------------------------------------------------------------------
+    def run(self, check: str) -> Observation:
+        """Run one check here: its observation; ``error`` (one line) when it broke, ``not
+        run`` when the backend lacks what it needs. Its own clusters and calls are gone
+        after; a failure also replaces the shared cluster."""
+        spec = CHECKS[check]
+        if missing := spec.missing(self.kind):
+            return {NOT_RUN_KEY: f"the {self.kind.name} backend lacks {', '.join(missing)}"}
+        self.current, self._used_shared = check, False
+        failed = False
+        try:
+            return spec.run(self)
+        except Exception as exc:  # a broken check is a cell, not the end of the run
+            failed = True
+            text = str(exc).strip().splitlines()
+            return {ERROR_KEY: f"{type(exc).__name__}: {text[0] if text else ''}"[:300]}
+        finally:
+            try:
+                self._check.close()
+            finally:
+                self._check = contextlib.ExitStack()
+                if failed and self._used_shared:
+                    self._drop_shared()
+
+    def dir(self, what: str) -> Path:
+        self._n += 1
+        path = self.workdir / f"{self.current or 'session'}-{what}{self._n}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- clusters -------------------------------------------------------------------------
+    def artifacts(self, roles: Mapping[str, str]) -> dict[str, str]:
+        """{node: artifact}: primaries run the pair's primary build, backups its backup build."""
+        builds = {"primary": self.pair.primary, "backup": self.pair.backup,
+                  "standalone": self.pair.primary}
+        return {name: builds[role].artifact for name, role in roles.items()}
+
+    def _start(self, stack: contextlib.ExitStack, roles: Iterable[str] | Mapping[str, str],
+               settings: Mapping[str, Any] | None, **kw: Any) -> LiveCluster:
+        effective = self.settings.with_overrides(settings) if settings else self.settings
+        named = Cluster.node_roles(roles if isinstance(roles, Mapping) else tuple(roles))
+        return stack.enter_context(live.start(
+            self.kind, effective, named, workdir=self.dir("cluster"), default_build=self.pair.primary,
+            artifacts=self.artifacts(named), **kw))
+
+    def shared(self) -> LiveCluster:
+        """The pair's primary/backup cluster with a pybin peer and a capture, started on
+        first use and kept for the next checks."""
+        self._used_shared = True
+        if self._shared is None:
+            stack = contextlib.ExitStack()
+            try:
+                self._shared = self._start(stack, ("primary", "backup"), None, peer=True, capture=True)
+            except BaseException:
+                stack.close()
+                raise
+            self._shared_stack = stack
+        return self._shared
+
+    def retire_shared(self) -> None:
+        """The running check will break the shared cluster: it lives until the check
+        ends, and the next check gets a new one."""
+        if self._shared_stack is not None:
+            stack = self._shared_stack
+            self._shared, self._shared_stack = None, None
+            self._check.callback(stack.close)
+
+    def _drop_shared(self) -> None:
+        stack, self._shared, self._shared_stack = self._shared_stack, None, None
+        if stack is not None:
+            stack.close()
+
+    def fresh(self, roles: Iterable[str] | Mapping[str, str] = ("primary", "backup"), *,
+              settings: Mapping[str, Any] | None = None, peer: bool = True, capture: bool = False,
+              warmup: bool | None = None,
+              replicate: Mapping[str, Iterable[Destination]] | None = None) -> LiveCluster:
+        """A cluster of the check's own (other settings, fresh nodes, or one it may break),
+        torn down when the check ends."""
+        return self._start(self._check, roles, settings, peer=peer, capture=capture, warmup=warmup,
+                           replicate=replicate)
+
+    def calls(self, lc: LiveCluster, scenario: str | Path = "basic", **options: Any) -> CallPair:
+        """A started SIPp caller/callee pair through ``lc``, stopped when the check ends.
+        Call-IDs name the check, so a shared cluster's capture tells checks apart."""
+        label = scenario.name if isinstance(scenario, Path) else scenario
+        extra = list(options.pop("extra_args", ()))
+        options["extra_args"] = ["-cid_str", f"{self.current}-{label}-{int(time.time())}-%u@%s", *extra]
+        pair = CallPair(lc.cluster, scenario, workdir=self.dir("sipp"), **options)
+        self._check.callback(pair.stop)
+        return pair.start()
+
+
+def observe(check: str, pair: Pair, kind: BackendKind, settings: Settings, workdir: Path) -> Observation:
+    """Run one check on one pair in a session of its own (the behaviour tests' way)."""
+    with PairSession(kind, settings, pair, workdir) as session:
+        return session.run(check)
