@@ -130,16 +130,24 @@ def moved(before: dict[str, Any] | str, after: dict[str, Any] | str) -> dict[str
             and after[k] != before[k]}
 
 
-def alive(cluster: Cluster) -> dict[str, bool]:
-    """Which nodes still run (each asked over MI, so a dead one is known dead)."""
-    out = {}
+def alive(cluster: Cluster) -> dict[str, bool | str]:
+    """Which nodes still run, each asked over MI: ``True`` answers, ``False`` is gone,
+    and a process that runs but leaves MI unanswered (a deadlock) is named so, not
+    counted as either."""
+    out: dict[str, bool | str] = {}
     for name, node in cluster.nodes.items():
         try:
             cluster.mi(name).ps()
             out[name] = node.is_running()
-        except (NodeDied, MIError):
+        except NodeDied:
             out[name] = False
+        except MIError:
+            out[name] = HUNG if node.is_running() else False
     return out
+
+
+#: what `alive` reports for a node whose process runs but whose MI does not answer
+HUNG = "running, MI unanswered"
 
 
 def bin_pids(cluster: Cluster, node: str) -> list[int]:
