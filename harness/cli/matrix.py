@@ -23,6 +23,9 @@ from harness.backends import KINDS
 from harness.base.errors import UsageError
 from harness.base.releases import BASELINE
 from harness.base.settings import load_settings
+from harness.experiments.matrix.predictions import assess
+from harness.experiments.matrix.predictions import load as load_predictions
+from harness.experiments.matrix.predictions import to_markdown as predictions_markdown
 from harness.experiments.matrix.registry import select_checks
 from harness.experiments.matrix.runner import plan_pairs, run_matrix, sort_labels
 
@@ -50,6 +53,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="run every check this many times per pair; a check whose observations "
                         "differ is unstable (fails the run) with the values seen (default 1)")
+    p.add_argument("--predictions", metavar="YAML",
+                   help="what the releases were predicted to show (docs/matrix/predictions.yaml): "
+                        "matrix.md says which predictions held")
     p.add_argument("--json", action="store_true", help="print the matrix.json object on stdout")
 
 
@@ -74,6 +80,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         named = [args.versions or BASELINE]
     if args.settings and not Path(args.settings).is_file():
         raise UsageError(f"--settings {args.settings}: no such file")
+    predictions = load_predictions(Path(args.predictions)) if args.predictions else []
     builds = kind.builds(named)
     labels = sort_labels(builds)
     builds = {label: builds[label] for label in labels}
@@ -86,7 +93,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                      repeat=args.repeat)
     from harness.experiments.matrix.report import summary, to_json, write_reports
 
-    paths = write_reports(run, Path(args.out))
+    appendix = ""
+    if predictions:
+        assessments = assess(to_json(run), predictions)
+        appendix = predictions_markdown(assessments)
+        held = sum(a.verdict == "held" for a in assessments)
+        progress(f"predictions: {held} of {len(assessments)} held (matrix.md lists each)")
+    paths = write_reports(run, Path(args.out), appendix)
     s = summary(run)
     progress(f"done in {run.seconds / 60:.1f} min: {s['unexplained']} unexplained, {s['unstable']} "
              f"unstable, {s['error']} error, {s['not run']} not run, {s['baseline_deviations']} "

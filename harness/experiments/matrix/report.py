@@ -184,11 +184,12 @@ def to_junit(run: MatrixRun) -> str:
     return ET.tostring(suite, encoding="unicode") + "\n"
 
 
-def write_reports(run: MatrixRun, out: Path) -> dict[str, Path]:
-    """matrix.md, matrix.json and matrix.junit.xml in ``out``; their paths."""
+def write_reports(run: MatrixRun, out: Path, appendix: str = "") -> dict[str, Path]:
+    """matrix.md (with ``appendix``, markdown sections, at its end), matrix.json and
+    matrix.junit.xml in ``out``; their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "matrix.md", "json": out / "matrix.json", "junit": out / "matrix.junit.xml"}
-    paths["md"].write_text(to_markdown(run))
+    paths["md"].write_text(to_markdown(run) + ("\n" + appendix if appendix else ""))
     paths["json"].write_text(json.dumps(to_json(run), indent=2, sort_keys=False) + "\n")
     paths["junit"].write_text(to_junit(run))
     return paths
