@@ -318,6 +318,7 @@ class FailoverRun(Judging):
         # as soon as the VIP is on it. Between the two nobody can send from the VIP.
         self.kill_at = time.time()
         self.cluster.failover(self.backup)
+        self.vip_moved_at = time.time()
 
     def release_calls(self) -> None:
         """Release the held calls at ``release_rate / 2`` calls/s (each sends a re-INVITE,
