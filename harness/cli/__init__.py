@@ -3,7 +3,7 @@
     harness image base | build [--version V ...] [--source DIR [--unverified [--label NAME]]] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--no-build]
+    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--report DIR] [--no-build]
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
     harness clean [--all]
     harness bench replication [--backends local,docker] [--bin-children 1,2,4] [--json]
