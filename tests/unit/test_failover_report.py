@@ -1,5 +1,6 @@
 """report.html offline: the timeline's marks from a synthetic run's evidence, the page's
-figures against the JSON, self-containment, the failure page and ``--report``. (How Chromium shows the page: test_pages_in_chromium.)"""
+figures against the JSON, self-containment, the failure page, ``--report`` and the
+plugin's evidence on failure. (How Chromium shows the page: test_pages_in_chromium.)"""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from _failover_evidence import (  # noqa: E402
     synthetic_evidence,
 )
 
+pytest_plugins = ["pytester"]
 N = 120
 
 
@@ -196,3 +198,26 @@ def test_report_is_an_option_checked_before_anything_runs(tmp_path: Path, capsys
     assert main(["failover", "--report", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err == f"harness: --report {tmp_path / 'file'}: not a directory\n"
 
+
+def test_a_failed_failover_test_leaves_its_report(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """The plugin's ``failover_report``: the page joins the evidence of a failed test only."""
+    pytester.makepyfile(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from _failover_evidence import synthetic_evidence
+        from harness.experiments.failover.result import result_from
+
+        def test_fails(failover_report):
+            result = failover_report(result_from(synthetic_evidence(20)))
+            assert result.lost == 1
+
+        def test_passes(failover_report):
+            assert failover_report(result_from(synthetic_evidence(20))).lost == 0
+    """)
+    artifacts = tmp_path / "artifacts"
+    run = pytester.runpytest("--strict-markers", "--harness-artifacts", str(artifacts))
+    run.assert_outcomes(passed=1, failed=1)
+    pages = sorted(artifacts.rglob("report.html"))
+    assert [p.relative_to(artifacts).parts[0::2] for p in pages] == [("failures", "failover0")]
+    assert "test_fails" in str(pages[0]) and pages[0].read_text().count("<svg ") == 4
+    run.stdout.fnmatch_lines([f"*failover report*", f"*{pages[0]}*"])
