@@ -3,7 +3,8 @@ one clock, as `FailoverRun` would have collected them from a real cluster.
 
 N calls set up 10 ms apart through the primary (each replicated 0.1 ms after its 200 OK),
 a prober answered every 5 ms by the primary until 9.990 s and by the backup from 10.031 s,
-the kill at 10.000 s, the VIP on the backup at 10.006 s, then every call released 2 ms
+SIGKILL sent at 9.985 s, the primary gone at 10.000 s (the kill instant), the VIP move
+done at 10.036 s (the backup answers before failover() returns), then every call released 2 ms
 apart: its re-INVITE answered after 2 to 8 ms, its BYE after 1 ms, and the backup
 replicating updated and deleted for it. Every figure is therefore known in advance.
 """
@@ -22,7 +23,7 @@ BACKUP_BIN = ("10.9.0.12", 5062)
 CALLER = ("10.9.0.201", 5070)
 PROBER = ("10.9.0.1", 40000)
 T0 = 1_800_000_000.0
-KILL, VIP_MOVED, LAST_ANSWER, FIRST_ANSWER = 10.000, 10.006, 9.990, 10.031
+KILL_SENT, KILL, VIP_MOVED, LAST_ANSWER, FIRST_ANSWER = 9.985, 10.000, 10.036, 9.990, 10.031
 
 
 def sip(code_or_method: int | str, call_id: str, cseq: str) -> str:
@@ -80,7 +81,8 @@ def synthetic_evidence(n: int = 300) -> Evidence:
     return Evidence(backend="local", mode="kill", calls=n,
                     keys={(c.call_id, "a", "b") for c in calls},
                     summary=SippSummary("uac", "reinvite", 0, n, 0, calls), datagrams=datagrams,
-                    kill_at=T0 + KILL, vip_moved_at=T0 + VIP_MOVED, proxy=VIP,
+                    kill_at=T0 + KILL, kill_started_at=T0 + KILL_SENT,
+                    vip_moved_at=T0 + VIP_MOVED, proxy=VIP,
                     primary_bin=PRIMARY_BIN, backup_bin=BACKUP_BIN,
                     backup_stats_before={"update_sent": 0, "delete_sent": 0},
                     backup_stats_after={"update_sent": n, "delete_sent": n},

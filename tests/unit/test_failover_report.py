@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _failover_evidence import (  # noqa: E402
     FIRST_ANSWER,
     KILL,
+    KILL_SENT,
     LAST_ANSWER,
     T0,
     VIP_MOVED,
@@ -83,6 +84,7 @@ def test_the_timeline_marks_come_from_the_evidence() -> None:
     ev = synthetic_evidence(N)
     tl = timeline_from(ev)
     assert (tl.kill_at, tl.vip_moved_at) == (T0 + KILL, T0 + VIP_MOVED)
+    assert (tl.kill_started_at, tl.zero, tl.signal) == (T0 + KILL_SENT, T0 + KILL_SENT, "SIGKILL")
     assert tl.gap is not None
     assert (tl.gap.last_before, tl.gap.first_after) == (T0 + LAST_ANSWER, T0 + FIRST_ANSWER)
     assert len(tl.held) == len(tl.ended) == len(tl.recoveries) == N
@@ -92,7 +94,7 @@ def test_the_timeline_marks_come_from_the_evidence() -> None:
     probes = sum(1 for k in range(300) if not LAST_ANSWER < round(9.0 + 0.005 * k, 3) < FIRST_ANSWER) + 1
     assert len(tl.answers) == 3 * N + probes
     lo, hi = tl.takeover
-    assert (lo - T0, hi - T0) == pytest.approx((LAST_ANSWER - 0.1, FIRST_ANSWER + 0.3), abs=1e-6)
+    assert (lo - T0, hi - T0) == pytest.approx((KILL_SENT - 0.1, VIP_MOVED + 0.3), abs=1e-6)
     # from the first call's 200 OK out of the VIP to the prober's last answer
     assert tl.span == pytest.approx((T0 + 0.002, T0 + 9.0 + 0.005 * 299), abs=1e-6)
 
@@ -101,6 +103,7 @@ def test_the_result_keeps_its_evidence_and_the_vip_move() -> None:
     ev = synthetic_evidence(5)
     r = result_from(ev)
     assert r.evidence is ev and r.evidence.vip_moved_at == T0 + VIP_MOVED
+    assert r.evidence.kill_started_at == T0 + KILL_SENT
     assert "evidence" not in r.to_json() and "evidence" not in repr(r)
 
 
@@ -147,8 +150,11 @@ def test_the_pictures_are_inline_svg_marked_with_the_published_percentiles(resul
                       ("recovery_ms_p99", "p99"), ("replication_lag_ms_p99", "p99")):
         assert f"{mark} = {figures[key]:g} ms" in page
     assert f"service gap {figures['service_gap_ms']:.1f} ms" in page
-    assert "VIP moved (+6.0 ms)" in page and "kill (0 ms)" in page
-    assert "first answer after (+31.0 ms)" in page and "last answer before (-10.0 ms)" in page
+    # the marks, from the SIGKILL: the kill took 15 ms, the move 36 ms more
+    for mark in ("SIGKILL sent to the primary (+0.0 ms)", "the proxy's last answer (+5.0 ms)",
+                 "primary gone, VIP move starts (+15.0 ms)", "the backup's first answer (+46.0 ms)",
+                 "VIP move done, neighbours told (+51.0 ms)"):
+        assert mark in page
     # the SVGs' ids are salted per figure: none is defined twice in the document
     ids = [a["id"] for _, a in parsed(page).tags if a.get("id")]
     assert len(ids) == len(set(ids))

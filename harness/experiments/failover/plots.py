@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 from harness.experiments.failover.timeline import BUCKET_S, Timeline, cdf, per_bucket
 
@@ -64,22 +65,38 @@ def _cumulative(ax, times: Sequence[float], zero: float, colour: str, label: str
 
 
 def _marks(ax, tl: Timeline, scale: float, *, legend: bool = False) -> None:
-    """The kill, the VIP move, the proxy's last and first answers and the gap between."""
-    zero = tl.kill_at
+    """The kill (signalled, then gone), the VIP move, the proxy's last and first answers
+    and the service gap between them, in the legend in the order they happened, with
+    their offsets from the signal."""
+    zero = tl.zero
     if tl.gap is not None:
         ax.axvspan((tl.gap.last_before - zero) * scale, (tl.gap.first_after - zero) * scale,
                    color=COLOURS["gap"], alpha=0.45, lw=0,
                    label=f"service gap {tl.gap.ms:.1f} ms" if legend else None)
-        ax.axvline((tl.gap.last_before - zero) * scale, color=COLOURS["answer"], lw=1.2, ls=":",
-                   label=f"last answer before ({(tl.gap.last_before - zero) * 1000:+.1f} ms)"
-                   if legend else None)
-        ax.axvline((tl.gap.first_after - zero) * scale, color=COLOURS["backup"], lw=1.4, ls=":",
-                   label=f"first answer after ({(tl.gap.first_after - zero) * 1000:+.1f} ms)"
-                   if legend else None)
-    ax.axvline(0, color=COLOURS["kill"], lw=1.6, label="kill (0 ms)" if legend else None)
+    lines = [(tl.kill_at, COLOURS["kill"], (0, (1, 1.5)), "primary gone, VIP move starts")]
+    if tl.kill_started_at is not None:
+        lines.append((tl.kill_started_at, COLOURS["kill"], "-", f"{tl.signal} sent to the primary"))
+    if tl.gap is not None:
+        lines += [(tl.gap.last_before, COLOURS["answer"], ":", "the proxy's last answer"),
+                  (tl.gap.first_after, COLOURS["backup"], ":", "the backup's first answer")]
     if tl.vip_moved_at is not None:
-        ax.axvline((tl.vip_moved_at - zero) * scale, color=COLOURS["vip"], lw=1.4, ls="--",
-                   label=f"VIP moved ({(tl.vip_moved_at - zero) * 1000:+.1f} ms)" if legend else None)
+        lines.append((tl.vip_moved_at, COLOURS["vip"], "--", "VIP move done, neighbours told"))
+    for t, colour, style, text in sorted(lines, key=lambda line: line[0]):
+        ax.axvline((t - zero) * scale, color=colour, ls=style, lw=1.5,
+                   label=f"{text} ({(t - zero) * 1000:+.1f} ms)" if legend else None)
+
+
+class _Plain(LogFormatter):
+    """Log ticks as plain numbers (0.1, 1, 10), not powers of ten; minor ones only where
+    matplotlib would label them (a narrow range)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
+
+
+def _plain_log(axis) -> None:
+    axis.set_major_formatter(_Plain())
+    axis.set_minor_formatter(_Plain(labelOnlyBase=False))
 
 
 def _bin_steps(ax, tl: Timeline, start: float, end: float, scale: float) -> None:
@@ -87,9 +104,9 @@ def _bin_steps(ax, tl: Timeline, start: float, end: float, scale: float) -> None
     for node in ("primary", "backup"):
         sent = tl.bin_sent.get(node, [])
         counts = per_bucket(sent, start, end)
-        edges = [(start + i * BUCKET_S - tl.kill_at) * scale for i in range(len(counts) + 1)]
-        ax.stairs(counts, edges, color=COLOURS[node], lw=1.2, fill=False,
-                  label=f"from the {node} ({len(sent):,} in all)")
+        edges = [(start + i * BUCKET_S - tl.zero) * scale for i in range(len(counts) + 1)]
+        ax.stairs(counts, edges, color=COLOURS[node], lw=1.1, fill=False,
+                  label=f"BIN packets from the {node} ({len(sent):,} in all)")
     ax.set_ylabel("BIN packets\nper 10 ms")
     ax.set_ylim(bottom=0)
 
@@ -97,31 +114,34 @@ def _bin_steps(ax, tl: Timeline, start: float, end: float, scale: float) -> None
 def timeline_svg(tl: Timeline) -> str:
     """The whole run: calls held, recovered and ended; each call's recovery; BIN traffic."""
     start, end = tl.span
+    zero = tl.zero
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(11.5, 6.6), layout="constrained")
+        fig = Figure(figsize=(11.5, 5.5), layout="constrained")
         calls, rec, bins = fig.subplots(3, 1, sharex=True, height_ratios=[1.1, 1, 0.9])
-        zero = tl.kill_at
         _cumulative(calls, tl.held, zero, COLOURS["held"], "calls held")
+        _cumulative(calls, tl.ended, zero, COLOURS["ended"], "calls ended (BYE answered)")
         _cumulative(calls, [r.answered for r in tl.recoveries], zero, COLOURS["recovered"],
-                    "re-INVITEs answered 200")
-        _cumulative(calls, tl.ended, zero, COLOURS["ended"], "calls ended")
+                    "re-INVITEs answered 200 by the backup")
         calls.set_ylabel("calls")
         calls.set_ylim(bottom=0)
-        calls.set_title("The whole run: calls set up, the primary killed, every call released "
-                        "through the backup")
+        calls.set_title("The whole run: calls set up through the primary, the primary "
+                        f"{'killed' if tl.signal == 'SIGKILL' else 'frozen'}, every call "
+                        "released through the backup")
         if tl.recoveries:
             xs = [r.sent - zero for r in tl.recoveries]
             ms = [max(r.ms, 1e-3) for r in tl.recoveries]
             px, py = _ticks(xs, [m / 1.15 for m in ms], [m * 1.15 for m in ms])
-            rec.plot(px, py, color=COLOURS["recovered"], lw=0.8,
-                     label="one tick per call: re-INVITE sent (x) → 200 OK after y ms")
+            rec.plot(px, py, color=COLOURS["recovered"], lw=0.7,
+                     label="one tick per call: its re-INVITE sent at x, answered 200 after y ms")
             rec.set_yscale("log")
+            _plain_log(rec.yaxis)
         rec.set_ylabel("recovery (ms)")
         _bin_steps(bins, tl, start, end, 1.0)
         for ax in (calls, rec, bins):
-            _marks(ax, tl, 1.0, legend=ax is calls)
-            ax.legend(loc="upper left", ncols=2)
-        bins.set_xlabel("seconds from the kill (kill and VIP move: the red and purple lines at 0)")
+            _marks(ax, tl, 1.0)
+            ax.legend(loc="upper left")
+        bins.set_xlabel(f"seconds from the {tl.signal} (red line: the kill and the VIP move, "
+                        "zoomed below)")
         bins.set_xlim((start - zero) - 0.5, (end - zero) + 0.5)
         return _svg(fig, "timeline")
 
@@ -130,10 +150,10 @@ def takeover_svg(tl: Timeline) -> str:
     """The takeover, zoomed: the proxy's answers stop and resume, the VIP moves, the
     first calls recover, the backup starts replicating."""
     lo, hi = tl.takeover
-    zero = tl.kill_at
+    zero = tl.zero
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(11.5, 4.6), layout="constrained")
-        events, bins = fig.subplots(2, 1, sharex=True, height_ratios=[1.2, 1])
+        fig = Figure(figsize=(11.5, 3.7), layout="constrained")
+        events, bins = fig.subplots(2, 1, sharex=True, height_ratios=[1.25, 1])
         rows = (("SIP answers\nfrom the VIP", tl.answers, COLOURS["answer"]),
                 ("re-INVITEs\nsent", [r.sent for r in tl.recoveries], COLOURS["held"]),
                 ("re-INVITEs\nanswered 200", [r.answered for r in tl.recoveries], COLOURS["recovered"]))
@@ -142,15 +162,15 @@ def takeover_svg(tl: Timeline) -> str:
             px, py = _ticks(inside, [y - 0.35] * len(inside), [y + 0.35] * len(inside))
             events.plot(px, py, color=colour, lw=1.0)
         events.set_yticks(range(len(rows)), [name for name, _, _ in rows])
-        events.set_ylim(-0.6, len(rows) - 0.4)
+        events.set_ylim(len(rows) - 0.4, -0.6)  # read down: answers, then the calls
         events.grid(axis="y", visible=False)
         events.set_title("The takeover, zoomed: each tick is one SIP message")
         _marks(events, tl, 1000.0, legend=True)
-        events.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        events.legend(loc="upper left", bbox_to_anchor=(1.0, 1.04))
         _bin_steps(bins, tl, lo, hi, 1000.0)
         _marks(bins, tl, 1000.0)
         bins.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        bins.set_xlabel("milliseconds from the kill")
+        bins.set_xlabel(f"milliseconds from the {tl.signal}")
         bins.set_xlim((lo - zero) * 1000, (hi - zero) * 1000)
         return _svg(fig, "takeover")
 
@@ -170,7 +190,7 @@ def recovery_svg(recovery_ms: Sequence[float], marks: dict[str, float | None]) -
     """How long the backup took per call (re-INVITE sent → 200 OK): a histogram with the
     published percentiles. Log-spaced bins when the times span over two decades."""
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(5.7, 3.7), layout="constrained")
+        fig = Figure(figsize=(5.7, 3.3), layout="constrained")
         ax = fig.subplots()
         values = [v for v in recovery_ms if v > 0]
         if values:
@@ -179,6 +199,7 @@ def recovery_svg(recovery_ms: Sequence[float], marks: dict[str, float | None]) -
                 n = 50
                 edges = [lo * (hi / lo) ** (i / n) for i in range(n + 1)]
                 ax.set_xscale("log")
+                _plain_log(ax.xaxis)
             else:
                 edges = 50 if hi > lo else 1
             ax.hist(values, bins=edges, color=COLOURS["recovered"], alpha=0.85)
@@ -196,13 +217,14 @@ def lag_svg(lag_ms: Sequence[float], marks: dict[str, float | None]) -> str:
     """How long a dialog took to be on the wire to the backup (200 OK out → first BIN
     packet), as a CDF with the published percentiles."""
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(5.7, 3.7), layout="constrained")
+        fig = Figure(figsize=(5.7, 3.3), layout="constrained")
         ax = fig.subplots()
         if lag_ms:
             xs, ys = cdf(lag_ms)
             ax.step(xs, ys, where="post", color=COLOURS["primary"], lw=1.6)
             if min(xs) > 0 and max(xs) / min(xs) > 100:
                 ax.set_xscale("log")
+                _plain_log(ax.xaxis)
             _percentile_lines(ax, marks)
             ax.legend(loc="lower right")
             ax.set_ylim(0, 1.02)

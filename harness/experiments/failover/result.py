@@ -184,8 +184,10 @@ class Evidence:
     #: BIN dialog packets the run's live witness (a pybin peer replicated to) received,
     #: with its arrival times; None: the run had no witness
     witnessed: list[WireBin] | None = None
-    #: when ``Cluster.failover()`` returned: the VIP on the backup, neighbours told
-    #: (None: not recorded); the kill-to-here span is the VIP move
+    #: just before the primary was signalled (kill_at is once it was gone), and when
+    #: ``Cluster.failover()`` returned: the VIP on the backup, neighbours told; None:
+    #: not recorded. kill_started_at → kill_at is the kill, kill_at → vip_moved_at the move
+    kill_started_at: float | None = None
     vip_moved_at: float | None = None
 
 

@@ -309,6 +309,7 @@ class FailoverRun(Judging):
                  f"moving the VIP to {self.backup} …")
         self._log_mark = len(self.cluster.nodes[self.backup].current_logs())
         node = self.cluster.nodes[self.primary]
+        self.kill_started_at = time.time()
         if self.mode == "kill":
             node.kill()  # returns once the processes are gone
         else:
@@ -386,8 +387,6 @@ class FailoverRun(Judging):
         self.shm[f"used_{when}"] = stats.get("real_used_size", stats.get("used_size"))
         self.shm["max_used"] = stats.get("max_used_size")
         self.shm["total"] = stats.get("total_size")
-
-    # -- evidence ------------------------------------------------------------------------
 
 
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,

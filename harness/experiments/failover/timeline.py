@@ -8,7 +8,8 @@ host's wall clock); the pictures show them relative to the kill.
 What is on it:
 
 - the calls held (SIPp's ``HELD`` marker of each call) and ended (``END``);
-- the kill, and the VIP move (``Cluster.failover()`` ran from the kill to its return);
+- the kill (the primary signalled, then gone) and the VIP move (``Cluster.failover()``
+  ran from the primary gone to its return);
 - the proxy address's SIP answers (mostly the prober's OPTIONS around the kill) and,
   among them, the last before the kill and the first after it: the service gap;
 - each call's recovery: its re-INVITE's first send and the 200 OK it got;
@@ -49,6 +50,10 @@ class Timeline:
     kill_at: float
     vip_moved_at: float | None
     gap: Gap | None
+    #: the primary signalled (SIGKILL or SIGSTOP); kill_at: it was gone
+    kill_started_at: float | None
+    #: SIGKILL or SIGSTOP
+    signal: str
     #: every SIP response the proxy address sent, in order
     answers: list[float]
     held: list[float]
@@ -57,6 +62,11 @@ class Timeline:
     recoveries: list[Recovery]
     #: node name ("primary", "backup") -> the BIN dialog packets it sent, in order
     bin_sent: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def zero(self) -> float:
+        """The pictures' time origin: the primary signalled (when known), else gone."""
+        return self.kill_started_at if self.kill_started_at is not None else self.kill_at
 
     @property
     def span(self) -> tuple[float, float]:
@@ -70,9 +80,10 @@ class Timeline:
 
     @property
     def takeover(self) -> tuple[float, float]:
-        """The window a person zooms into: from just before the last answer before the
-        kill to a while after the first answer after it (or the VIP move)."""
-        marks = [self.kill_at, *([self.vip_moved_at] if self.vip_moved_at is not None else [])]
+        """The window a person zooms into: from 100 ms before the earliest mark (the
+        signal, the last answer) to 300 ms after the latest (the first answer, the VIP
+        move done), so the first recovered calls show too."""
+        marks = [self.kill_at, *(t for t in (self.kill_started_at, self.vip_moved_at) if t is not None)]
         if self.gap is not None:
             marks += [self.gap.last_before, self.gap.first_after]
         return min(marks) - 0.1, max(marks) + 0.3
@@ -89,7 +100,8 @@ def timeline_from(ev: Evidence) -> Timeline:
             bin_sent[names[b.src]].append(b.t)
     return Timeline(
         kill_at=ev.kill_at, vip_moved_at=ev.vip_moved_at,
-        gap=service_gap(sip, ev.proxy, ev.kill_at), answers=answers,
+        gap=service_gap(sip, ev.proxy, ev.kill_at), kill_started_at=ev.kill_started_at,
+        signal="SIGKILL" if ev.mode == "kill" else "SIGSTOP", answers=answers,
         held=sorted(c.events["HELD"] for c in ev.summary.calls if "HELD" in c.events),
         ended=sorted(c.events["END"] for c in ev.summary.calls if "END" in c.events),
         recoveries=recoveries(ev.summary.calls), bin_sent=bin_sent)
