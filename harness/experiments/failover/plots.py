@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from harness.experiments.failover.timeline import BUCKET_S, Timeline, cdf, per_bucket
 
@@ -124,6 +124,7 @@ def timeline_svg(tl: Timeline) -> str:
                     "re-INVITEs answered 200 by the backup")
         calls.set_ylabel("calls")
         calls.set_ylim(bottom=0)
+        calls.yaxis.set_major_locator(MaxNLocator(integer=True))
         calls.set_title("The whole run: calls set up through the primary, the primary "
                         f"{'killed' if tl.signal == 'SIGKILL' else 'frozen'}, every call "
                         "released through the backup")
@@ -142,7 +143,8 @@ def timeline_svg(tl: Timeline) -> str:
             ax.legend(loc="upper left")
         bins.set_xlabel(f"seconds from the {tl.signal} (red line: the kill and the VIP move, "
                         "zoomed below)")
-        bins.set_xlim((start - zero) - 0.5, (end - zero) + 0.5)
+        pad = max(0.01, 0.01 * (end - start))
+        bins.set_xlim((start - zero) - pad, (end - zero) + pad)
         return _svg(fig, "timeline")
 
 
@@ -207,6 +209,7 @@ def recovery_svg(recovery_ms: Sequence[float], marks: dict[str, float | None]) -
             ax.legend(loc="upper right")
         else:
             _empty(ax, "recovered call")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"Recovery time ({len(values):,} calls)")
         ax.set_xlabel("re-INVITE sent → 200 OK (ms)")
         ax.set_ylabel("calls")
