@@ -124,7 +124,7 @@ def timeline_svg(tl: Timeline) -> str:
                     "re-INVITEs answered 200 by the backup")
         calls.set_ylabel("calls")
         calls.set_ylim(bottom=0)
-        calls.yaxis.set_major_locator(MaxNLocator(integer=True))
+        calls.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
         calls.set_title("The whole run: calls set up through the primary, the primary "
                         f"{'killed' if tl.signal == 'SIGKILL' else 'frozen'}, every call "
                         "released through the backup")
@@ -209,7 +209,7 @@ def recovery_svg(recovery_ms: Sequence[float], marks: dict[str, float | None]) -
             ax.legend(loc="upper right")
         else:
             _empty(ax, "recovered call")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10]))
         ax.set_title(f"Recovery time ({len(values):,} calls)")
         ax.set_xlabel("re-INVITE sent → 200 OK (ms)")
         ax.set_ylabel("calls")
