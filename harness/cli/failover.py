@@ -25,6 +25,7 @@ from harness.cluster.user_config import UserConfigError
 from harness.experiments.failover import (
     DEFAULT_RELEASE_RATE,
     FailoverError,
+    FailoverResult,
     failure_json,
     run_failover,
 )
@@ -46,6 +47,9 @@ def add_parser(sub: Any) -> None:
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
                                      "removed unless calls were lost)")
+    p.add_argument("--report", metavar="DIR",
+                   help="also write DIR/report.html: the run's timeline, recovery histogram and "
+                        "replication-lag CDF beside its figures, in one self-contained file")
     add_first_use_options(p)
 
 
@@ -59,6 +63,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
             args.setup_timeout is not None and args.setup_timeout <= 0):
         raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
+    if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
+        raise UsageError(f"--report {args.report}: not a directory")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
@@ -91,6 +97,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
             say(json.dumps(report))
         else:
             print(f"harness: failover failed ({report['step']}): {report['error']}", file=sys.stderr)
+        if args.report is not None:
+            _report(Path(args.report), report)
         return 1
     keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
     if not keep:
@@ -101,4 +109,15 @@ def cmd_failover(args: argparse.Namespace) -> int:
     if keep:
         progress(f"failover: artifacts kept in {workdir}")
     say(json.dumps(result.to_json()) if args.json else result.table())
+    if args.report is not None:
+        _report(Path(args.report), result.to_json(), result)
     return 1 if result.lost else 0
+
+
+def _report(out: Path, figures: dict[str, object], result: FailoverResult | None = None) -> None:
+    """report.html, after the figures are printed (a page that cannot be written loses
+    nothing already said); matplotlib is imported only here."""
+    from harness.experiments.failover.report import write_report
+
+    progress("failover: drawing the report …")
+    progress(f"failover: report: {write_report(out, figures, result)}")

@@ -3,7 +3,7 @@
     harness matrix --backend local --opensips 1.10.2=/opt/a/opensips --opensips 1.10.5=/opt/b/opensips
     harness matrix --backend docker --versions 1.10.0,1.10.5,1.11.11 [--pairs all] [--json]
 
-Progress goes to stderr, one line per cell; the reports (matrix.md, matrix.json,
+Progress goes to stderr, one line per cell; the reports (matrix.md, matrix.json, matrix.html,
 matrix.junit.xml) go to ``--out``; ``--json`` also prints matrix.json's object on
 stdout. Exit 0 when every cell is ``same`` or ``explained`` (cells of checks the backend
 cannot run are listed as ``not run``), 1 when a cell is unexplained, unstable or an

@@ -18,6 +18,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.experiments.failover.metrics import JSON_KEYS
+from harness.experiments.failover.result import FailoverResult
 from harness.experiments.failover.run import run_failover
 
 #: No host-tool skipif: on the Docker backend SIPp and tcpdump run in containers, and
@@ -28,12 +29,13 @@ pytestmark = [pytest.mark.live, pytest.mark.failover]
 @pytest.mark.parametrize("mode", ["kill", "freeze"])
 def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
                                    request: pytest.FixtureRequest, tmp_path: Path,
-                                   mode: str) -> None:
+                                   mode: str, failover_report: Callable[..., FailoverResult]) -> None:
     n: int = request.config.getoption("--failover-calls")
     # peer: the live witness both nodes also replicate to, configured first (harness.live.start)
     lc = opensips_cluster(("primary", "backup"), peer="first")
     cluster = lc.cluster
     result = run_failover(cluster, n, workdir=tmp_path / "failover", mode=mode, witness=lc.peer)
+    failover_report(result)  # on failure, report.html joins the evidence
     # what record_property does, without its warning under junit_family xunit2 (the
     # default, used by `harness run`), which filterwarnings=error turns into an error
     request.node.user_properties.extend(result.to_json().items())
@@ -74,7 +76,7 @@ def test_backup_carries_every_call(opensips_cluster: Callable[..., Cluster],
 
 def test_backup_carries_calls_at_size_with_a_paced_release(
         opensips_cluster: Callable[..., Cluster], request: pytest.FixtureRequest,
-        tmp_path: Path) -> None:
+        tmp_path: Path, failover_report: Callable[..., FailoverResult]) -> None:
     """Issue 11 at a size CI affords: at least 1,000 held calls (``--failover-calls
     10000`` for the full size), released at 1,000 requests/s after the kill. The run
     ends within its derived deadline, and the new figures are there and consistent."""
@@ -83,6 +85,7 @@ def test_backup_carries_calls_at_size_with_a_paced_release(
     cluster = lc.cluster
     result = run_failover(cluster, n, workdir=tmp_path / "failover", release_rate=1000.0,
                           witness=lc.peer)
+    failover_report(result)
     request.node.user_properties.extend(
         (k, v) for k, v in result.to_json().items() if not isinstance(v, (dict, list)))
 

@@ -14,6 +14,8 @@ Fixtures (each small and overridable in your own conftest.py; `fixtures`):
   ``.peer``, ``.capture``). On failure the capture, a decoded SIP/BIN ladder and every
   node's log are saved under ``--harness-artifacts`` and attached to the report (`evidence`).
 - ``sip_calls`` — factory running a SIPp scenario through a cluster.
+- ``failover_report`` — hand it a failover's result; on failure its report.html (the run
+  as pictures, `harness.experiments.failover.report`) joins the evidence.
 - ``opensips_pair`` / ``opensips_builds`` — the releases a test runs on (`releases`).
 
 Markers: ``live`` (needs OpenSIPS), ``failover``, and ``node_deaths_expected`` (teardown
@@ -36,6 +38,7 @@ from harness.cluster.warmup import STATS
 from harness.experiments.gate import PLUGIN_NAME, GatePlugin
 from harness.plugin.evidence import REPORT_KEY
 from harness.plugin.fixtures import (
+    failover_report,
     harness_settings,
     opensips_backend,
     opensips_cluster,
@@ -47,7 +50,7 @@ from harness.plugin.releases import (
     pytest_generate_tests,
 )
 
-__all__ = ["harness_settings", "opensips_backend", "opensips_builds", "opensips_cluster",
+__all__ = ["failover_report", "harness_settings", "opensips_backend", "opensips_builds", "opensips_cluster",
            "opensips_pair", "pytest_addoption", "pytest_configure", "pytest_generate_tests",
            "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
            "pytest_testnodedown", "sip_calls"]

@@ -1,6 +1,7 @@
 """What a failed live test leaves behind: the capture, a SIP/BIN ladder and every node's
-log, saved under ``--harness-artifacts`` and attached to the report; and the check, after
-each test, that no node of its clusters died unnoticed."""
+log, saved under ``--harness-artifacts`` and attached to the report, and a failover's
+report.html when the test handed its result over; and the check, after each test, that no
+node of its clusters died unnoticed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.cluster.interfaces import NodeDied
+from harness.experiments.failover.result import FailoverResult
 from harness.instruments.capture import ladder_lines, render_ladder
 from harness.live import LiveCluster
 
@@ -54,6 +56,17 @@ def save_evidence(lc: LiveCluster, dest: Path) -> list[tuple[str, str]]:
         tail = "\n".join(text.splitlines()[-40:])
         sections.append((f"{name} log (last 40 lines)", tail))
     return sections
+
+
+def save_failover_report(result: FailoverResult, dest: Path) -> str:
+    """``dest/report.html`` of a failover a failed test ran; what to attach to the report
+    (the page's path, or why there is none: evidence must never hide the real failure)."""
+    from harness.experiments.failover.report import write_report
+
+    try:
+        return str(write_report(dest, result.to_json(), result))
+    except Exception as err:
+        return f"(failover report unavailable: {type(err).__name__}: {err})"
 
 
 def deaths(started: Sequence[LiveCluster]) -> list[str]:

@@ -18,10 +18,11 @@ from harness.base.settings import Settings, load_settings
 from harness.cluster import Cluster, Destination
 from harness.cluster.user_config import UserConfigError
 from harness.experiments.calls import CallPair
+from harness.experiments.failover.result import FailoverResult
 from harness.experiments.gate import observe
 from harness.instruments.capture import CaptureError
 from harness.live import LiveCluster, PeerPlace, preflight
-from harness.plugin.evidence import deaths, failed, save_evidence, slug
+from harness.plugin.evidence import deaths, failed, save_evidence, save_failover_report, slug
 from harness.plugin.releases import Builds
 
 
@@ -120,6 +121,27 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendKi
                 request.node.user_properties.append(("artifacts", str(dest)))
     if died and not failed(request.node):
         pytest.fail(f"a node died during the test: {died[0]}", pytrace=False)
+
+
+@pytest.fixture
+def failover_report(request: pytest.FixtureRequest) -> Iterator[Callable[[FailoverResult], FailoverResult]]:
+    """Hand it a failover's result: ``result = failover_report(run_failover(...))`` returns
+    it unchanged; if the test then fails, the run's report.html (timeline, recovery
+    histogram, replication-lag CDF, figures) is saved under ``--harness-artifacts`` beside
+    the capture and logs, and its path attached to the report."""
+    kept: list[FailoverResult] = []
+
+    def keep(result: FailoverResult) -> FailoverResult:
+        kept.append(result)
+        return result
+
+    yield keep
+    if kept and failed(request.node):
+        dest = Path(request.config.getoption("--harness-artifacts")) / "failures" / slug(request.node.nodeid)
+        for index, result in enumerate(kept):
+            saved = save_failover_report(result, dest / f"failover{index}")
+            request.node.add_report_section("teardown", "failover report", saved)
+            request.node.user_properties.append(("failover_report", saved))
 
 
 @pytest.fixture

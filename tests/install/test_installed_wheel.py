@@ -104,6 +104,8 @@ def test_the_harness_extra_runs_from_the_installed_package(wheel: Path, tmp_path
                   "print(shipped('scenarios', 'rejected_uac.xml'));"
                   "print(package_path('conformance', 'test_failover.py'));"
                   "print(package_path('experiments', 'matrix', 'known-differences.yaml'));"
+                  "print(package_path('experiments', 'matrix', 'matrix.html.j2'));"
+                  "print(package_path('experiments', 'failover', 'report.html.j2'));"
                   "print(package_path('base', 'defaults.yaml'));"
                   "print(checkout_root())"], cwd=tmp_path)
     assert where.returncode == 0, where.stderr

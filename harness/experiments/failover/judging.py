@@ -40,6 +40,9 @@ class Judging:
     say: Callable[[str], None]
     keys: set[CallKey]
     workdir: Path
+    #: set by the failover step: as it signals the primary, once the VIP is on the backup
+    kill_started_at: float | None = None
+    vip_moved_at: float | None = None
 
     def judge(self) -> FailoverResult:
         """Parse SIPp's trace and the capture and judge every call (`result_from`).
@@ -103,7 +106,8 @@ class Judging:
             release_rate_asked=self.release_rate, backup_shm=dict(self.shm),
             timed_out=list(self.timed_out), backup_alive=self.backup_alive,
             backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1),
-            witnessed=self._witnessed())
+            witnessed=self._witnessed(), kill_started_at=self.kill_started_at,
+            vip_moved_at=self.vip_moved_at)
 
     def _witnessed(self) -> list[WireBin] | None:
         """What the run's live witness received; None without one."""

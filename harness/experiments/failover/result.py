@@ -89,6 +89,8 @@ class FailoverResult:
     #: destination), received by the live witness (None: the run had none)
     backup_bin_captured: int = 0
     backup_bin_witnessed: int | None = None
+    #: what the figures were computed from (for the report's pictures; not published)
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         out = {key: getattr(self, key) for key in JSON_KEYS}
@@ -182,6 +184,11 @@ class Evidence:
     #: BIN dialog packets the run's live witness (a pybin peer replicated to) received,
     #: with its arrival times; None: the run had no witness
     witnessed: list[WireBin] | None = None
+    #: just before the primary was signalled (kill_at is once it was gone), and when
+    #: ``Cluster.failover()`` returned: the VIP on the backup, neighbours told; None:
+    #: not recorded. kill_started_at → kill_at is the kill, kill_at → vip_moved_at the move
+    kill_started_at: float | None = None
+    vip_moved_at: float | None = None
 
 
 def _mb(v: int | None) -> str:
@@ -230,4 +237,5 @@ def result_from(ev: Evidence) -> FailoverResult:
         timed_out=list(ev.timed_out), deadline_s=ev.deadline_s,
         backup_bin_captured=sum(1 for b in bins if b.src == ev.backup_bin and b.t >= ev.kill_at),
         backup_bin_witnessed=None if ev.witnessed is None else sum(
-            1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at))
+            1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at),
+        evidence=ev)

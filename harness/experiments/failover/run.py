@@ -309,6 +309,7 @@ class FailoverRun(Judging):
                  f"moving the VIP to {self.backup} …")
         self._log_mark = len(self.cluster.nodes[self.backup].current_logs())
         node = self.cluster.nodes[self.primary]
+        self.kill_started_at = time.time()
         if self.mode == "kill":
             node.kill()  # returns once the processes are gone
         else:
@@ -318,6 +319,7 @@ class FailoverRun(Judging):
         # as soon as the VIP is on it. Between the two nobody can send from the VIP.
         self.kill_at = time.time()
         self.cluster.failover(self.backup)
+        self.vip_moved_at = time.time()
 
     def release_calls(self) -> None:
         """Release the held calls at ``release_rate / 2`` calls/s (each sends a re-INVITE,
@@ -385,8 +387,6 @@ class FailoverRun(Judging):
         self.shm[f"used_{when}"] = stats.get("real_used_size", stats.get("used_size"))
         self.shm["max_used"] = stats.get("max_used_size")
         self.shm["total"] = stats.get("total_size")
-
-    # -- evidence ------------------------------------------------------------------------
 
 
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,

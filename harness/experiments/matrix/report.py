@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from harness.experiments.matrix.html import write_html
 from harness.experiments.matrix.judge import OUTCOMES
 from harness.experiments.matrix.registry import CHECKS
 from harness.experiments.matrix.runner import MatrixRun
@@ -185,11 +186,12 @@ def to_junit(run: MatrixRun) -> str:
 
 
 def write_reports(run: MatrixRun, out: Path, appendix: str = "") -> dict[str, Path]:
-    """matrix.md (with ``appendix``, markdown sections, at its end), matrix.json and
-    matrix.junit.xml in ``out``; their paths."""
+    """matrix.md (with ``appendix``, markdown sections, at its end), matrix.json,
+    matrix.junit.xml and matrix.html in ``out``; their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "matrix.md", "json": out / "matrix.json", "junit": out / "matrix.junit.xml"}
     paths["md"].write_text(to_markdown(run) + ("\n" + appendix if appendix else ""))
     paths["json"].write_text(json.dumps(to_json(run), indent=2, sort_keys=False) + "\n")
     paths["junit"].write_text(to_junit(run))
+    paths["html"] = write_html(to_json(run), out)
     return paths
