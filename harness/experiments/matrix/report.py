@@ -103,8 +103,10 @@ def to_markdown(run: MatrixRun) -> str:
     for label, b in run.builds.items():
         how = "verified upstream tree" if b.verified else "unverified build"
         lines.append(f"- `{label}`: {how}, reports {b.reported}")
+    lines += ["", *by_release(run)]
     pairs = run.pairs
-    lines += ["", "| check | " + " | ".join(_pair_id(p) for p in pairs) + " |",
+    lines += ["", "## Every cell", "",
+              "| check | " + " | ".join(_pair_id(p) for p in pairs) + " |",
               "|---|" + "---|" * len(pairs)]
     for check in run.checks:
         cells = []
@@ -160,6 +162,32 @@ def to_markdown(run: MatrixRun) -> str:
         lines += [f"- {check}: {_md_escape(reason)}" for check, reason in reasons]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def by_release(run: MatrixRun) -> list[str]:
+    """The short table README quotes: one row per release, its cells with itself and
+    both ways with the baseline counted by outcome, and the table entries explaining
+    them."""
+    lines = ["## By release", "",
+             f"Cells per pair counted by outcome (of {len(run.checks)} checks); `entries` are the "
+             "known differences that explain them (matrix.html links each to its commit).", "",
+             f"| release | with itself | as primary, {run.baseline} backup | {run.baseline} primary, "
+             "as backup | entries |", "|---|---|---|---|---|"]
+    others = [label for label in run.builds if label != run.baseline]
+    for label in [run.baseline, *others]:
+        pairs = [(label, label), (label, run.baseline), (run.baseline, label)]
+        cols, entries = [], []
+        for pair in pairs:
+            cells = [r for r in run.results if (r.primary, r.backup) == pair]
+            if label == run.baseline and pair != (label, label) or not cells:
+                cols.append("—")
+                continue
+            counts = {o: sum(r.outcome == o for r in cells) for o in OUTCOMES}
+            cols.append(", ".join(f"{n} {o}" for o, n in counts.items() if n))
+            entries += [d.explained_by for r in cells for d in r.differences if d.explained_by]
+        named = ", ".join(f"`{e}`" for e in dict.fromkeys(sorted(entries))) or "—"
+        lines.append(f"| {label} | " + " | ".join(cols) + f" | {named} |")
+    return lines
 
 
 def to_junit(run: MatrixRun) -> str:
