@@ -1,8 +1,9 @@
-"""OpenSIPS 1.10 Management Interface over UDP (the mi_datagram module).
+"""OpenSIPS 1.x Management Interface over UDP (the mi_datagram module).
 
-Tests read a node's state through MI: which dialogs it holds (`dlg_list`) and what the
-dialog module counted (`get_statistics dialog:`). Replies are turned into typed values
-here so tests compare fields, not text.
+Tests read a node's state through MI: which dialogs it holds (`dlg_list`), which
+registrations (`ul_dump`, 1.11 and 2.1) and what the modules counted
+(`get_statistics dialog:` / `usrloc:`). Replies are turned into typed values here so
+tests compare fields, not text.
 
 The replies' wire format and their parsing live in `harness.instruments.mi_replies`. A
 reply must fit one 65457-byte datagram: a bigger tree is silently not sent, so
@@ -26,6 +27,7 @@ from harness.instruments.mi_replies import (
     parse_reply,
     parse_statistics,
 )
+from harness.instruments.mi_usrloc import UlDomain, parse_ul_dump
 
 #: largest MI reply mi_datagram 1.10 sends (DATAGRAM_SOCK_BUF_SIZE)
 MAX_REPLY = 65457
@@ -133,6 +135,15 @@ class MIClient:
                           reply.code, reply.reason)
         dialogs = parse_dialogs(reply)
         return dialogs[0] if dialogs else None
+
+    def ul_dump(self, *, brief: bool = False) -> list[UlDomain]:
+        """Every usrloc table with its AORs and their bindings, in the node's order.
+
+        ``brief``: AOR names only. A reply must fit one datagram and a full one takes
+        about 350 bytes a binding: past a few hundred the node sends nothing (MITimeout),
+        so count big tables with ``brief`` or ``get_statistics("usrloc:")``.
+        """
+        return parse_ul_dump(self.command("ul_dump", *(["brief"] if brief else [])))
 
     def get_statistics(self, group: str = "dialog:") -> dict[str, int]:
         """Statistics of a group (``dialog:``) or one statistic, as {name: int}."""
