@@ -60,9 +60,11 @@ from harness.instruments.sipp.results import (
                                   summarize,
 )
 from harness.instruments.sipp.scenarios import (
+                                  CALL_USER,
                                   HOLD_MARKER,
                                   HOLD_XML,
                                   HOLDABLE,
+                                  REGISTRATIONS,
                                   SCENARIO_DIR,
                                   SCENARIOS,
                                   render_scenario,
@@ -71,7 +73,7 @@ from harness.instruments.sipp.scenarios import (
 )
 
 __all__ = [
-    "EXIT_FATAL", "HOLDABLE", "HOLD_MARKER", "HOLD_XML", "SCENARIOS", "SCENARIO_DIR", "CallEvent",
+    "CALL_USER", "REGISTRATIONS", "EXIT_FATAL", "HOLDABLE", "HOLD_MARKER", "HOLD_XML", "SCENARIOS", "SCENARIO_DIR", "CallEvent",
     "CallResult", "Request", "Response", "SippError", "SippProcess", "SippSummary", "SippTimeout",
     "SippUAC", "SippUAS", "build_calls", "parse_error_log", "parse_event_log", "parse_message_log",
     "parse_stat_csv", "render_scenario", "scenario_path", "sipp_version", "summarize",

@@ -29,6 +29,23 @@ SCENARIOS: dict[str, str] = {
 #: scenarios whose caller can be held open after the ACK (they carry <!--HOLD-->)
 HOLDABLE = frozenset({"basic", "reinvite", "long_headers", "record_route"})
 
+#: REGISTER scenarios (usrloc replication, 1.11 and 2.1): name -> (what it exercises, the
+#: ``-key`` defaults it needs). One file each, ``<name>_uac.xml``: a registering user has
+#: no callee. They name the user ``[field0]`` (one injection-file line per SIPp call)
+#: and send every binding to ``[contact_host]``; harness.experiments.registrations runs them.
+REGISTRATIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "register": ("one REGISTER, one binding", {"expires": "3600"}),
+    "refresh": ("REGISTER, then the same binding again (CSeq 2) with q 0.9", {"expires": "3600"}),
+    "unregister": ("two bindings, one removed (expires=0), then Contact: * with Expires: 0",
+                   {"expires": "3600"}),
+    "multi_contact": ("three bindings in one REGISTER (q 1, 0.5 with +sip.instance, none with "
+                      "methods), a fourth in a second one", {"expires": "3600"}),
+    "expiry": ("a binding for [expires] s (2 by default) beside one for an hour", {"expires": "2"}),
+}
+#: a call to a registered user (INVITE sip:[field0]@VIP, looked up by the proxy); its
+#: callee side is the user's own SIPp running basic_uas.xml at the registered contact
+CALL_USER = "call_user"
+
 HOLD_MARKER = "<!--HOLD-->"
 HOLD_XML = (
     '<nop><action><log message="[timestamp] HELD [call_id]"/></action></nop>\n'
@@ -55,11 +72,14 @@ def sipp_version(binary: str = "sipp") -> str | None:
 
 
 def scenario_path(name: str, role: str) -> Path:
-    """Path of a kept scenario file, e.g. ``scenario_path("basic", "uac")``."""
+    """Path of a kept scenario file, e.g. ``scenario_path("basic", "uac")``; REGISTER
+    scenarios and ``call_user`` have a caller side only."""
     if role not in ("uac", "uas"):
         raise ValueError(f"role must be 'uac' or 'uas', not {role!r}")
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
+    caller_only = (*REGISTRATIONS, CALL_USER)
+    if name not in SCENARIOS and not (role == "uac" and name in caller_only):
+        known = sorted(SCENARIOS) + [f"{n} (uac)" for n in caller_only]
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(known)}")
     return SCENARIO_DIR / f"{name}_{role}.xml"
 
 
