@@ -18,7 +18,10 @@ Origins are recorded for every backend the ``opensips_cluster`` fixture or a
 binary without any Backend (test_sipp_proxy) is named in the summary by its marker only.
 
 A live test marked ``backend_only("local")`` (or ``"docker"``) exercises one backend
-directly; its skip does not fail the gate when the run used another backend.
+directly; its skip does not fail the gate when the run used another backend. One
+marked ``optional_release`` runs on another release's build than the run's own (the
+usrloc checks need 1.11 or 2.1); skipped because that build is not here, it does not
+fail the gate either (both are counted apart, and the summary says so).
 """
 
 from __future__ import annotations
@@ -142,8 +145,10 @@ class RunRecord:
         if item.get_closest_marker("live") is None:
             return
         only = item.get_closest_marker("backend_only")
+        optional = item.get_closest_marker("optional_release") is not None
         entry = self.live.setdefault(item.nodeid, {"outcome": "", "reason": "",
-                                                   "only": str(only.args[0]) if only else ""})
+                                                   "only": str(only.args[0]) if only else "",
+                                                   "optional": "release" if optional else ""})
         if report.skipped:
             entry["outcome"] = "skipped"
             entry["reason"] = _skip_reason(report)
@@ -170,23 +175,31 @@ class RunRecord:
         used.update(e["only"] for e in self.live.values() if e["outcome"] == "ran" and e["only"])
         return used
 
+    def _excused(self, entry: dict[str, str], used: set[str]) -> str:
+        """Why a skipped test does not count against the gate: "backend", "release" or ""."""
+        if entry["only"] and entry["only"] not in used:
+            return "backend"
+        return entry.get("optional", "")
+
     def counts(self) -> dict[str, int]:
-        """ran / skipped (gate-relevant) / excused (bound to a backend this run did not use)."""
+        """ran / skipped (gate-relevant) / excused (bound to a backend this run did not use)
+        / optional (needing another release's build that is not here)."""
         used = self.backends_used()
-        counts = {"ran": 0, "skipped": 0, "excused": 0}
+        counts = {"ran": 0, "skipped": 0, "excused": 0, "optional": 0}
         for entry in self.live.values():
             if entry["outcome"] == "ran":
                 counts["ran"] += 1
             elif entry["outcome"] == "skipped":
-                counts["excused" if entry["only"] and entry["only"] not in used else "skipped"] += 1
+                why = self._excused(entry, used)
+                counts[{"backend": "excused", "release": "optional"}.get(why, "skipped")] += 1
         return counts
 
     def verdict(self) -> str | None:
         """Why this run does not pass the gate (one line), or None when it does."""
         counts = self.counts()
+        used = self.backends_used()
         skipped = sorted((nodeid, e["reason"]) for nodeid, e in self.live.items()
-                         if e["outcome"] == "skipped"
-                         and not (e["only"] and e["only"] not in self.backends_used()))
+                         if e["outcome"] == "skipped" and not self._excused(e, used))
         if counts["ran"] == 0:
             why = f": {skipped[0][1]}" if skipped else ""
             return f"no live test ran, nothing was checked against OpenSIPS{why}"
@@ -201,6 +214,9 @@ class RunRecord:
         counts = self.counts()
         lines = [f"Live checks: {counts['ran']} ran, {counts['skipped']} skipped, "
                  f"{counts['excused']} skipped as bound to a backend this run did not use."]
+        if counts["optional"]:
+            lines[0] += (f" {counts['optional']} skipped for want of another release's build "
+                         "(optional_release).")
         if self.origins:
             lines += ["", "| OpenSIPS release | backend | image / binary | id |", "|---|---|---|---|"]
             lines += [f"| {o.release} | {o.backend} | `{o.artifact}` | {o.artifact_id[:19] or '—'} |"

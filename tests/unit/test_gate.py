@@ -47,15 +47,29 @@ def test_an_empty_record_is_no_live_test():
 def test_one_skipped_live_test_fails_a_run_where_others_ran():
     record = _record(a=("ran", "", ""), b=("skipped", "needs sipp", ""), c=("ran", "", ""))
     assert record.verdict() == "1 of 3 live tests skipped (first: t.py::b: needs sipp)"
-    assert record.counts() == {"ran": 2, "skipped": 1, "excused": 0}
+    assert record.counts() == {"ran": 2, "skipped": 1, "excused": 0, "optional": 0}
 
 
 def test_a_skip_bound_to_a_backend_the_run_did_not_use_is_excused():
     record = _record(a=("ran", "", ""), b=("skipped", "not root", "local"))
     record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "img", "sha256:abc"))
     assert record.verdict() is None
-    assert record.counts() == {"ran": 1, "skipped": 0, "excused": 1}
+    assert record.counts() == {"ran": 1, "skipped": 0, "excused": 1, "optional": 0}
     assert gate_exit(0, record, allow_offline=False) == (0, None)
+
+
+def test_a_skip_for_want_of_another_releases_build_is_optional():
+    """usrloc tests need a 1.11/2.1 build: its absence skips them without failing the gate,
+    but a run where only they would have run still has no live test."""
+    record = _record(a=("ran", "", ""), b=("skipped", "needs a 1.11.11 build", ""))
+    record.live["t.py::b"]["optional"] = "release"
+    assert record.verdict() is None
+    assert record.counts() == {"ran": 1, "skipped": 0, "excused": 0, "optional": 1}
+    assert record.summary_lines()[0] == (
+        "Live checks: 1 ran, 0 skipped, 0 skipped as bound to a backend this run did not use. "
+        "1 skipped for want of another release's build (optional_release).")
+    del record.live["t.py::a"]
+    assert record.verdict() == "no live test ran, nothing was checked against OpenSIPS"
 
 
 def test_a_skip_bound_to_the_backend_the_run_used_counts():
@@ -146,6 +160,11 @@ def test_live_skipped():
 def test_docker_only():
     pytest.skip("no engine")
 
+@pytest.mark.live
+@pytest.mark.optional_release
+def test_other_release():
+    pytest.skip("no 1.11.11 build")
+
 def test_offline():
     pass
 """
@@ -156,12 +175,16 @@ def test_the_plugin_records_live_outcomes_across_workers(pytester, workers):
     pytester.makepyfile(test_inner=INNER)
     observed = pytester.path / "out" / "observed.json"
     result = pytester.runpytest_subprocess(*workers, "-p", "no:cacheprovider", "--harness-observed", str(observed))
-    result.assert_outcomes(passed=2, skipped=2)
+    result.assert_outcomes(passed=2, skipped=3)
     data = json.loads(observed.read_text())
     assert data == {"live": {
-        "test_inner.py::test_live_ran": {"outcome": "ran", "reason": "", "only": ""},
-        "test_inner.py::test_live_skipped": {"outcome": "skipped", "reason": "no OpenSIPS here", "only": ""},
-        "test_inner.py::test_docker_only": {"outcome": "skipped", "reason": "no engine", "only": "docker"},
+        "test_inner.py::test_live_ran": {"outcome": "ran", "reason": "", "only": "", "optional": ""},
+        "test_inner.py::test_live_skipped": {"outcome": "skipped", "reason": "no OpenSIPS here",
+                                             "only": "", "optional": ""},
+        "test_inner.py::test_docker_only": {"outcome": "skipped", "reason": "no engine",
+                                            "only": "docker", "optional": ""},
+        "test_inner.py::test_other_release": {"outcome": "skipped", "reason": "no 1.11.11 build",
+                                              "only": "", "optional": "release"},
     }, "origins": []}
 
 
