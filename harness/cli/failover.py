@@ -1,4 +1,5 @@
-"""``harness failover``: N held calls, the primary failed, the backup's figures."""
+"""``harness failover``: N held calls, the primary failed, the backup's figures; with
+``--registrations N``, N users registered before and called through the backup after."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from harness.experiments.failover import (
     failure_json,
     run_failover,
 )
+from harness.experiments.failover.registrations import RegistrationPhase
 
 
 def add_parser(sub: Any) -> None:
@@ -46,6 +48,9 @@ def add_parser(sub: Any) -> None:
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
                                      "removed unless calls were lost)")
+    p.add_argument("--registrations", type=int, default=0, metavar="N",
+                   help="register N users through the primary before the kill and call each through "
+                        "the backup after it (usrloc replication: OpenSIPS 1.11 or 2.1)")
     add_first_use_options(p)
 
 
@@ -59,6 +64,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
             args.setup_timeout is not None and args.setup_timeout <= 0):
         raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
+    if args.registrations < 0:
+        raise UsageError("--registrations must be 0 or more")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
@@ -67,16 +74,26 @@ def cmd_failover(args: argparse.Namespace) -> int:
     try:
         check_arguments(args)
         first_use(args)
-        kind, settings = backend_for(args)
+        kind, settings = (backend_for(args, {"usrloc": {"replicate": True}}) if args.registrations
+                          else backend_for(args))
         seen["backend"] = kind.name
         progress(f"failover: backend {kind.name}; starting primary + backup (BIN warm-up) …")
         # the live witness: a pybin peer both nodes also replicate to, configured first,
         # so the proof of each recovered call does not hang on packets to the dead primary
         with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir) as lc:
+            registrations = RegistrationPhase(
+                lc.cluster, args.registrations, workdir=workdir, rate=args.rate,
+                progress=lambda line: progress(f"failover: {line}")) if args.registrations else None
+            if registrations is not None:
+                seen["step"] = "registrations"
+                registrations.register()
             result = run_failover(lc.cluster, args.calls, workdir=workdir, rate=args.rate,
                                   release_rate=args.release_rate, mode=str(seen["mode"]),
                                   setup_timeout=args.setup_timeout, witness=lc.peer,
                                   progress=lambda line: progress(f"failover: {line}"))
+            if registrations is not None:
+                seen["step"] = "calls to registered users"
+                registrations.call()
             seen["step"] = "stop"
     except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
         if not keep:  # (exit 1): said as main() says them, and as JSON too when asked
@@ -92,7 +109,9 @@ def cmd_failover(args: argparse.Namespace) -> int:
         else:
             print(f"harness: failover failed ({report['step']}): {report['error']}", file=sys.stderr)
         return 1
-    keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
+    reg = registrations.result if registrations is not None else None
+    lost = bool(result.lost or (reg is not None and reg.lost))
+    keep = keep or lost or bool(result.capture_drops or result.timed_out)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -100,5 +119,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
         progress(f"failover: warning: tcpdump dropped {result.capture_drops} packets; figures may be off")
     if keep:
         progress(f"failover: artifacts kept in {workdir}")
-    say(json.dumps(result.to_json()) if args.json else result.table())
-    return 1 if result.lost else 0
+    if args.json:
+        say(json.dumps({**result.to_json(), **({"registrations": reg.to_json()} if reg else {})}))
+    else:
+        say("\n".join([result.table(), *(reg.lines() if reg else [])]))
+    return 1 if lost else 0

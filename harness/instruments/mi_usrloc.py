@@ -5,8 +5,8 @@ Every 1.11 and 2.1 release prints a binding the same way (``ul_mi.c``
 ``AOR::`` node per record, a ``Contact:: URI Q=0.5`` node per binding (list order) with
 one child line per field, optional ones (User-agent, Received, Path, Socket, Attr,
 SIP_instance) left out when empty. ``ul_dump brief`` prints the AOR lines only.
-Pure: `harness.instruments.mi` does the I/O (a full dump must fit one MI datagram:
-about 350 bytes a binding, so a few hundred; ``brief`` lists thousands of AORs).
+Pure: `harness.instruments.mi` does the I/O (a full dump must fit mi_datagram's ~32 KB
+of reply text: about 110 bindings; ``brief`` about 2,000 AORs).
 """
 
 from __future__ import annotations
@@ -70,9 +70,11 @@ class UlDomain:
     """One usrloc table (``save("location")`` makes ``location``) of a ``ul_dump``."""
 
     name: str
-    #: its hash size and how many AORs it held (the node's own count)
+    #: its hash size, and how many AORs it held by the node's own count: None from 50
+    #: AORs on, where mi_usrloc_dump flushed the Domain line (every 50 AORs) before it
+    #: added ``records=`` to it
     table_size: int
-    records: int
+    records: int | None
     aors: tuple[UlRecord, ...]
 
     def get(self, aor: str) -> UlRecord | None:
@@ -128,9 +130,10 @@ def parse_ul_dump(reply: MIReply) -> list[UlDomain]:
             continue
         name, attrs = _value_attrs(node)
         try:
-            size, records = int(attrs.get("table", "")), int(attrs.get("records", ""))
+            size = int(attrs.get("table", ""))
+            records = int(attrs["records"]) if "records" in attrs else None
         except ValueError:
-            raise MIError(f"ul_dump: domain line {node.text!r} lacks table= / records=") from None
+            raise MIError(f"ul_dump: domain line {node.text!r}: table= / records= not numbers") from None
         aors = tuple(UlRecord(a.value, tuple(_ul_contact(c) for c in a.children if c.name == "Contact"))
                      for a in node.children if a.name == "AOR")
         out.append(UlDomain(name, size, records, aors))

@@ -78,8 +78,17 @@ def test_an_empty_table_and_a_brief_dump() -> None:
     assert [(r.aor, r.contacts) for r in domain.aors] == [("bob", ()), ("alice", ())]
 
 
+def test_a_dump_of_50_aors_or_more_has_no_record_count() -> None:
+    """mi_usrloc_dump flushes the tree every 50 AORs: mi_datagram writes the Domain line
+    then, before records= is added to it (seen on a real 1.11.11 with 1,000 users)."""
+    text = "200 OK\nDomain:: location table=512\n" + "".join(f"\tAOR:: u{n}\n" for n in range(60)) + "\n"
+    (domain,) = parse_ul_dump(parse_reply(text))
+    assert (domain.records, len(domain.aors), domain.aors[-1].aor) == (None, 60, "u59")
+
+
 @pytest.mark.parametrize(("text", "error"), [
-    ("200 OK\nDomain:: location table=512\n", "lacks table= / records="),
+    ("200 OK\nDomain:: location records=3\n", "table= / records= not numbers"),
+    ("200 OK\nDomain:: location table=512 records=x\n", "table= / records= not numbers"),
     ("200 OK\nDomain:: location table=512 records=1\n\tAOR:: a\n\t\tContact:: sip:a@b\n"
      "\t\t\tExpires:: 3\n\t\t\tCseq:: 1\n\t\t\tFlags:: 0\n\t\t\tMethods:: 1\n", "without its Q attribute"),
     ("200 OK\nDomain:: location table=512 records=1\n\tAOR:: a\n\t\tContact:: sip:a@b Q=\n"
