@@ -19,7 +19,7 @@ from _dialogs import vip_socket, wait_until
 from harness.experiments.location import table_diffs
 from harness.instruments.mi_usrloc import UlDomain
 from harness.instruments.sip import SipMessage
-from harness.instruments.sipp import SippSummary
+from harness.instruments.sipp import REGISTRATIONS, SippSummary
 from harness.live import LiveCluster
 from pybin import usrloc
 from pybin.registrar import Registrar
@@ -31,17 +31,8 @@ TABLE = "location"
 #: registrar's methods when the REGISTER says nothing (ALL_METHODS)
 ALL_METHODS = 0xFFFFFFFF
 
-#: per scenario, the commands one AOR replicates (registrar's save(), usrloc's
-#: replicate_*): Contact: * sends record_delete, then each binding's delete, then
-#: record_delete again (delete_urecord replicates, release_urecord once more)
-SEQUENCES: dict[str, list[str]] = {
-    "register": ["record_insert", "contact_insert"],
-    "refresh": ["record_insert", "contact_insert", "contact_update"],
-    "multi_contact": ["record_insert", *["contact_insert"] * 4],
-    "unregister": ["record_insert", "contact_insert", "contact_insert", "contact_delete",
-                   "record_delete", "contact_delete", "record_delete"],
-    "expiry": ["record_insert", "contact_insert", "contact_insert"],
-}
+#: per REGISTER scenario, the ul commands each of its AORs replicates, in order
+SEQUENCES: dict[str, list[str]] = {name: list(s.replicates) for name, s in REGISTRATIONS.items()}
 
 
 def start(opensips_cluster: Callable[..., LiveCluster], pair: Any, **options: Any) -> LiveCluster:

@@ -108,7 +108,7 @@ class Users:
         if scenario not in REGISTRATIONS:
             raise RegistrationError(f"unknown REGISTER scenario {scenario!r} "
                                     f"(one of {', '.join(REGISTRATIONS)})")
-        values = {**REGISTRATIONS[scenario][1], **(keys or {}), "contact_host": self.contact_host}
+        values = {**REGISTRATIONS[scenario].keys, **(keys or {}), "contact_host": self.contact_host}
         return self._start(SippUAC(
             scenario, self._vip(), self.host.ip, REGISTER_PORT, workdir=self.workdir,
             calls=len(self.names), rate=rate, name=f"{scenario}-{next(_runs)}-uac",

@@ -41,7 +41,7 @@ def test_register_scenarios_are_caller_only_and_well_formed(name: str) -> None:
     keys = set(re.findall(r"\[(\w+)\]", text)) - {"remote_ip", "remote_port", "transport", "local_ip",
                                                    "local_port", "branch", "pid", "call_number",
                                                    "call_id", "field0", "timestamp", "contact_host"}
-    assert keys <= set(REGISTRATIONS[name][1]), keys  # every -key it uses has a default
+    assert keys <= set(REGISTRATIONS[name].keys), keys  # every -key it uses has a default
     with pytest.raises(ValueError, match="unknown scenario"):
         sipp.scenario_path(name, "uas")
 
@@ -99,7 +99,7 @@ def test_users_register_answer_and_call_through_the_vip(tmp_path: Path, started:
     assert cmd[:4] == ["ip", "netns", "exec", "dialer"] and cmd[cmd.index("-m") + 1] == "1"
     assert call.scenario == CALL_USER and cmd[cmd.index("-inf") + 1] == str(tmp_path / "users.csv")
     assert started == [reg, uas, call]
-    assert REGISTRATIONS["expiry"][1] == {"expires": "2"}  # the default the test overrode
+    assert REGISTRATIONS["expiry"].keys == {"expires": "2"}  # the default the test overrode
 
 
 def test_users_refuse_what_sip_cannot_carry(tmp_path: Path) -> None:
