@@ -82,7 +82,7 @@ def test_registrations_replicate_the_register_field_by_field(
     assert len(domain.aors) == expected_aors
 
 
-def test_no_registration_module_no_ul_packet(
+def test_a_call_replicates_no_ul_packet(
         opensips_cluster: Callable[..., Any], usrloc_pair: Any, sip_calls: Callable[..., Any]) -> None:
     """A call through a pair with registrations on replicates its dialog and no ``ul``
     packet: usrloc sends only when a binding changes."""

@@ -28,12 +28,6 @@ from pybin.wire import Packet
 COMMAND_WORDS = tuple(c.word for c in UlCommand)
 
 
-def ul_packets(packets: Iterable[Packet]) -> list[usrloc.UlMessage]:
-    """The ``ul`` packets among ``packets``, decoded (other modules are passed over; a
-    ``ul`` packet that does not decode raises its PybinError)."""
-    return [usrloc.decode_packet(p) for p in packets if p.module == usrloc.MODULE_NAME]
-
-
 def ul_commands(packets: Iterable[Packet]) -> dict[str, int]:
     """``{"record_insert": n, ...}`` for the ``ul`` packets among ``packets`` (every
     command named, 0 included), by the command number on the wire: a packet whose
