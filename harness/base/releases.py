@@ -1,10 +1,12 @@
 """The OpenSIPS releases the harness knows, and how one is named, pinned and compared.
 
-Upstream tags 1.10.0 … 1.10.5 and 1.11.0 … 1.11.11 are pinned here by the commit a
-GitHub tag tarball records (``git get-tar-commit-id``) and the git tree its files hash
-to (``git write-tree``): an image built "as release V" is refused unless its source
-is exactly that tree. None of these tags has a ``.gitattributes``, so ``git archive``
-output, and therefore upstream's tarball, holds exactly the tagged files.
+Upstream tags 1.10.0 … 1.10.5, 1.11.0 … 1.11.11 and 2.1.0 … 2.1.5 (the whole 1.x BIN
+family: 2.2 moved BIN to TCP) are pinned here by the commit a GitHub tag tarball
+records (``git get-tar-commit-id``, the tag's commit) and the git tree its files hash
+to (``git write-tree``, the tag's ``^{tree}``): an image built "as release V" is
+refused unless its source is exactly that tree. None of these tags has a
+``.gitattributes`` or a submodule, so ``git archive`` output, and therefore upstream's
+tarball, holds exactly the tagged files.
 
 A *build* is what actually runs: an upstream release verified against its pin, or
 anything else (a patched tree, a private binary) labelled unverified, always with
@@ -43,6 +45,12 @@ UPSTREAM: dict[str, tuple[str, str]] = {
     "1.11.9": ("5f61644fa7f94c061d932a823ac75afebb6c630f", "5819cfe829aa453b14a1027e648622fdef0a955d"),
     "1.11.10": ("7b0189be53c02587d310a2c8390bcb0b4a180e87", "40560308b51289ae16897c75e7c9dc1b15682e86"),
     "1.11.11": ("4ec29c3101c5ba9bb4ec0b62cc12a114034d7138", "1b7f2059c2945c3026da06aff859bfc495c25616"),
+    "2.1.0": ("b365aedda92e65de275a82b36c67131a723aa630", "d6e4f75733eefee3badf372cb880c739363fafe7"),
+    "2.1.1": ("31a3132297f1a65f211e9f54951b4d7cda0084c9", "5cc08302396459d3e682f7f318124d5d22a6f4a6"),
+    "2.1.2": ("bb3743934ca1385648f95f2e119c8e6a15685983", "019397382d20ee28e1ad7527afd3e6a54526a1b5"),
+    "2.1.3": ("18671984451f038f056e984cb971c049f402f682", "382709164e42fa7387cf5b01b71f378b7c2fe8fc"),
+    "2.1.4": ("121e8bfe4283f1b41ab55ed51772f5d734bc6466", "b9209ef237fa2b6a94b66bb2f240cd102c1b91c7"),
+    "2.1.5": ("33f78e7a72b372664941e7ab24f5d38a4f58ab27", "7d87b235a2896097c213f58bdeb477bf25f33dee"),
 }
 
 class ReleaseError(UsageError, ValueError):
@@ -62,6 +70,17 @@ def family(version: str) -> str:
     """``"1.11.4"`` -> ``"1.11"``: the branch whose config language the node speaks."""
     major, minor, _ = version_key(version)
     return f"{major}.{minor}"
+
+
+#: the branches whose usrloc module replicates registrations over this BIN
+#: (``replicate_contacts_to``, ``modules/usrloc/ureplication.c``): 1.10 has no such
+#: module user, 2.2 moved replication to the clusterer module on a new BIN
+USRLOC_REPLICATION_FAMILIES = ("1.11", "2.1")
+
+
+def replicates_usrloc(version: str) -> bool:
+    """Whether release ``version`` can replicate registrations (1.11 and 2.1; not 1.10)."""
+    return family(version) in USRLOC_REPLICATION_FAMILIES
 
 
 def known_versions() -> list[str]:

@@ -93,6 +93,18 @@ class TmSettings:
 
 
 @dataclass(frozen=True)
+class UsrlocSettings:
+    """Registrations (usrloc replication, 1.11 and 2.1): off unless a run asks for it, so
+    the dialog-only template every 1.10 test compares exact values against stays as it is."""
+
+    replicate: bool = False
+    table: str = "location"
+    timer_interval: int = 5
+    min_expires: int = 0
+    default_expires: int = 3600
+
+
+@dataclass(frozen=True)
 class ReplicationSettings:
     """Whether nodes accept replicated dialogs, and where else they send them."""
 
@@ -138,6 +150,7 @@ class Settings:
     ports: PortSettings = field(default_factory=PortSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
     tm: TmSettings = field(default_factory=TmSettings)
+    usrloc: UsrlocSettings = field(default_factory=UsrlocSettings)
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
     timeouts: TimeoutSettings = field(default_factory=TimeoutSettings)
     warmup: WarmupSettings = field(default_factory=WarmupSettings)

@@ -1,4 +1,5 @@
-"""``harness failover``: N held calls, the primary failed, the backup's figures."""
+"""``harness failover``: N held calls, the primary failed, the backup's figures; with
+``--registrations N``, N users registered before and called through the backup after."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from harness.experiments.failover import (
     failure_json,
     run_failover,
 )
+from harness.experiments.failover.registrations import RegistrationPhase
 
 
 def add_parser(sub: Any) -> None:
@@ -50,6 +52,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--report", metavar="DIR",
                    help="also write DIR/report.html: the run's timeline, recovery histogram and "
                         "replication-lag CDF beside its figures, in one self-contained file")
+    p.add_argument("--registrations", type=int, default=0, metavar="N",
+                   help="register N users through the primary before the kill and call each through "
+                        "the backup after it (usrloc replication: OpenSIPS 1.11 or 2.1)")
     add_first_use_options(p)
 
 
@@ -65,6 +70,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
         raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
     if args.report is not None and Path(args.report).exists() and not Path(args.report).is_dir():
         raise UsageError(f"--report {args.report}: not a directory")
+    if args.registrations < 0:
+        raise UsageError("--registrations must be 0 or more")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
@@ -73,16 +80,26 @@ def cmd_failover(args: argparse.Namespace) -> int:
     try:
         check_arguments(args)
         first_use(args)
-        kind, settings = backend_for(args)
+        kind, settings = (backend_for(args, {"usrloc": {"replicate": True}}) if args.registrations
+                          else backend_for(args))
         seen["backend"] = kind.name
         progress(f"failover: backend {kind.name}; starting primary + backup (BIN warm-up) …")
         # the live witness: a pybin peer both nodes also replicate to, configured first,
         # so the proof of each recovered call does not hang on packets to the dead primary
         with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir) as lc:
+            registrations = RegistrationPhase(
+                lc.cluster, args.registrations, workdir=workdir, rate=args.rate,
+                progress=lambda line: progress(f"failover: {line}")) if args.registrations else None
+            if registrations is not None:
+                seen["step"] = "registrations"
+                registrations.register()
             result = run_failover(lc.cluster, args.calls, workdir=workdir, rate=args.rate,
                                   release_rate=args.release_rate, mode=str(seen["mode"]),
                                   setup_timeout=args.setup_timeout, witness=lc.peer,
                                   progress=lambda line: progress(f"failover: {line}"))
+            if registrations is not None:
+                seen["step"] = "calls to registered users"
+                registrations.call()
             seen["step"] = "stop"
     except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
         if not keep:  # (exit 1): said as main() says them, and as JSON too when asked
@@ -100,7 +117,9 @@ def cmd_failover(args: argparse.Namespace) -> int:
         if args.report is not None:
             _report(Path(args.report), report)
         return 1
-    keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
+    reg = registrations.result if registrations is not None else None
+    lost = bool(result.lost or (reg is not None and reg.lost))
+    keep = keep or lost or bool(result.capture_drops or result.timed_out)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -108,10 +127,14 @@ def cmd_failover(args: argparse.Namespace) -> int:
         progress(f"failover: warning: tcpdump dropped {result.capture_drops} packets; figures may be off")
     if keep:
         progress(f"failover: artifacts kept in {workdir}")
-    say(json.dumps(result.to_json()) if args.json else result.table())
+    figures = {**result.to_json(), **({"registrations": reg.to_json()} if reg else {})}
+    if args.json:
+        say(json.dumps(figures))
+    else:
+        say("\n".join([result.table(), *(reg.lines() if reg else [])]))
     if args.report is not None:
-        _report(Path(args.report), result.to_json(), result)
-    return 1 if result.lost else 0
+        _report(Path(args.report), figures, result)
+    return 1 if lost else 0
 
 
 def _report(out: Path, figures: dict[str, object], result: FailoverResult | None = None) -> None:

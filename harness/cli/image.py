@@ -19,7 +19,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_image_build)
     p.add_argument("--version", action="append", metavar="V",
                    help=f"OpenSIPS release(s) to build, each as {OPENSIPS_REPO}:V: repeatable or "
-                   f"comma-separated, or all, 1.10, 1.11 (default {BASELINE}; with --source, the "
+                   f"comma-separated, or all, 1.10, 1.11, 2.1 (default {BASELINE}; with --source, the "
                    "tree's Makefile.defs)")
     p.add_argument("--source", metavar="DIR", help="OpenSIPS source tree instead of the download, "
                    "verified against the release's pinned git tree")

@@ -1,4 +1,5 @@
-"""``harness record``: the recorded corpus (harness.experiments.record)."""
+"""``harness record``: the recorded corpus (harness.experiments.record; with
+``--registrations``, the usrloc corpus: harness.experiments.record_usrloc)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from harness.experiments.record import (
     default_out,
     record_corpus,
 )
-from harness.instruments.sipp import SCENARIOS
+from harness.experiments.record_usrloc import DEFAULT_USERS, record_usrloc
+from harness.instruments.sipp import REGISTRATIONS, SCENARIOS
 
 
 def add_parser(sub: Any) -> None:
@@ -31,13 +33,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--subnet", default=DEFAULT_SUBNET,
                    help=f"cluster subnet, pinned for repeatable addresses (default {DEFAULT_SUBNET})")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per scenario's calls (default 60)")
+    p.add_argument("--registrations", action="store_true",
+                   help=f"record the usrloc corpus instead: every REGISTER scenario ({', '.join(REGISTRATIONS)}) "
+                        "through one 1.11/2.1 pair, into <out>/usrloc/<release>/")
+    p.add_argument("--users", type=int, default=DEFAULT_USERS,
+                   help=f"with --registrations: users per REGISTER scenario (default {DEFAULT_USERS})")
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     if args.calls < 1:
         raise UsageError("--calls must be at least 1")
+    if args.users < 1:
+        raise UsageError("--users must be at least 1")
+    if args.registrations and args.scenario:
+        raise UsageError("--scenario names dialog scenarios; --registrations records every REGISTER one")
     check_arguments(args)
     kind, settings = backend_for(args, {"network": {"subnet": args.subnet}} if args.subnet else None)
+    if args.registrations:
+        record_usrloc(kind, settings, (Path(args.out) if args.out else default_out()) / "usrloc",
+                      users=args.users, timeout=args.timeout)
+        return 0
     scenarios = list(dict.fromkeys(args.scenario or SCENARIOS))
     record_corpus(kind, settings, Path(args.out) if args.out else default_out(), scenarios,
                   calls=args.calls, timeout=args.timeout)

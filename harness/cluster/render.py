@@ -1,4 +1,4 @@
-"""Render OpenSIPS 1.10 configs from the opensips-cfg/ templates.
+"""Render OpenSIPS 1.x configs (1.10, 1.11, 2.1) from the opensips-cfg/ templates.
 
 One function, `render_config`, used by every backend so a primary started in a
 network namespace and one started in a container run the same script:
@@ -21,7 +21,7 @@ from typing import Iterable
 import jinja2
 
 from harness.base.errors import HarnessError
-from harness.base.releases import BASELINE, family
+from harness.base.releases import BASELINE, family, replicates_usrloc
 from harness.base.resources import shipped
 from harness.base.settings import Settings, SettingsError
 from harness.cluster.interfaces import NodeAddresses
@@ -48,7 +48,7 @@ PLACEHOLDERS: tuple[tuple[str, str], ...] = (
     ("accept", "true when the node must accept replicated dialogs (primary and backup)"),
     ("module_path", "directory of dialog.so etc. as the OpenSIPS process sees it (for `mpath=`)"),
     ("release", "the node's OpenSIPS release: `release.version` (e.g. `1.11.11`, what its binary "
-                "reports) and `release.family` (`1.10` or `1.11`), for settings that differ between branches"),
+                "reports) and `release.family` (`1.10`, `1.11` or `2.1`), for settings that differ between branches"),
     ("s", "the harness settings (harness/base/defaults.yaml), e.g. `{{ s.dialog.timeout }}`"),
 )
 
@@ -57,8 +57,9 @@ PLACEHOLDERS: tuple[tuple[str, str], ...] = (
 class TemplateRelease:
     """What a template knows of the node's release: enough to pick branch-specific lines.
 
-    1.11 removed dialog's ``timeout_avp`` (the ``$DLG_timeout`` variable replaced it),
-    so one template serves every release only if it can ask which branch it is on.
+    1.11 removed dialog's ``timeout_avp`` (the ``$DLG_timeout`` variable replaced it)
+    and 2.1 made transports modules (``proto_udp.so``, no ``disable_tcp``), so one
+    template serves every release only if it can ask which branch it is on.
     """
 
     version: str
@@ -124,9 +125,14 @@ def render_config(role: str, settings: Settings, node: NodeAddresses, *,
     template: a user's Jinja template (default settings.opensips.config, else ours);
     it sees the PLACEHOLDERS and nothing else, undefined names are errors.
     release: the version the node's binary reports; picks branch-specific lines.
+    settings.usrloc.replicate on a release without usrloc replication (1.10) is refused.
     """
     if role not in ROLES:
         raise RenderError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+    if settings.usrloc.replicate and not replicates_usrloc(release):
+        raise RenderError(f"node {node.name} runs OpenSIPS {release}, which cannot replicate "
+                          f"registrations (usrloc replication came with 1.11): turn settings "
+                          f"usrloc.replicate off or run 1.11 / 2.1")
     mpath = module_path or settings.opensips.module_path
     if not mpath:
         raise SettingsError("module path unknown: pass module_path= or set opensips.module_path")

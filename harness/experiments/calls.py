@@ -40,7 +40,7 @@ class CallsError(SippError):
     """A scenario name the harness does not have, or a hold it cannot do."""
 
 
-def _runner_options(backend: Backend, host: ClientHost, workdir: Path) -> RunnerOptions:
+def runner_options(backend: Backend, host: ClientHost, workdir: Path) -> RunnerOptions:
     """How to run SIPp on ``host`` and reach its control sockets from here.
 
     The workdir is named as the command's working directory: a host that runs SIPp
@@ -92,12 +92,12 @@ class CallPair:
         self.workdir.mkdir(parents=True, exist_ok=True)
         vip, sip_port = cluster.sip_addr
         self.uas = SippUAS(uas_scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
-                           name=f"{label}-uas", **_runner_options(backend, self.callee_host, self.workdir),
+                           name=f"{label}-uas", **runner_options(backend, self.callee_host, self.workdir),
                            **(uas_options or {}))  # type: ignore[arg-type]
         self.uac = SippUAC(uac_scenario, f"{self.callee_host.ip}:{CALLEE_PORT}", self.caller_host.ip,
                            CALLER_PORT, workdir=self.workdir, calls=calls, rate=rate, hold=hold,
                            max_concurrent=max_concurrent, outbound_proxy=f"{vip}:{sip_port}",
-                           name=f"{label}-uac", **_runner_options(backend, self.caller_host, self.workdir),
+                           name=f"{label}-uac", **runner_options(backend, self.caller_host, self.workdir),
                            **uac_options)
 
     def start(self, timeout: float = 20.0) -> CallPair:

@@ -19,7 +19,10 @@ binary without any Backend (test_sipp_proxy) is named in the summary by its mark
 
 A live test marked ``backend_only("local")`` (or ``"docker"``) exercises one backend
 directly; its skip does not fail the gate when the run used another backend, nor does
-a check the backend cannot run (skipped with `CANNOT_RUN`). Every category of check
+a check the backend cannot run (skipped with `CANNOT_RUN`). One marked
+``optional_release`` runs on another release's build than the run's own (the usrloc
+checks need 1.11 or 2.1); skipped because that build is not here, it does not fail the
+gate either (each is counted apart, and the summary says so). Every category of check
 (`CATEGORIES`: byte-exact, parity, robustness, failover, behaviour) must have run at
 least one live test; ``--allow-partial`` accepts a run where one did not, or where
 live tests were skipped, as long as something ran.
@@ -159,8 +162,10 @@ class RunRecord:
         if item.get_closest_marker("live") is None:
             return
         only = item.get_closest_marker("backend_only")
+        optional = item.get_closest_marker("optional_release") is not None
         entry = self.live.setdefault(item.nodeid, {"outcome": "", "reason": "",
-                                                   "only": str(only.args[0]) if only else ""})
+                                                   "only": str(only.args[0]) if only else "",
+                                                   "optional": "release" if optional else ""})
         if report.skipped:
             entry["outcome"] = "skipped"
             entry["reason"] = _skip_reason(report)
@@ -189,18 +194,26 @@ class RunRecord:
         used.update(e["only"] for e in self.live.values() if e["outcome"] == "ran" and e["only"])
         return used
 
+    def _excused(self, entry: dict[str, str], used: set[str]) -> str:
+        """Why a skipped test does not count against the gate: "backend", "release" or ""."""
+        if entry["only"] and entry["only"] not in used:
+            return "backend"
+        return entry.get("optional", "")
+
     def counts(self) -> dict[str, int]:
         """ran / skipped (gate-relevant) / excused (bound to a backend this run did not
-        use, or a check this backend cannot run), of ``held`` live tests."""
+        use, or a check this backend cannot run) / optional (needing another release's
+        build that is not here), of ``held`` live tests."""
         used = self.backends_used()
-        counts = {"held": len(self.live), "ran": 0, "skipped": 0, "excused": 0}
+        counts = {"held": len(self.live), "ran": 0, "skipped": 0, "excused": 0, "optional": 0}
         for entry in self.live.values():
             if entry["outcome"] == "ran":
                 counts["ran"] += 1
             elif entry["outcome"] == "cannot run":
                 counts["excused"] += 1
             elif entry["outcome"] == "skipped":
-                counts["excused" if entry["only"] and entry["only"] not in used else "skipped"] += 1
+                why = self._excused(entry, used)
+                counts[{"backend": "excused", "release": "optional"}.get(why, "skipped")] += 1
         return counts
 
     def categories(self) -> dict[str, int]:
@@ -214,9 +227,9 @@ class RunRecord:
     def verdict(self, allow_partial: bool = False) -> str | None:
         """Why this run does not pass the gate (one line), or None when it does."""
         counts = self.counts()
+        used = self.backends_used()
         skipped = sorted((nodeid, e["reason"]) for nodeid, e in self.live.items()
-                         if e["outcome"] == "skipped"
-                         and not (e["only"] and e["only"] not in self.backends_used()))
+                         if e["outcome"] == "skipped" and not self._excused(e, used))
         if counts["ran"] == 0:
             why = f": {skipped[0][1]}" if skipped else ""
             return f"no live test ran, nothing was checked against OpenSIPS{why}"
@@ -239,6 +252,9 @@ class RunRecord:
         lines = [f"Live checks: {counts['ran']} of {counts['held']} ran ({per}), {counts['skipped']} "
                  f"skipped, {counts['excused']} excused (bound to a backend this run did not use, "
                  f"or a check this backend cannot run)."]
+        if counts["optional"]:
+            lines[0] += (f" {counts['optional']} skipped for want of another release's build "
+                         "(optional_release).")
         if self.origins:
             lines += ["", "| OpenSIPS release | backend | image / binary | id |", "|---|---|---|---|"]
             lines += [f"| {o.release} | {o.backend} | `{o.artifact}` | {o.artifact_id[:19] or '—'} |"

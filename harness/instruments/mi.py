@@ -1,12 +1,17 @@
-"""OpenSIPS 1.10 Management Interface over UDP (the mi_datagram module).
+"""OpenSIPS 1.x Management Interface over UDP (the mi_datagram module).
 
-Tests read a node's state through MI: which dialogs it holds (`dlg_list`) and what the
-dialog module counted (`get_statistics dialog:`). Replies are turned into typed values
-here so tests compare fields, not text.
+Tests read a node's state through MI: which dialogs it holds (`dlg_list`), which
+registrations (`ul_dump`, 1.11 and 2.1) and what the modules counted
+(`get_statistics dialog:` / `usrloc:`). Replies are turned into typed values here so
+tests compare fields, not text.
 
 The replies' wire format and their parsing live in `harness.instruments.mi_replies`. A
-reply must fit one 65457-byte datagram: a bigger tree is silently not sent, so
-`dlg_list` pages with (index, count).
+reply must fit one datagram, and in practice about half of one: every 1.x
+mi_datagram_write_node (1.10.5 … 2.1.5) checks each line against ``start + len``
+where ``len`` is the room *left*, so the room shrinks twice as fast as it is used and a
+tree past ~32.7 KB of text fails ("failed to write -line too long!!!") and nothing is
+sent. So `dlg_list` pages with (index, count) (25 dialogs: ~17 KB on 1.11), and big
+usrloc tables are read with ``ul_dump brief`` or counted by statistics.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from harness.instruments.mi_replies import (
     parse_reply,
     parse_statistics,
 )
+from harness.instruments.mi_usrloc import UlDomain, parse_ul_dump
 
-#: largest MI reply mi_datagram 1.10 sends (DATAGRAM_SOCK_BUF_SIZE)
+#: largest MI reply mi_datagram 1.10 sends (DATAGRAM_SOCK_BUF_SIZE); its writer fills
+#: about half of it (see above)
 MAX_REPLY = 65457
 #: dialogs per dlg_list page; ~1 KB each leaves room for long headers
 DEFAULT_PAGE = 25
@@ -133,6 +140,16 @@ class MIClient:
                           reply.code, reply.reason)
         dialogs = parse_dialogs(reply)
         return dialogs[0] if dialogs else None
+
+    def ul_dump(self, *, brief: bool = False) -> list[UlDomain]:
+        """Every usrloc table with its AORs and their bindings, in the node's order.
+
+        ``brief``: AOR names only. A reply must fit mi_datagram's ~32 KB (see above) and
+        a full one takes about 285 bytes a binding: past ~110 bindings the node sends
+        nothing (MITimeout); ``brief`` (~16 bytes an AOR) lists ~2,000 AORs; count
+        bigger tables with ``get_statistics("usrloc:")``.
+        """
+        return parse_ul_dump(self.command("ul_dump", *(["brief"] if brief else [])))
 
     def get_statistics(self, group: str = "dialog:") -> dict[str, int]:
         """Statistics of a group (``dialog:``) or one statistic, as {name: int}."""

@@ -1,4 +1,5 @@
-"""OpenSIPS MI replies as typed values: the tree, dialogs, statistics, processes.
+"""OpenSIPS MI replies as typed values: the tree, dialogs, statistics, processes
+(registrations: `harness.instruments.mi_usrloc`).
 
 Wire format (1.10 mi_datagram, the same in 1.11 and 2.1): request ``:<cmd>:\\n`` + one
 line per argument + an empty line; reply ``<code> <reason>\\n`` + one line per tree
@@ -284,3 +285,4 @@ def _ps_type(n: MINode) -> str:
     # "  ID=2 PID=7 Type=BIN receiver udp:10.0.0.1:5062 ": the type holds spaces
     _, sep, rest = n.text.partition("Type=")
     return rest.strip() if sep else ""
+

@@ -3,7 +3,9 @@
 Tests are plain synchronous pytest functions, while ``pybin.endpoint.BinEndpoint`` is
 asyncio; ``BinPeer`` runs the endpoint on its own event-loop thread and offers blocking
 calls with deadlines. Every received packet is also kept with its arrival time, so
-timing figures (replication lag) can be read afterwards.
+timing figures (replication lag) can be read afterwards. It takes what a 1.11/2.1
+node replicates too: the dialog module's packets and the usrloc module's (``ul``),
+each kept in arrival order in ``received``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
+from pybin import payloads, usrloc
 from pybin.dialog import DialogMessage, decode_packet
 from pybin.endpoint import BinEndpoint, Counters
 from pybin.errors import PybinError
 from pybin.wire import Packet
+
+#: the modules a peer registers, as a backup's bin_register_cb calls do
+MODULES = (b"dialog", usrloc.MODULE_NAME)
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,17 @@ class PeerPacket:
 
     def dialog(self) -> DialogMessage:
         return decode_packet(self.packet)
+
+    def usrloc(self) -> usrloc.UlMessage:
+        return usrloc.decode_packet(self.packet)
+
+    @property
+    def module(self) -> bytes:
+        return self.packet.module
+
+    def message(self) -> payloads.Message:
+        """Its module's message, dialog or ``ul``."""
+        return payloads.decode_packet(self.packet)
 
 
 class BinPeer:
@@ -61,7 +78,8 @@ class BinPeer:
 
     async def _start(self) -> BinEndpoint:
         endpoint = BinEndpoint(self._local, socket_factory=self._socket_factory, tap=0)
-        endpoint.register(b"dialog", self._on_packet)
+        for module in MODULES:
+            endpoint.register(module, self._on_packet)
         return await endpoint.start()
 
     def _on_packet(self, packet: Packet, source: tuple[str, int]) -> None:
@@ -82,7 +100,7 @@ class BinPeer:
         assert self._endpoint is not None
         return self._endpoint.counters
 
-    def send(self, data: bytes | DialogMessage, dest: tuple[str, int]) -> None:
+    def send(self, data: bytes | payloads.Message, dest: tuple[str, int]) -> None:
         """Send from the peer's own socket, like bin_send to one destination."""
         assert self._endpoint is not None
         endpoint = self._endpoint
@@ -113,6 +131,11 @@ class BinPeer:
             return item.dialog(), item
         except PybinError as err:
             raise AssertionError(f"peer received an undecodable dialog packet: {err}") from None
+
+    def of_module(self, module: bytes) -> list[PeerPacket]:
+        """What arrived so far for one module (``b"dialog"``, ``b"ul"``), in arrival order."""
+        with self._cond:
+            return [p for p in self.received if p.packet.module == module]
 
     def wait_for(self, predicate: Callable[[list[PeerPacket]], bool], timeout: float,
                  what: str) -> list[PeerPacket]:

@@ -16,10 +16,13 @@ Fixtures (each small and overridable in your own conftest.py; `fixtures`):
 - ``sip_calls`` — factory running a SIPp scenario through a cluster.
 - ``failover_report`` — hand it a failover's result; on failure its report.html (the run
   as pictures, `harness.experiments.failover.report`) joins the evidence.
-- ``opensips_pair`` / ``opensips_builds`` — the releases a test runs on (`releases`).
+- ``opensips_pair`` / ``opensips_builds`` — the releases a test runs on (`releases`);
+  ``usrloc_pair`` — the 1.11/2.1 pair a registration test runs on (skipped when absent).
 
-Markers: ``live`` (needs OpenSIPS), ``failover``, and ``node_deaths_expected`` (teardown
-otherwise fails a test after which a node of its clusters is found dead).
+Markers: ``live`` (needs OpenSIPS), ``failover``, ``node_deaths_expected`` (teardown
+otherwise fails a test after which a node of its clusters is found dead) and
+``optional_release`` (the test runs on a release other than the session's own, e.g.
+1.11.11 for usrloc replication, and is skipped — not failing the gate — without its build).
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ from harness.plugin.releases import (
     opensips_builds,
     opensips_pair,
     pytest_generate_tests,
+    usrloc_pair,
 )
 
 __all__ = ["failover_report", "harness_settings", "opensips_backend", "opensips_builds", "opensips_cluster",
            "opensips_pair", "pytest_addoption", "pytest_configure", "pytest_generate_tests",
            "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
-           "pytest_testnodedown", "sip_calls"]
+           "pytest_testnodedown", "sip_calls", "usrloc_pair"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,6 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failover: kills a primary and measures the takeover")
     config.addinivalue_line("markers", "node_deaths_expected: the test judges node deaths itself, "
                             "so teardown does not fail on a node that died")
+    config.addinivalue_line("markers", "optional_release: runs on a release other than the session's "
+                            "own (e.g. 1.11.11 for usrloc); skipped without its build, and that skip "
+                            "does not fail harness run's gate")
     if not config.pluginmanager.has_plugin(PLUGIN_NAME):
         config.pluginmanager.register(GatePlugin(), PLUGIN_NAME)
 

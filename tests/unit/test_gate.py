@@ -58,7 +58,7 @@ def test_one_skipped_live_test_fails_a_run_where_others_ran():
     record = _record(a=("ran", "", ""), b=("skipped", "needs sipp", ""), c=("ran", "", ""))
     assert record.verdict() == ("1 of 3 live tests skipped (first: t.py::b: needs sipp); pass "
                                 "--allow-partial if that is intended")
-    assert record.counts() == {"held": 3, "ran": 2, "skipped": 1, "excused": 0}
+    assert record.counts() == {"held": 3, "ran": 2, "skipped": 1, "excused": 0, "optional": 0}
     assert record.verdict(allow_partial=True) is None
     assert gate_exit(0, record, allow_offline=False, allow_partial=True) == (0, None)
 
@@ -67,14 +67,14 @@ def test_a_skip_bound_to_a_backend_the_run_did_not_use_is_excused():
     record = _every_category(_record(a=("ran", "", ""), b=("skipped", "not root", "local")))
     record.origins.add(ClusterOrigin("docker", "1.10.5-notls", "img", "sha256:abc"))
     assert record.verdict() is None
-    assert record.counts() == {"held": 7, "ran": 6, "skipped": 0, "excused": 1}
+    assert record.counts() == {"held": 7, "ran": 6, "skipped": 0, "excused": 1, "optional": 0}
     assert gate_exit(0, record, allow_offline=False) == (0, None)
 
 
 def test_a_check_the_backend_cannot_run_is_excused_not_passed():
     record = _every_category(_record(b=("cannot run", CANNOT_RUN + "docker lacks host_pids", "")))
     assert record.verdict() is None
-    assert record.counts() == {"held": 6, "ran": 5, "skipped": 0, "excused": 1}
+    assert record.counts() == {"held": 6, "ran": 5, "skipped": 0, "excused": 1, "optional": 0}
 
 
 def test_a_category_that_ran_no_test_fails_the_gate_unless_partial():
@@ -87,6 +87,21 @@ def test_a_category_that_ran_no_test_fails_the_gate_unless_partial():
     assert gate_exit(0, record, allow_offline=False, allow_partial=True) == (0, None)
     assert category_of("harness/conformance/test_behaviour.py::test_x[sip.basic]") == "behaviour"
     assert category_of("tests/unit/test_gate.py::t") is None
+
+
+def test_a_skip_for_want_of_another_releases_build_is_optional():
+    """usrloc tests need a 1.11/2.1 build: its absence skips them without failing the gate,
+    but a run where only they would have run still has no live test."""
+    record = _every_category(_record(b=("skipped", "needs a 1.11.11 build", "")))
+    record.live["t.py::b"]["optional"] = "release"
+    assert record.verdict() is None
+    assert record.counts() == {"held": 6, "ran": 5, "skipped": 0, "excused": 0, "optional": 1}
+    assert record.summary_lines()[0].endswith(
+        "0 skipped, 0 excused (bound to a backend this run did not use, or a check this backend "
+        "cannot run). 1 skipped for want of another release's build (optional_release).")
+    only = _record(b=("skipped", "needs a 1.11.11 build", ""))
+    only.live["t.py::b"]["optional"] = "release"
+    assert only.verdict() == "no live test ran, nothing was checked against OpenSIPS"
 
 
 def test_a_skip_bound_to_the_backend_the_run_used_counts():
@@ -180,6 +195,11 @@ def test_live_skipped():
 def test_docker_only():
     pytest.skip("no engine")
 
+@pytest.mark.live
+@pytest.mark.optional_release
+def test_other_release():
+    pytest.skip("no 1.11.11 build")
+
 def test_offline():
     pass
 """
@@ -190,12 +210,16 @@ def test_the_plugin_records_live_outcomes_across_workers(pytester, workers):
     pytester.makepyfile(test_inner=INNER)
     observed = pytester.path / "out" / "observed.json"
     result = pytester.runpytest_subprocess(*workers, "-p", "no:cacheprovider", "--harness-observed", str(observed))
-    result.assert_outcomes(passed=2, skipped=2)
+    result.assert_outcomes(passed=2, skipped=3)
     data = json.loads(observed.read_text())
     assert data == {"live": {
-        "test_inner.py::test_live_ran": {"outcome": "ran", "reason": "", "only": ""},
-        "test_inner.py::test_live_skipped": {"outcome": "skipped", "reason": "no OpenSIPS here", "only": ""},
-        "test_inner.py::test_docker_only": {"outcome": "skipped", "reason": "no engine", "only": "docker"},
+        "test_inner.py::test_live_ran": {"outcome": "ran", "reason": "", "only": "", "optional": ""},
+        "test_inner.py::test_live_skipped": {"outcome": "skipped", "reason": "no OpenSIPS here",
+                                             "only": "", "optional": ""},
+        "test_inner.py::test_docker_only": {"outcome": "skipped", "reason": "no engine",
+                                            "only": "docker", "optional": ""},
+        "test_inner.py::test_other_release": {"outcome": "skipped", "reason": "no 1.11.11 build",
+                                              "only": "", "optional": "release"},
     }, "origins": []}
 
 
@@ -206,7 +230,7 @@ def test_harness_run_without_opensips_fails_the_gate_in_one_line(tmp_path):
            "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "PATH": "/usr/bin:/bin"}
     base = [sys.executable, "-m", "harness.cli", "run", "--backend", "auto", "-n", "0",
             "--artifacts", str(tmp_path / "a")]
-    select = ["--", "-q", "-k", "test_a_call_replicates"]
+    select = ["--", "-q", "-k", "test_a_call_replicates and not ul_packet"]
     failed = subprocess.run([*base, *select], env=env, capture_output=True, text=True, timeout=300)
     gate_lines = [line for line in failed.stderr.splitlines() if line.startswith("harness:")]
     assert failed.returncode == EXIT_NOT_LIVE, failed.stdout[-2000:] + failed.stderr[-2000:]

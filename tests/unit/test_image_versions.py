@@ -58,12 +58,19 @@ def test_makefile_defs_version() -> None:
     assert images_source.makefile_defs_version(
         "VERSION = 1\nPATCHLEVEL = 10\nSUBLEVEL = 0\nEXTRAVERSION = beta\n") == "1.10.0"
 
+    # 2.x names the numbers otherwise (2.1.5's Makefile.defs, with its VERSIONTYPE line)
+    assert images_source.makefile_defs_version(
+        "VERSION_MAJOR = 2\nVERSION_MINOR = 1\nVERSION_SUBMINOR = 5\nVERSION_BUILD =\n"
+        "VERSIONTYPE = $(shell if [ -d \".svn\" ]; then echo svn; fi)\n") == "2.1.5"
+
 
 def test_makefile_defs_without_a_version_is_one_line() -> None:
     with pytest.raises(ImageError) as info:
         images_source.makefile_defs_version("VERSION = 1\nPATCHLEVEL = 10\n", "src/Makefile.defs")
     assert str(info.value) == ("src/Makefile.defs has no numeric SUBLEVEL line: cannot tell which "
                                "release the tree is (pass --version)")
+    with pytest.raises(ImageError, match="no numeric VERSION_SUBMINOR line"):
+        images_source.makefile_defs_version("VERSION_MAJOR = 2\nVERSION_MINOR = 1\n")
 
 
 def test_source_version_reads_the_trees_makefile_defs(tmp_path: Path) -> None:
@@ -102,6 +109,8 @@ def test_every_pinned_release_gets_its_pin_and_tag(version: str) -> None:
     (["1.11.11", "1.11.11"], ["1.11.11"]),
     (["1.10"], [f"1.10.{n}" for n in range(6)]),
     (["1.11"], [f"1.11.{n}" for n in range(12)]),
+    (["2.1"], [f"2.1.{n}" for n in range(6)]),
+    (["2.1.5,1.11.11"], ["1.11.11", "2.1.5"]),
     (["all"], releases.known_versions()),
 ])
 def test_version_specs(spec: list[str], expected: list[str]) -> None:
@@ -113,7 +122,7 @@ def test_unknown_version_is_one_line_listing_the_pinned_ones() -> None:
         plan_opensips_builds(["1.10.9"])
     text = str(info.value)
     assert "\n" not in text and "no pinned upstream release '1.10.9'" in text
-    assert "1.10.0, 1.10.1" in text and text.endswith("1.11.11)")
+    assert "1.10.0, 1.10.1" in text and "1.11.11, 2.1.0" in text and text.endswith("2.1.5)")
     with pytest.raises(ImageError, match="not a release number"):
         plan_opensips_builds(["latest"])
     with pytest.raises(ImageError, match="no pinned release on branch 1.12"):

@@ -51,3 +51,13 @@ def test_release_from_the_binarys_banner() -> None:
     assert parse_release(out) == Release("1.10.5", "opensips 1.10.5-notls (x86_64/linux)")
     with pytest.raises(ReleaseUnknown, match="cannot tell the OpenSIPS release"):
         parse_release("something else")
+
+
+def test_registrations_arguments_fail_in_one_line(capsys) -> None:
+    from harness import cli
+
+    assert cli.main(["record", "--registrations", "--users", "0"]) == 2
+    assert capsys.readouterr().err == "harness: --users must be at least 1\n"
+    assert cli.main(["record", "--registrations", "--scenario", "basic"]) == 2
+    assert capsys.readouterr().err == ("harness: --scenario names dialog scenarios; --registrations "
+                                       "records every REGISTER one\n")

@@ -134,3 +134,83 @@ def test_the_template_speaks_each_branchs_dialog_parameters(version: str) -> Non
         assert modparams(text, "dialog", "timeout_avp") == []
         assert text.index("$DLG_timeout = 7200;") < text.index('create_dialog("B")')
     assert f"# OpenSIPS {version} -- harness node" in text
+
+
+# -- 2.1 and usrloc replication ----------------------------------------------------------
+
+USRLOC = {"usrloc": {"replicate": True}}
+
+
+@pytest.mark.parametrize("version", ["1.10.5", "1.11.11", "2.1.0", "2.1.5"])
+def test_transports_are_modules_from_2_1(version: str) -> None:
+    """2.1 has no disable_tcp (a 2.1 node refuses the word) and loads UDP as proto_udp;
+    1.x keeps its core UDP and turns TCP off."""
+    lines = render("primary", release=version).splitlines()
+    two = version.startswith("2.")
+    assert ("disable_tcp=yes" in lines) is not two
+    assert ('loadmodule "proto_udp.so"' in lines) is two
+    if two:  # after mpath, which it is loaded from, and before the other modules
+        assert lines.index(f'mpath="{MPATH}"') < lines.index('loadmodule "proto_udp.so"') \
+            < lines.index('loadmodule "sl.so"')
+    assert modparams("\n".join(lines), "dialog", "timeout_avp") == (
+        ['"$avp(dlg_timeout)"'] if version.startswith("1.10.") else [])
+
+
+def test_registrations_are_off_unless_asked_for() -> None:
+    text = render("primary", release="1.11.11", replicate_to=["10.9.9.12:5062"])
+    assert "usrloc" not in text and "registrar" not in text and "save(" not in text
+
+
+@pytest.mark.parametrize("version", ["1.11.0", "1.11.11", "2.1.0", "2.1.5"])
+@pytest.mark.parametrize("role", ["primary", "backup"])
+def test_usrloc_replication_per_role(version: str, role: str) -> None:
+    """Both nodes replicate contacts to their peers and accept them, as for dialogs,
+    so a backup that took over sends its own registrations back."""
+    s = load_settings(USRLOC, use_env=False)
+    text = render(role, s, release=version, replicate_to=["10.9.9.12:5062", "10.9.9.1:7000"])
+    lines = text.splitlines()
+    for module in ("signaling", "usrloc", "registrar"):
+        assert f'loadmodule "{module}.so"' in lines
+    assert lines.index('loadmodule "usrloc.so"') < lines.index('loadmodule "registrar.so"')
+    assert modparams(text, "usrloc", "db_mode") == ["0"]
+    assert modparams(text, "usrloc", "timer_interval") == ["5"]
+    assert modparams(text, "registrar", "min_expires") == ["0"]
+    assert modparams(text, "usrloc", "replicate_contacts_to") == ['"10.9.9.12:5062"', '"10.9.9.1:7000"']
+    assert modparams(text, "usrloc", "accept_replicated_contacts") == ["1"]
+    # REGISTER saved before anything else an initial request meets, calls to the VIP
+    # looked up before a dialog is created
+    assert text.index('if (!save("location"))') < text.index('if (is_method("INVITE") && uri == myself)') \
+        < text.index('if (!lookup("location"))') < text.index('create_dialog("B")')
+
+
+def test_standalone_keeps_registrations_to_itself() -> None:
+    text = render("standalone", load_settings(USRLOC, use_env=False), release="2.1.5",
+                  replicate_to=["10.9.9.12:5062"])
+    assert 'if (!save("location"))' in text
+    assert modparams(text, "usrloc", "replicate_contacts_to") == []
+    assert modparams(text, "usrloc", "accept_replicated_contacts") == []
+
+
+def test_no_accept_means_no_accepted_contacts_either() -> None:
+    s = load_settings({**USRLOC, "replication": {"accept": False}}, use_env=False)
+    text = render("backup", s, release="1.11.11", replicate_to=["10.9.9.12:5062"])
+    assert modparams(text, "usrloc", "accept_replicated_contacts") == ["0"]
+
+
+@pytest.mark.parametrize("version", ["1.10.0", "1.10.5"])
+def test_usrloc_replication_on_1_10_is_refused_in_one_line(version: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render("backup", load_settings(USRLOC, use_env=False), release=version)
+    assert str(info.value) == (f"node primary runs OpenSIPS {version}, which cannot replicate "
+                               "registrations (usrloc replication came with 1.11): turn settings "
+                               "usrloc.replicate off or run 1.11 / 2.1")
+
+
+def test_usrloc_table_and_timers_are_settings() -> None:
+    s = load_settings({"usrloc": {"replicate": True, "table": "loc2", "timer_interval": 1,
+                                  "min_expires": 3, "default_expires": 60}}, use_env=False)
+    text = render("primary", s, release="1.11.11")
+    assert 'save("loc2")' in text and 'lookup("loc2")' in text
+    assert modparams(text, "usrloc", "timer_interval") == ["1"]
+    assert modparams(text, "registrar", "min_expires") == ["3"]
+    assert modparams(text, "registrar", "default_expires") == ["60"]

@@ -38,7 +38,7 @@ VERSION_LABEL = "org.opensips-bin-harness.opensips-version"
 VERIFIED_LABEL = "org.opensips-bin-harness.verified"
 #: upstream's tag tarball of a release (its git-archive commit id is checked)
 UPSTREAM_URL = "https://github.com/OpenSIPS/opensips/archive/refs/tags/{version}.tar.gz"
-#: the recipe under containers/ that builds every 1.10.x and 1.11.x release
+#: the recipe under containers/ that builds every 1.10.x, 1.11.x and 2.1.x release
 OPENSIPS_RECIPE = "opensips"
 
 CONTAINERS_DIR = shipped("containers")

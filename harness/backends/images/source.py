@@ -45,21 +45,32 @@ def looks_like_opensips_source(path: Path) -> str | None:
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
-def makefile_defs_version(text: str, where: str = "Makefile.defs") -> str:
-    """``VERSION.PATCHLEVEL.SUBLEVEL`` of an OpenSIPS Makefile.defs: the release it is.
+#: the three numbers of a release as Makefile.defs names them: 1.x's kernel-style
+#: names, and 2.x's (``VERSION_MAJOR = 2``, ``VERSION_MINOR = 1``, ``VERSION_SUBMINOR = 5``)
+_VERSION_NAMES = (("VERSION", "PATCHLEVEL", "SUBLEVEL"),
+                  ("VERSION_MAJOR", "VERSION_MINOR", "VERSION_SUBMINOR"))
 
-    EXTRAVERSION is left out: upstream's own tag 1.10.0 says ``EXTRAVERSION = beta``
-    (its binary reports 1.10.0beta), and the pinned tree, not that suffix, decides
-    whether a tree is the release."""
-    fields: dict[str, str] = {}
-    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
-        if m := re.search(rf"^{name}[ \t]*:?=[ \t]*([^\s#]*)", text, re.MULTILINE):
-            fields[name] = m.group(1)
-    for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL"):
-        if not fields.get(name, "").isdigit():
+
+def makefile_defs_version(text: str, where: str = "Makefile.defs") -> str:
+    """``VERSION.PATCHLEVEL.SUBLEVEL`` (2.x: ``VERSION_MAJOR.VERSION_MINOR.VERSION_SUBMINOR``)
+    of an OpenSIPS Makefile.defs: the release it is.
+
+    EXTRAVERSION (2.x: VERSION_BUILD) is left out: upstream's own tag 1.10.0 says
+    ``EXTRAVERSION = beta`` (its binary reports 1.10.0beta), and the pinned tree, not
+    that suffix, decides whether a tree is the release."""
+    def value(name: str) -> str:
+        m = re.search(rf"^{name}[ \t]*:?=[ \t]*([^\s#]*)", text, re.MULTILINE)
+        return m.group(1) if m else ""
+
+    for names in _VERSION_NAMES:
+        numbers = [value(name) for name in names]
+        if any(numbers):
+            break
+    for name, number in zip(names, numbers):
+        if not number.isdigit():
             raise ImageError(f"{where} has no numeric {name} line: cannot tell which release "
                              "the tree is (pass --version)")
-    return f"{fields['VERSION']}.{fields['PATCHLEVEL']}.{fields['SUBLEVEL']}"
+    return ".".join(numbers)
 
 
 def source_version(path: Path) -> str:

@@ -60,10 +60,13 @@ from harness.instruments.sipp.results import (
                                   summarize,
 )
 from harness.instruments.sipp.scenarios import (
+                                  CALL_USER,
                                   HOLD_MARKER,
                                   HOLD_XML,
                                   HOLDABLE,
+                                  REGISTRATIONS,
                                   SCENARIO_DIR,
+                                  RegisterScenario,
                                   SCENARIOS,
                                   render_scenario,
                                   scenario_path,
@@ -71,7 +74,7 @@ from harness.instruments.sipp.scenarios import (
 )
 
 __all__ = [
-    "EXIT_FATAL", "HOLDABLE", "HOLD_MARKER", "HOLD_XML", "SCENARIOS", "SCENARIO_DIR", "CallEvent",
+    "CALL_USER", "REGISTRATIONS", "EXIT_FATAL", "RegisterScenario", "HOLDABLE", "HOLD_MARKER", "HOLD_XML", "SCENARIOS", "SCENARIO_DIR", "CallEvent",
     "CallResult", "Request", "Response", "SippError", "SippProcess", "SippSummary", "SippTimeout",
     "SippUAC", "SippUAS", "build_calls", "parse_error_log", "parse_event_log", "parse_message_log",
     "parse_stat_csv", "render_scenario", "scenario_path", "sipp_version", "summarize",

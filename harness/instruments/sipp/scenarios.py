@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.base.resources import shipped
@@ -28,6 +29,42 @@ SCENARIOS: dict[str, str] = {
 }
 #: scenarios whose caller can be held open after the ACK (they carry <!--HOLD-->)
 HOLDABLE = frozenset({"basic", "reinvite", "long_headers", "record_route"})
+
+@dataclass(frozen=True)
+class RegisterScenario:
+    """A REGISTER scenario: what it exercises, the ``-key`` defaults it needs, and the
+    ``ul`` commands a 1.11/2.1 primary replicates for each of its AORs, in order
+    (registrar's save(), usrloc's replicate_*: the same in every 1.11 and 2.1)."""
+
+    description: str
+    replicates: tuple[str, ...]
+    keys: dict[str, str] = field(default_factory=lambda: {"expires": "3600"})
+
+
+#: REGISTER scenarios (usrloc replication, 1.11 and 2.1). One file each,
+#: ``<name>_uac.xml``: a registering user has no callee. They name the user ``[field0]``
+#: (one injection-file line per SIPp call) and send every binding to
+#: ``[contact_host]``; harness.experiments.registrations runs them. ``Contact: *``
+#: replicates record_delete, each binding's delete, then record_delete again
+#: (delete_urecord replicates, release_urecord once more).
+REGISTRATIONS: dict[str, RegisterScenario] = {
+    "register": RegisterScenario("one REGISTER, one binding", ("record_insert", "contact_insert")),
+    "refresh": RegisterScenario("REGISTER, then the same binding again (CSeq 2) with q 0.9",
+                                ("record_insert", "contact_insert", "contact_update")),
+    "multi_contact": RegisterScenario(
+        "three bindings in one REGISTER (q 1, 0.5 with +sip.instance, none with methods), a "
+        "fourth in a second one", ("record_insert", *["contact_insert"] * 4)),
+    "unregister": RegisterScenario(
+        "two bindings, one removed (expires=0), then Contact: * with Expires: 0",
+        ("record_insert", "contact_insert", "contact_insert", "contact_delete", "record_delete",
+         "contact_delete", "record_delete")),
+    "expiry": RegisterScenario("a binding for [expires] s (2 by default) beside one for an hour "
+                               "(its expiry is each node's own: nothing is replicated)",
+                               ("record_insert", "contact_insert", "contact_insert"), {"expires": "2"}),
+}
+#: a call to a registered user (INVITE sip:[field0]@VIP, looked up by the proxy); its
+#: callee side is the user's own SIPp running basic_uas.xml at the registered contact
+CALL_USER = "call_user"
 
 HOLD_MARKER = "<!--HOLD-->"
 #: where a caller waits between the initial 200 OK and its ACK (``ack_delay_ms``)
@@ -57,11 +94,14 @@ def sipp_version(binary: str = "sipp") -> str | None:
 
 
 def scenario_path(name: str, role: str) -> Path:
-    """Path of a kept scenario file, e.g. ``scenario_path("basic", "uac")``."""
+    """Path of a kept scenario file, e.g. ``scenario_path("basic", "uac")``; REGISTER
+    scenarios and ``call_user`` have a caller side only."""
     if role not in ("uac", "uas"):
         raise ValueError(f"role must be 'uac' or 'uas', not {role!r}")
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(sorted(SCENARIOS))}")
+    caller_only = (*REGISTRATIONS, CALL_USER)
+    if name not in SCENARIOS and not (role == "uac" and name in caller_only):
+        known = sorted(SCENARIOS) + [f"{n} (uac)" for n in caller_only]
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(known)}")
     return SCENARIO_DIR / f"{name}_{role}.xml"
 
 
