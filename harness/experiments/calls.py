@@ -71,11 +71,19 @@ def scenario_files(scenario: str | Path, hold: bool) -> tuple[str | Path, str | 
     return scenario, scenario
 
 
+#: the callee's first 200 OK retransmission beside a delayed ACK: 20 times the
+#: matrix's 200 ms, far beyond what a loaded machine adds to the caller's pause
+ANSWER_RETRANS_MS = 4000
+
+
 class CallPair:
     """One SIPp callee + one SIPp caller running ``scenario`` through a cluster.
 
     ``scenario`` is a kept scenario's name or your own pair (see `scenario_files`).
-    ``uac_options`` go to the caller (`SippUAC`), ``uas_options`` to the callee.
+    ``uac_options`` go to the caller (`SippUAC`), ``uas_options`` to the callee. A caller
+    that delays its ACK (``ack_delay_ms``) gets a callee that waits `ANSWER_RETRANS_MS`
+    before retransmitting its 200 OK, so the ACK always comes first (see
+    `render_scenario`).
     """
 
     def __init__(self, cluster: Cluster, scenario: str | Path = "basic", *, calls: int = 1,
@@ -91,6 +99,8 @@ class CallPair:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         vip, sip_port = cluster.sip_addr
+        if uac_options.get("ack_delay_ms") is not None:
+            uas_options = {"answer_retrans_ms": ANSWER_RETRANS_MS, **(uas_options or {})}
         self.uas = SippUAS(uas_scenario, self.callee_host.ip, CALLEE_PORT, workdir=self.workdir,
                            name=f"{label}-uas", **runner_options(backend, self.callee_host, self.workdir),
                            **(uas_options or {}))  # type: ignore[arg-type]

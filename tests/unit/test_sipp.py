@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.instruments.sipp.scenarios import ANSWER_RETRANS
 from harness.instruments import sipp
 from harness.instruments.sip import SipMessage
 from harness.instruments.sipp import (
@@ -177,6 +178,25 @@ def test_scenario_files_are_well_formed(name: str) -> None:
 def test_hold_needs_marker() -> None:
     with pytest.raises(ValueError):
         render_scenario("<scenario/>", hold=True)
+
+
+@pytest.mark.parametrize("name", ["basic", "reinvite", "callee_bye"])
+def test_a_callee_beside_a_delayed_ack_retransmits_its_answers_late(name: str) -> None:
+    """Every final answer of the callee waits answer_retrans_ms before its first
+    retransmission (the reinvite callee has two 200 OKs); the caller's delay is a pause
+    just before its ACK."""
+    uas = sipp.scenario_path(name, "uas").read_text(encoding="latin-1")
+    late = ET.fromstring(render_scenario(uas, hold=False, answer_retrans_ms=4000))
+    sends = [e.get("retrans") for e in late.iter("send") if e.get("retrans")]
+    assert sends and set(sends) == {"4000"}
+    assert len(sends) == uas.count(ANSWER_RETRANS)
+    uac = ET.fromstring(render_scenario(sipp.scenario_path(name, "uac").read_text(encoding="latin-1"),
+                                        hold=False, ack_delay_ms=200))
+    children = list(uac)
+    ack = next(i for i, e in enumerate(children) if e.tag == "send" and "ACK" in (e.text or ""))
+    assert children[ack - 1].tag == "pause" and children[ack - 1].get("milliseconds") == "200"
+    with pytest.raises(ValueError, match="answers say"):
+        render_scenario("<scenario/>", hold=False, answer_retrans_ms=4000)
 
 
 def test_command_lines(tmp_path: Path) -> None:

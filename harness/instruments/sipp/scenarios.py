@@ -69,6 +69,8 @@ CALL_USER = "call_user"
 HOLD_MARKER = "<!--HOLD-->"
 #: where a caller waits between the initial 200 OK and its ACK (``ack_delay_ms``)
 ACK_DELAY_MARKER = "<!--ACK_DELAY-->"
+#: how the kept callee scenarios retransmit their final answers (T1, RFC 3261)
+ANSWER_RETRANS = 'retrans="500"'
 HOLD_XML = (
     '<nop><action><log message="[timestamp] HELD [call_id]"/></action></nop>\n'
     '  <recvCmd><action><log message="[timestamp] RELEASED [call_id]"/></action></recvCmd>'
@@ -105,13 +107,20 @@ def scenario_path(name: str, role: str) -> Path:
     return SCENARIO_DIR / f"{name}_{role}.xml"
 
 
-def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None) -> str:
+def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None,
+                    answer_retrans_ms: int | None = None) -> str:
     """Fill (or leave as comments) the HOLD and ACK_DELAY markers of a scenario's XML.
 
     ``ack_delay_ms``: the caller waits that long after the initial 200 OK before its
     ACK. 1.10.3+ replicates ``created`` after relaying the 200 OK only while the dialog
     is unacknowledged, so an ACK handled first (a sub-millisecond race) suppresses it;
     a delayed ACK takes the race out of an observation that must not depend on it.
+
+    ``answer_retrans_ms``: the callee's first retransmission of its final answers (the
+    scenarios' ``retrans="500"``, SIP's T1). Beside a delayed ACK it must be far longer:
+    a 200 OK retransmitted before the ACK arrives is relayed again while the dialog is
+    still unacknowledged, and the primary replicates ``created`` a second time — seen
+    once in 720 cells on a loaded machine, where 200 ms of ACK delay slipped past 500.
     """
     if hold:
         if HOLD_MARKER not in text:
@@ -121,6 +130,10 @@ def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None) -
         if ACK_DELAY_MARKER not in text:
             raise ValueError("ack_delay_ms needs a scenario with a <!--ACK_DELAY--> marker")
         text = text.replace(ACK_DELAY_MARKER, f'<pause milliseconds="{int(ack_delay_ms)}"/>')
+    if answer_retrans_ms is not None:
+        if ANSWER_RETRANS not in text:
+            raise ValueError(f"answer_retrans_ms needs a scenario whose answers say {ANSWER_RETRANS}")
+        text = text.replace(ANSWER_RETRANS, f'retrans="{int(answer_retrans_ms)}"')
     return text
 
 
