@@ -90,7 +90,7 @@ def test_every_live_packet_decodes_to_the_sip_dialog_and_reencodes_identically(
 
     primary = cluster.addresses["primary"]
     backup = cluster.addresses["backup"]
-    path = cluster.capture.path
+    path = lc.capture.path
 
     def copies(items: list[CapturedDatagram], dst: tuple[str, int]) -> list[bytes]:
         return [i.data for i in items if i.src == primary.bin_addr and i.dst == dst]

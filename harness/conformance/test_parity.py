@@ -105,7 +105,7 @@ def test_backup_and_replica_equal_primary_after_a_batch(
 
     def to_backup() -> list[bytes]:
         try:
-            items = [d.data for d in read_datagrams(cluster.capture.path)
+            items = [d.data for d in read_datagrams(lc.capture.path)
                      if d.src == primary_bin and d.dst == backup_bin]
         except CaptureError:  # a record still being written
             return []
