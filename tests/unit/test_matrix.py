@@ -11,7 +11,7 @@ import pytest
 from harness.backends import KINDS
 from harness.base.releases import Build, expand_versions, in_range
 from harness.base.settings import load_settings
-from harness.experiments.matrix.expected import BASELINE_EXPECT, deviations
+from harness.experiments.matrix.expected import BASELINE_EXPECT, USRLOC_EXPECT, deviations
 from harness.experiments.matrix.judge import OUTCOMES, flatten, judge, unstable
 from harness.experiments.matrix.known import (
     Known,
@@ -27,7 +27,7 @@ from harness.experiments.matrix.registry import (
     select_checks,
 )
 from harness.experiments.matrix.report import to_json, to_junit, to_markdown
-from harness.experiments.matrix.runner import MatrixRun, plan_pairs, sort_labels
+from harness.experiments.matrix.runner import MatrixRun, plan_pairs, run_matrix, sort_labels
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
 
 CREATED = Known("created-before-200", ("sip.*",), "1.10.0-1.10.2,1.11.0-1.11.2", None, "f" * 40,
@@ -157,6 +157,38 @@ def test_an_exception_inside_a_check_is_an_error_cell(tmp_path: Path) -> None:
         CHECKS.pop("test.boom")
 
 
+def test_a_check_compared_with_its_own_reference_release(tmp_path: Path) -> None:
+    """A usrloc-like check: not run where a release lacks the feature, judged against
+    its reference release's own pair (not the baseline's), whose observation is held to
+    that release's expectations; without the reference in the run, not run, saying so."""
+    seen = {"1.11.11": {"ul": 3}, "1.11.0": {"ul": 2}, "2.1.5": {"ul": 3}}
+    CHECKS["test.ul"] = Check("test.ul", "ul", lambda s: dict(seen[s.pair.primary.version]), (),
+                              ("usrloc replication",), "1.11.11")
+    try:
+        builds = {v: Build(v, f"/b/{v}", v) for v in ("1.10.5", "1.11.0", "1.11.11", "2.1.5")}
+        pairs = plan_pairs(list(builds))
+        run = run_matrix(builds, pairs, ["test.ul"], KINDS["local"], load_settings(use_env=False),
+                         table=[], progress=lambda line: None, workdir=tmp_path)
+        cells = {(r.primary, r.backup): r for r in run.results}
+        assert cells[("1.10.5", "1.10.5")].outcome == "not run"
+        assert cells[("1.10.5", "1.10.5")].observed == {NOT_RUN_KEY: "1.10.5 has no usrloc replication"}
+        assert cells[("2.1.5", "1.10.5")].observed == {NOT_RUN_KEY: "1.10.5 has no usrloc replication"}
+        assert (cells[("1.11.11", "1.11.11")].outcome, cells[("2.1.5", "2.1.5")].outcome) == ("same", "same")
+        assert cells[("1.11.0", "1.11.0")].outcome == "unexplained"
+        assert cells[("1.11.0", "1.11.0")].differences[0].baseline == 3  # 1.11.11's value
+        assert cells[("1.11.11", "2.1.5")].outcome == "same"
+        assert "test.ul" not in run.baseline_deviations  # no expectations for a test check
+        without = {v: builds[v] for v in ("1.10.5", "2.1.5")}
+        run = run_matrix(without, plan_pairs(list(without)), ["test.ul"], KINDS["local"],
+                         load_settings(use_env=False), table=[], progress=lambda line: None,
+                         workdir=tmp_path)
+        assert run.cell("test.ul", ("2.1.5", "2.1.5")).observed == {NOT_RUN_KEY: (
+            "compared with 1.11.11 with itself, which this run does not hold (add a 1.11.11 build)")}
+        assert not run.failed
+    finally:
+        CHECKS.pop("test.ul")
+
+
 def _run(deviation: list[str] | None = None) -> MatrixRun:
     builds = {v: Build(v, f"/b/{v}", v) for v in ("1.10.2", "1.10.5")}
     run = MatrixRun("1.10.5", builds, [("1.10.5", "1.10.5"), ("1.10.2", "1.10.2")],
@@ -211,6 +243,9 @@ def test_pairs_default_all_and_explicit_with_the_baseline_first() -> None:
                                   ("1.10.5", "1.11.11"), ("1.11.11", "1.10.5")]
     assert len(plan_pairs(labels, "all")) == 9 and plan_pairs(labels, "all")[0] == ("1.10.5", "1.10.5")
     assert plan_pairs(labels, "1.10.2:1.11.11") == [("1.10.5", "1.10.5"), ("1.10.2", "1.11.11")]
+    # the last 1.11 also runs both ways with each release of a later branch (2.1)
+    assert plan_pairs(["1.10.5", "1.11.11", "2.1.0"])[-2:] == [("1.11.11", "2.1.0"), ("2.1.0", "1.11.11")]
+    assert ("1.11.11", "1.11.0") not in plan_pairs(["1.10.5", "1.11.0", "1.11.11"])
     with pytest.raises(MatrixError, match="baseline 1.10.5 must be among"):
         plan_pairs(["1.10.2"])
     with pytest.raises(MatrixError, match="expected PRIMARY:BACKUP"):
@@ -227,7 +262,12 @@ def test_release_ranges_stay_on_their_branch() -> None:
 
 
 def test_baseline_expectations_name_each_deviation() -> None:
-    assert set(BASELINE_EXPECT) == set(select_checks(None))  # every check has its expectation
+    # every check has its expectation: 1.10.5's, or 1.11.11's for the usrloc checks
+    assert set(BASELINE_EXPECT) | set(USRLOC_EXPECT) == set(select_checks(None))
+    assert all(CHECKS[c].baseline == "1.11.11" for c in USRLOC_EXPECT)
+    assert deviations("usrloc.register", {**USRLOC_EXPECT["usrloc.register"], "backup.ul": [["contact_insert", 3]]},
+                      release="1.11.11") == [
+        "backup.ul: observed [['contact_insert', 3]], 1.11.11 must show [['(none)', 3]]"]
     good = dict(BASELINE_EXPECT["recvfrom_defect"])
     assert deviations("recvfrom_defect", good) == []
     assert deviations("recvfrom_defect", {"backup.first_packet": "survives"}) == [

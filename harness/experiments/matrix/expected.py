@@ -26,6 +26,11 @@ from typing import Any
 from harness.experiments.matrix.checks_failover import FAILOVER_CALLS
 from harness.experiments.matrix.checks_sip import CALLS
 from harness.experiments.matrix.judge import flatten
+from harness.instruments.sipp.scenarios import REGISTRATIONS
+
+#: users per usrloc check (defined here: checks_usrloc imports this module, so this
+#: module cannot import it)
+USERS = 3
 
 _ALIVE = {"primary": True, "backup": True}
 
@@ -130,14 +135,42 @@ BASELINE_EXPECT: dict[str, dict[str, Any]] = {
 }
 
 
-def deviations(check: str, observed: dict[str, Any]) -> list[str]:
+def _registered(scenario: str, bindings: int) -> dict[str, Any]:
+    """What 1.11.11 shows for `USERS` users through a REGISTER scenario: the primary
+    replicates the scenario's commands per AOR (registrar's save(), usrloc's
+    replicate_*: `REGISTRATIONS`), the backup replicates nothing back, both tables hold
+    the same bindings, and pybin's registrar agrees with the backup."""
+    seq = " ".join(REGISTRATIONS[scenario].replicates)
+    held = [[f"{bindings} binding(s)", USERS]]
+    return {"calls.successful": USERS, "primary.ul": [[seq, USERS]], "backup.ul": [["(none)", USERS]],
+            "primary.bindings": held, "backup.bindings": held, "backup.fields_unlike_primary": [],
+            "pybin.fields_unlike_backup": [], "nodes.alive.primary": True, "nodes.alive.backup": True}
+
+
+#: the usrloc checks' reference is 1.11.11's own pair (1.10 has no usrloc replication);
+#: from 1.11.11's modules/usrloc (ureplication.c, urecord.c, ucontact.c) and registrar
+USRLOC_EXPECT: dict[str, dict[str, Any]] = {
+    "usrloc.register": _registered("register", 1),
+    "usrloc.refresh": _registered("refresh", 1),
+    "usrloc.multi_contact": _registered("multi_contact", 4),
+    # the AOR is gone on both nodes: no binding left
+    "usrloc.unregister": _registered("unregister", 0),
+    # the 2 s binding expired on each node by its own timer; the hour's one stays
+    "usrloc.expiry": _registered("expiry", 1),
+}
+
+#: the release each table of expectations is about
+EXPECTED_OF: dict[str, dict[str, dict[str, Any]]] = {"1.10.5": BASELINE_EXPECT, "1.11.11": USRLOC_EXPECT}
+
+
+def deviations(check: str, observed: dict[str, Any], release: str = "1.10.5") -> list[str]:
     """``key: observed X, 1.10.5 must show Y`` for each expected key that differs. A
     check the backend cannot run has nothing to deviate (the report lists it as not run)."""
     flat = flatten(observed)
-    want = BASELINE_EXPECT.get(check, {})
+    want = EXPECTED_OF.get(release, {}).get(check, {})
     out = []
     for k, v in want.items():
         got = flat.get(k, observed.get(k, "(absent)"))
         if got != v:
-            out.append(f"{k}: observed {got!r}, 1.10.5 must show {v!r}")
+            out.append(f"{k}: observed {got!r}, {release} must show {v!r}")
     return out

@@ -25,19 +25,25 @@ from typing import Any
 from harness.backends import BackendKind
 from harness.base.releases import BASELINE, Build, ReleaseError, version_key
 from harness.base.settings import Settings
-from harness.experiments.matrix.expected import deviations
+from harness.experiments.matrix.expected import EXPECTED_OF, deviations
 from harness.experiments.matrix.judge import Result, judge, unstable
 from harness.experiments.matrix.known import Known, load
-from harness.experiments.matrix.registry import MatrixError, Observation
+from harness.experiments.matrix.registry import CHECKS, MatrixError, Observation
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
 
 Progress = Callable[[str], Any]
+
+
+#: the last release of the branch before 2.1: the default pairs also run it both ways
+#: with every 2.1 release (the upgrade 1.11 users make; the usrloc checks' reference)
+LAST_1_11 = "1.11.11"
 
 
 def plan_pairs(labels: Sequence[str], how: str = "default", baseline: str = BASELINE) -> list[tuple[str, str]]:
     """Ordered (primary, backup) label pairs.
 
     ``default``: each release with itself, plus the baseline with each release in both
+    directions, plus `LAST_1_11` (when given) with each later branch's release in both
     directions. ``all``: every ordered pair. Otherwise a comma-separated list of
     ``PRIMARY:BACKUP``. The baseline pair always comes first.
     """
@@ -51,6 +57,10 @@ def plan_pairs(labels: Sequence[str], how: str = "default", baseline: str = BASE
         for v in labels:
             if v != baseline:
                 pairs += [(baseline, v), (v, baseline)]
+        if LAST_1_11 in labels:
+            for v in labels:
+                if _later_branch(v, LAST_1_11):
+                    pairs += [(LAST_1_11, v), (v, LAST_1_11)]
     else:
         pairs = []
         for item in (i.strip() for i in how.split(",") if i.strip()):
@@ -167,9 +177,19 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
             progress(f"interrupted after {done} of {total} cells; running sessions are tearing down")
             raise
         pool.shutdown()
+        refs = {c: _reference(c, baseline, base, judged, builds) for c in checks}
+        for check, (label, ref) in refs.items():
+            wanted = CHECKS[check].baseline
+            if label != baseline and ref is not None and check in EXPECTED_OF.get(wanted or "", {}) \
+                    and ERROR_KEY not in ref and NOT_RUN_KEY not in ref:
+                run.baseline_deviations[check] = deviations(check, ref, release=wanted)
         for (p, b), seen in judged.items():
             for check in checks:
-                run.results.append(_cell(check, p, b, seen[check], base[check], table, builds))
+                label, ref = refs[check]
+                if ref is None:
+                    run.results.append(Result(p, b, check, "not run", {NOT_RUN_KEY: label}, {}))
+                    continue
+                run.results.append(_cell(check, p, b, seen[check], ref, table, builds))
     finally:
         run.seconds = round(time.time() - run.started, 1)
         if own:
@@ -179,6 +199,23 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
     return run
 
 
+def _reference(check: str, baseline: str, base: dict[str, Observation],
+               judged: dict[tuple[str, str], dict[str, list[Observation]]],
+               builds: dict[str, Build]) -> tuple[str, Observation | None]:
+    """(label, observation) a check's cells are compared with: the baseline pair's, or
+    for a check with a reference release of its own (`Check.baseline`) that release's
+    own pair; (why not, None) when the run does not hold it."""
+    wanted = CHECKS[check].baseline
+    if wanted is None or wanted == builds[baseline].version:
+        return baseline, base[check]
+    label = next((lb for lb in sorted(builds, key=lambda x: x != wanted)
+                  if builds[lb].version == wanted and (lb, lb) in judged), None)
+    if label is None:
+        return (f"compared with {wanted} with itself, which this run does not hold "
+                f"(add a {wanted} build)"), None
+    return label, judged[(label, label)][check][0]
+
+
 def _cell(check: str, p: str, b: str, observations: list[Observation], base: Observation,
           table: list[Known], builds: dict[str, Build]) -> Result:
     moving = unstable(check, p, b, observations, base)
@@ -186,6 +223,13 @@ def _cell(check: str, p: str, b: str, observations: list[Observation], base: Obs
         return moving
     return judge(check, p, b, observations[0], base, table,
                  primary_version=builds[p].version, backup_version=builds[b].version)
+
+
+def _later_branch(label: str, than: str) -> bool:
+    try:
+        return version_key(label)[:2] > version_key(than)[:2]
+    except ReleaseError:
+        return False
 
 
 def sort_labels(labels: Iterable[str]) -> list[str]:

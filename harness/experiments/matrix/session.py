@@ -67,9 +67,10 @@ class PairSession:
         self.workdir = workdir
         self._session = contextlib.ExitStack()
         self._check = contextlib.ExitStack()
-        self._shared: LiveCluster | None = None
-        self._shared_stack: contextlib.ExitStack | None = None
-        self._used_shared = False
+        #: shared clusters by settings name ("" is the matrix's own), with their teardown
+        self._shared: dict[str, tuple[LiveCluster, contextlib.ExitStack]] = {}
+        #: the shared clusters the running check used (a failure replaces them)
+        self._used: set[str] = set()
         self._n = 0
         #: the check running now (names its files)
         self.current = ""
@@ -95,7 +96,9 @@ class PairSession:
         spec = CHECKS[check]
         if missing := spec.missing(self.kind):
             return {NOT_RUN_KEY: f"the {self.kind.name} backend lacks {', '.join(missing)}"}
-        self.current, self._used_shared = check, False
+        if lacking := spec.lacking([self.pair.primary.version, self.pair.backup.version]):
+            return {NOT_RUN_KEY: "; ".join(lacking)}
+        self.current, self._used = check, set()
         failed = False
         try:
             return spec.run(self)
@@ -108,8 +111,8 @@ class PairSession:
                 self._check.close()
             finally:
                 self._check = contextlib.ExitStack()
-                if failed and self._used_shared:
-                    self._drop_shared()
+                if failed:
+                    self._drop_shared(self._used)
 
     def dir(self, what: str) -> Path:
         self._n += 1
@@ -132,32 +135,39 @@ class PairSession:
             self.kind, effective, named, workdir=self.dir("cluster"), default_build=self.pair.primary,
             artifacts=self.artifacts(named), **kw))
 
-    def shared(self) -> LiveCluster:
+    def shared(self, name: str = "", settings: Mapping[str, Any] | None = None) -> LiveCluster:
         """The pair's primary/backup cluster with a pybin peer and a capture, started on
-        first use and kept for the next checks."""
-        self._used_shared = True
-        if self._shared is None:
+        first use and kept for the next checks; ``name`` and ``settings``: another one
+        shared by the checks that need those settings (the usrloc checks' ``usrloc``)."""
+        self._used.add(name)
+        if name not in self._shared:
             stack = contextlib.ExitStack()
             try:
-                self._shared = self._start(stack, ("primary", "backup"), None, peer=True, capture=True)
+                lc = self._start(stack, ("primary", "backup"), settings, peer=True, capture=True)
             except BaseException:
                 stack.close()
                 raise
-            self._shared_stack = stack
-        return self._shared
+            self._shared[name] = (lc, stack)
+        return self._shared[name][0]
 
-    def retire_shared(self) -> None:
+    def retire_shared(self, name: str = "") -> None:
         """The running check will break the shared cluster: it lives until the check
         ends, and the next check gets a new one."""
-        if self._shared_stack is not None:
-            stack = self._shared_stack
-            self._shared, self._shared_stack = None, None
+        if name in self._shared:
+            _, stack = self._shared.pop(name)
             self._check.callback(stack.close)
 
-    def _drop_shared(self) -> None:
-        stack, self._shared, self._shared_stack = self._shared_stack, None, None
-        if stack is not None:
-            stack.close()
+    def _drop_shared(self, names: Iterable[str] | None = None) -> None:
+        """Tear down the shared clusters named (default: all of them)."""
+        gone = [self._shared.pop(n) for n in list(self._shared if names is None else names)
+                if n in self._shared]
+        with contextlib.ExitStack() as all_of_them:
+            for _, stack in gone:
+                all_of_them.callback(stack.close)
+
+    def cleanup(self, fn: Any) -> None:
+        """Call ``fn()`` when the running check ends, however it ends."""
+        self._check.callback(fn)
 
     def fresh(self, roles: Iterable[str] | Mapping[str, str] = ("primary", "backup"), *,
               settings: Mapping[str, Any] | None = None, peer: bool = True, capture: bool = False,
