@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.experiments.matrix.html import write_html
 from harness.experiments.matrix.judge import OUTCOMES
-from harness.experiments.matrix.registry import CHECKS
+from harness.experiments.matrix.registry import CHECKS, register_all
 from harness.experiments.matrix.runner import MatrixRun
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY
 
@@ -59,11 +59,17 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "builds": {label: {"artifact": b.artifact, "reports": b.reported, "verified": b.verified}
                    for label, b in run.builds.items()},
         "pairs": [{"primary": p, "backup": b} for p, b in run.pairs],
-        "checks": {name: CHECKS[name].covers for name in run.checks},
+        "checks": {name: _covers(name) for name in run.checks},
         "summary": summary(run),
         "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
     }
+
+
+def _covers(name: str) -> str:
+    """What check ``name`` shows, in one sentence (checks register when imported)."""
+    register_all()
+    return CHECKS[name].covers
 
 
 def summary(run: MatrixRun) -> dict[str, int]:
@@ -115,7 +121,7 @@ def to_markdown(run: MatrixRun) -> str:
             cells.append(_md_escape(r.short()) if r else "—")
         lines.append(f"| {check} | " + " | ".join(cells) + " |")
     lines += ["", "## Checks", ""]
-    lines += [f"- `{name}`: {CHECKS[name].covers}" for name in run.checks]
+    lines += [f"- `{name}`: {_covers(name)}" for name in run.checks]
     if run.baseline_deviations:
         bad = {c: d for c, d in run.baseline_deviations.items() if d}
         lines += ["", "## The baseline against its own code", ""]
