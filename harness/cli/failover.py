@@ -28,6 +28,7 @@ from harness.experiments.failover import (
     failure_json,
     run_failover,
 )
+from pybin.relay import Impairment, ImpairmentError
 
 
 def add_parser(sub: Any) -> None:
@@ -44,6 +45,16 @@ def add_parser(sub: Any) -> None:
                    help="seconds the calls may take to be set up (default derived from --calls and --rate)")
     p.add_argument("--freeze", action="store_true",
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
+    p.add_argument("--link", metavar="FAULTS",
+                   help="replicate primary → backup through a seeded, logged relay with these "
+                        "faults, e.g. loss=0.02,reorder=0.01,seed=7 (pybin relay's keys); the JSON "
+                        "then predicts every lost call and checks the prediction")
+    p.add_argument("--restart", choices=["backup"],
+                   help="restart the backup while the calls are held, then fail the primary: "
+                        "what the backup lacks, for how long, and the predicted losses")
+    p.add_argument("--resync", action="store_true",
+                   help="with --restart: send the primary's live dialogs (MI dlg_list) to the "
+                        "restarted backup as created, then compare them field by field")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
                                      "removed unless calls were lost)")
     add_first_use_options(p)
@@ -59,6 +70,11 @@ def cmd_failover(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.rate <= 0 or args.release_rate <= 0 or (
             args.setup_timeout is not None and args.setup_timeout <= 0):
         raise UsageError("--calls must be at least 1, --rate, --release-rate and --setup-timeout positive")
+    link = _link(args.link)
+    if args.resync and not args.restart:
+        raise UsageError("--resync needs --restart backup")
+    if link and args.restart:
+        raise UsageError("--link and --restart are separate runs: choose one")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
@@ -72,10 +88,15 @@ def cmd_failover(args: argparse.Namespace) -> int:
         progress(f"failover: backend {kind.name}; starting primary + backup (BIN warm-up) …")
         # the live witness: a pybin peer both nodes also replicate to, configured first,
         # so the proof of each recovered call does not hang on packets to the dead primary
-        with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir) as lc:
+        with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir,
+                        link=link) as lc:
+            for relay in lc.links.values():
+                progress(f"failover: {relay.describe()}")
             result = run_failover(lc.cluster, args.calls, workdir=workdir, rate=args.rate,
                                   release_rate=args.release_rate, mode=str(seen["mode"]),
                                   setup_timeout=args.setup_timeout, witness=lc.peer,
+                                  link=next(iter(lc.links.values()), None),
+                                  restart=bool(args.restart), resync=args.resync,
                                   progress=lambda line: progress(f"failover: {line}"))
             seen["step"] = "stop"
     except (UsageError, UserConfigError) as err:  # no backend or image (exit 2), a bad --config
@@ -92,7 +113,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
         else:
             print(f"harness: failover failed ({report['step']}): {report['error']}", file=sys.stderr)
         return 1
-    keep = keep or bool(result.lost or result.capture_drops or result.timed_out)
+    surprises = bool(result.unexpected_lost or result.unexpected_survivors)
+    keep = keep or bool(result.lost or result.capture_drops or result.timed_out or surprises)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -101,4 +123,16 @@ def cmd_failover(args: argparse.Namespace) -> int:
     if keep:
         progress(f"failover: artifacts kept in {workdir}")
     say(json.dumps(result.to_json()) if args.json else result.table())
+    if result.predicted_lost is not None:  # a fault run passes when the prediction held
+        return 1 if surprises or result.timed_out else 0
     return 1 if result.lost else 0
+
+
+def _link(text: str | None) -> dict[str, Impairment] | None:
+    """``--link FAULTS`` → the primary → backup link's Impairment (bad text: exit 2)."""
+    if text is None:
+        return None
+    try:
+        return {"primary>backup": Impairment.parse(text)}
+    except ImpairmentError as err:
+        raise UsageError(f"--link {text}: {err}") from None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from harness.experiments.failover.metrics import (
     setup_rate,
     split_capture,
 )
+from harness.experiments.failover.prediction import Prediction, check
 from harness.instruments.sipp import CallResult, SippSummary
 from pybin.pcap import CapturedDatagram
 
@@ -89,6 +91,16 @@ class FailoverResult:
     #: destination), received by the live witness (None: the run had none)
     backup_bin_captured: int = 0
     backup_bin_witnessed: int | None = None
+    #: the impaired link ("link primary>backup: relay … (loss=0.2,seed=7), log …"), None without
+    link: str | None = None
+    #: the prediction's figures (`prediction.check`): None for a run without one
+    predicted_lost: int | None = None
+    lost_causes: dict[str, list[str]] | None = None
+    unexpected_lost: list[str] | None = None
+    unexpected_survivors: list[str] | None = None
+    #: the backup's restart (when, how long, what it lacked after it, the exposure) and the resync
+    restart: dict[str, Any] | None = None
+    resync: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {key: getattr(self, key) for key in JSON_KEYS}
@@ -126,6 +138,7 @@ class FailoverResult:
             ("backup BIN captured / witnessed",
              f"{self.backup_bin_captured} / {self.backup_bin_witnessed}"),
         ]
+        rows += self._fault_rows()
         if self.workdir is not None:
             rows.append(("artifacts", str(self.workdir)))
         width = max(len(k) for k, _ in rows)
@@ -137,6 +150,24 @@ class FailoverResult:
         if len(self.lost_calls) > 10:
             lines.append(f"  … and {len(self.lost_calls) - 10} more")
         return "\n".join(lines)
+
+    def _fault_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        if self.link is not None:
+            rows.append(("link", self.link))
+        if self.restart is not None:
+            r = self.restart
+            rows.append(("backup restart", f"{r['took_s']} s; held {r['held_before']} → {r['held_after']}, "
+                                           f"lacked {r['lacking']} for {r['exposure_s']} s"))
+        if self.resync is not None:
+            r = self.resync
+            rows.append(("resync", f"{r['sent']} created sent in {r['took_s']} s; {r['differences']} "
+                                   f"differences in {r['compared']} dialogs compared"))
+        if self.predicted_lost is not None:
+            rows.append(("lost / predicted lost", f"{self.lost} / {self.predicted_lost}"))
+            rows.append(("unexpected lost / survivors",
+                         f"{len(self.unexpected_lost or [])} / {len(self.unexpected_survivors or [])}"))
+        return rows
 
     def _delta(self, key: str) -> int:
         return self.backup_stats_after.get(key, 0) - self.backup_stats_before.get(key, 0)
@@ -182,6 +213,10 @@ class Evidence:
     #: BIN dialog packets the run's live witness (a pybin peer replicated to) received,
     #: with its arrival times; None: the run had no witness
     witnessed: list[WireBin] | None = None
+    link: str | None = None
+    prediction: Prediction | None = None
+    restart: dict[str, Any] | None = None
+    resync: dict[str, Any] | None = None
 
 
 def _mb(v: int | None) -> str:
@@ -230,4 +265,18 @@ def result_from(ev: Evidence) -> FailoverResult:
         timed_out=list(ev.timed_out), deadline_s=ev.deadline_s,
         backup_bin_captured=sum(1 for b in bins if b.src == ev.backup_bin and b.t >= ev.kill_at),
         backup_bin_witnessed=None if ev.witnessed is None else sum(
-            1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at))
+            1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at),
+        link=ev.link, **check(ev.prediction, lost_calls), restart=_exposure(ev, by_id.values()),
+        resync=ev.resync)
+
+
+def _exposure(ev: Evidence, calls: Iterable[CallResult]) -> dict[str, Any] | None:
+    """The restart's figures with its exposure: the seconds the backup lacked the calls
+    it lost in the restart, from the restart until a resync restored them or, without
+    one, until the last of them ended (failover or not, it never had them again)."""
+    if ev.restart is None:
+        return None
+    ends = [c.events["END"] for c in calls if "END" in c.events]
+    until = ev.resync["done_at"] if ev.resync else (max(ends) if ends else None)
+    exposure = None if until is None or not ev.restart["lacking"] else round(until - ev.restart["at"], 3)
+    return {**ev.restart, "exposure_s": exposure}
