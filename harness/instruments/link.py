@@ -91,6 +91,13 @@ class LinkRelay:
         """The relay's live counters (read from another thread: a snapshot, not a lock)."""
         return self._relay.counters
 
+    def wait_received(self, count: int, timeout: float) -> None:
+        """Until the relay has read ``count`` datagrams; TimeoutError after ``timeout``."""
+        try:
+            self._call(self._relay.wait_received(count, timeout), timeout + 5.0)
+        except FutureTimeout:
+            raise TimeoutError(f"link {self.name}: fewer than {count} datagrams within {timeout:g}s") from None
+
     def drain(self, timeout: float) -> None:
         """Until nothing is held (reordered or delayed datagrams have left); TimeoutError after ``timeout``."""
         try:
