@@ -118,3 +118,47 @@ def test_a_live_dialog_can_be_built_by_hand() -> None:
     d = LiveDialog(b"c@h", b"sip:a@h", b"sip:b@h", 1, 4, 0, 100, 200, leg, replace(leg, tag=b"u"))
     packet = created_for(d)
     assert (packet.caller_route_set, packet.callee_route_set, packet.to_tag) == (b"<sip:p;lr>", b"<sip:p;lr>", b"u")
+
+
+def test_the_command_reads_a_primary_over_mi_and_sends_its_dialogs(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import socket
+
+    from harness import cli
+    from test_mi import PAGED, FakeMI as FakeServer
+
+    pages = {b":dlg_list_ctx:\n0\n1\n\n": PAGED, b":dlg_list_ctx:\n1\n1\n\n": PAGED.replace(
+        "cap-1@harness", "cap-9@harness").replace("1580:1296918523", "3877:1861475475")}
+    server = FakeServer(lambda req: pages.get(req))
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.settimeout(5)
+    try:
+        host, port = server.addr
+        code = cli.main(["resync", "--mi", f"{host}:{port}", "--to", "127.0.0.1:%d" % sink.getsockname()[1],
+                         "--create-flags", "B", "--page", "1", "--json"])
+        received = [decode(sink.recv(65536)) for _ in range(2)]
+    finally:
+        server.close()
+        sink.close()
+    assert code == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert (report["listed"], report["sent"], report["skipped"], report["flags"]) == (2, 2, 0, 24)
+    assert "flags" in report["not_from_mi"] and "resync: 2 dialogs listed, 2 sent as created" in err
+    assert [p.call_id for p in received] == [b"cap-1@harness", b"cap-9@harness"]
+    assert all(p.flags == DlgFlag.ISINIT | DlgFlag.BYEONTIMEOUT for p in received)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mi", "nohost", "--to", "127.0.0.1:5062"], "--mi nohost: write it HOST:PORT"),
+    (["--mi", "127.0.0.1:8080", "--to", "127.0.0.1:99999"], "--to 127.0.0.1:99999: write it HOST:PORT"),
+    (["--mi", "127.0.0.1:8080", "--to", "127.0.0.1:5062", "--create-flags", "Z"], "--create-flags: create_dialog flag 'Z'"),
+])
+def test_the_command_refuses_bad_arguments_in_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                        message: str) -> None:
+    from harness import cli
+
+    assert cli.main(["resync", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
