@@ -112,4 +112,5 @@ def test_a_run_without_faults_has_none_of_it() -> None:
                   backup_bin=BACKUP_BIN)
     obj = result_from(ev).to_json()
     assert all(obj[k] is None for k in ("link", "predicted_lost", "unexpected_lost",
-                                        "unexpected_survivors", "lost_causes", "restart", "resync"))
+                                        "unexpected_survivors", "lost_causes", "prediction_figures",
+                                        "restart", "resync"))

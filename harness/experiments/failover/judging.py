@@ -150,6 +150,7 @@ class Judging:
             timed_out=list(self.timed_out), backup_alive=self.backup_alive,
             backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1),
             witnessed=self._witnessed(), link=None if self.link is None else self.link.describe(),
+            replication_to=None if self.link is None else self.link.address,
             prediction=self._predict(), restart=self.restart_info, resync=self.resync_info)
 
     def _predict(self) -> Prediction | None:

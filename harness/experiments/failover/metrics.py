@@ -75,7 +75,7 @@ JSON_KEYS = ("calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_
              # faults (issue 18): the impaired link, the call-by-call prediction checked
              # against the outcome, a restart of the backup and a resync (None without)
              "link", "predicted_lost", "unexpected_lost", "unexpected_survivors", "lost_causes",
-             "restart", "resync")
+             "prediction_figures", "restart", "resync")
 #: lost calls listed in the JSON (all are counted in ``lost``)
 LOST_LISTED = 50
 

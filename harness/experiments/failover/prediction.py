@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.experiments.failover.metrics import CallKey
+from harness.experiments.failover.metrics import CallKey, _ms, percentile
 from pybin.dialog import DialogCreated
 from pybin.relay import RelayLog, carries, replay
 from pybin.replica import Replica
@@ -57,10 +57,15 @@ def from_link(name: str, log: RelayLog, keys: Iterable[CallKey], listen_sockets:
     for key in keys:
         if not result.carried(_key(key), at):
             prediction.lost[key[0]] = result.explain(_raw(key[0]))
+    # how long the relay kept each datagram it sent (to its first copy): the time a call
+    # set up just before a kill would still be missing on the backup
+    held = [min(s.t for s in r.sent) - r.t for r in log if r.sent]
     prediction.figures = {"relay_sent": result.sent, "backup_accepted": result.accepted,
                           "refused": dict(result.refused),
                           "dialog_packets_accepted": sum(result.received.values()),
-                          "backup_holds": len(result.replica)}
+                          "backup_holds": len(result.replica),
+                          "link_delay_ms_p50": _ms(percentile(held, 50)),
+                          "link_delay_ms_p99": _ms(percentile(held, 99))}
     return prediction
 
 

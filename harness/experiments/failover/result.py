@@ -95,6 +95,8 @@ class FailoverResult:
     link: str | None = None
     #: the prediction's figures (`prediction.check`): None for a run without one
     predicted_lost: int | None = None
+    #: the replay's own figures (what the relay sent, what the backup accepted, the link's delay)
+    prediction_figures: dict[str, Any] | None = None
     lost_causes: dict[str, list[str]] | None = None
     unexpected_lost: list[str] | None = None
     unexpected_survivors: list[str] | None = None
@@ -214,6 +216,9 @@ class Evidence:
     #: with its arrival times; None: the run had no witness
     witnessed: list[WireBin] | None = None
     link: str | None = None
+    #: where the primary's replication to the backup goes: the relay of an impaired link
+    #: (the replication lag is then the primary's send to it); None: the backup's BIN address
+    replication_to: Addr | None = None
     prediction: Prediction | None = None
     restart: dict[str, Any] | None = None
     resync: dict[str, Any] | None = None
@@ -233,7 +238,8 @@ def result_from(ev: Evidence) -> FailoverResult:
     by_id = {c.call_id: c for c in ev.summary.calls}
     sip, bins = split_capture(ev.datagrams)
     gap = service_gap(sip, ev.proxy, ev.kill_at)
-    lags = replication_lags(sip, bins, ev.proxy, ev.primary_bin, ev.backup_bin, until=ev.kill_at)
+    lags = replication_lags(sip, bins, ev.proxy, ev.primary_bin, ev.replication_to or ev.backup_bin,
+                            until=ev.kill_at)
     witnessed = ev.witnessed or []
     lost_calls = judge_calls(by_id.values(),
                              backup_commands([*bins, *witnessed], ev.backup_bin, ev.kill_at))
@@ -266,7 +272,8 @@ def result_from(ev: Evidence) -> FailoverResult:
         backup_bin_captured=sum(1 for b in bins if b.src == ev.backup_bin and b.t >= ev.kill_at),
         backup_bin_witnessed=None if ev.witnessed is None else sum(
             1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at),
-        link=ev.link, **check(ev.prediction, lost_calls), restart=_exposure(ev, by_id.values()),
+        link=ev.link, **check(ev.prediction, lost_calls),
+        prediction_figures=None if ev.prediction is None else ev.prediction.figures, restart=_exposure(ev, by_id.values()),
         resync=ev.resync)
 
 
