@@ -5,8 +5,10 @@ suffix)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.experiments.bench.link import AXES, LinkReport
+if TYPE_CHECKING:  # the report's type only: the bench imports this module, not the reverse
+    from harness.experiments.bench.link import LinkReport
 
 LABELS = {"loss": "loss (% of datagrams)", "reorder": "reordered (% of datagrams)",
           "delay": "delay (ms, jitter ± half of it)"}
@@ -19,7 +21,7 @@ def plot_link(report: LinkReport, path: Path) -> Path:
     matplotlib.use("Agg")  # no display: a file, wherever the bench runs
     import matplotlib.pyplot as plt
 
-    axes = [a for a in AXES if any(p.axis == a for p in report.points)]
+    axes = list(dict.fromkeys(p.axis for p in report.points))  # in the order they were run
     fig, panels = plt.subplots(1, max(1, len(axes)), figsize=(4.2 * max(1, len(axes)), 3.6),
                                squeeze=False, sharey=True)
     for panel, axis in zip(panels[0], axes):
