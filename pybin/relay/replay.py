@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..dialog import MODULE_NAME, Command, DlgState
 from ..errors import PybinError
-from ..replica import Applied, DialogKey, Ignored, Outcome, Replica, ReplicaDialog
+from ..replica import Applied, DialogKey, Ignored, Outcome, Rejected, Replica, ReplicaDialog
 from ..wire import ByteOrder, PacketRejected, parse_header
 from .impairment import COMMAND_NAMES
 from .log import RelayRecord
@@ -107,6 +107,11 @@ class Replay:
     fates: dict[bytes, list[PacketFate]] = field(default_factory=dict)
     #: Call-ID → what the replica made of each of its packets that reached it, in order
     outcomes: dict[bytes, list[Outcome]] = field(default_factory=dict)
+    #: Call-ID → cut packets of it that passed the receiver's checks (re-sealed by the
+    #: relay) and reached the dialog module: the Replica refuses them, but 1.10.5 pops
+    #: past the end and goes on with uninitialised strings (PROTOCOL.md fact 3), so what
+    #: the backup does with them — and whether it survives — is not predictable
+    undefined: Counter[bytes] = field(default_factory=Counter)
 
     def carried(self, key: DialogKey | tuple[bytes, bytes, bytes], now: float) -> bool:
         return carries(self.replica, key, now)
@@ -118,6 +123,9 @@ class Replay:
         if not fates:
             return ["no packet of this call reached the relay"]
         reasons = [f.describe() for f in fates if f.harmful]
+        if self.undefined[call_id]:
+            reasons.append(f"{self.undefined[call_id]} cut packet(s) reached the backup's dialog module: "
+                           "1.10.5 reads uninitialised memory there (undefined, not predicted)")
         if not any(f.command == Command.CREATED for f in fates):
             reasons.append("the primary sent no created (its ACK was handled before the 200 OK's "
                            "send callback, 1.10.5 dlg_onreply)")
@@ -139,8 +147,9 @@ def replay(records: Iterable[RelayRecord], replica: Replica, *,
             result.fates.setdefault(record.call_id, []).append(
                 PacketFate(record.index, record.command, record.actions,
                            sum(1 for s in record.sent if s.error is None)))
-    sends = sorted(((s.seq, s.t, s.data) for r in records for s in r.sent if s.error is None))
-    for _, t, data in sends:
+    sends = sorted(((s.seq, s.t, s.data, r.call_id) for r in records for s in r.sent if s.error is None),
+                   key=lambda send: send[0])
+    for _, t, data, call_id in sends:
         if until is not None and t >= until:
             break
         result.sent += 1
@@ -161,6 +170,8 @@ def replay(records: Iterable[RelayRecord], replica: Replica, *,
         key = getattr(outcome, "key", None)
         if key is not None:
             result.outcomes.setdefault(key.call_id, []).append(outcome)
+        elif isinstance(outcome, Rejected) and call_id is not None and outcome.reason.startswith("undecodable"):
+            result.undefined[call_id] += 1
     return result
 
 

@@ -71,6 +71,10 @@ def test_check_puts_the_prediction_beside_the_outcome() -> None:
     figures = check(prediction, {"a": "re-INVITE unanswered", "c": "backup sent no BIN updated"})
     assert figures == {"predicted_lost": 2, "lost_causes": {"a": ["#1 created: drop"]},
                        "unexpected_lost": ["c"], "unexpected_survivors": ["b"]}
+    # a call a cut packet of which reached the parser is neither expected nor unexpected
+    prediction.unpredictable = {"c": ["1 cut packet(s) reached the backup's dialog module: ..."]}
+    figures = check(prediction, {"a": "re-INVITE unanswered", "c": "backup sent no BIN updated"})
+    assert figures["unexpected_lost"] == [] and figures["lost_causes"]["c"][0].startswith("1 cut packet")
     assert check(None, {"a": "x"}) == dict.fromkeys(
         ("predicted_lost", "lost_causes", "unexpected_lost", "unexpected_survivors"))
 

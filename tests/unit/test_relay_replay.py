@@ -94,7 +94,13 @@ def test_a_truncated_packet_is_not_applied_and_explains_its_call() -> None:
     log = relay_log(calls(1), "truncate=1,seed=2")
     result = replay(log, backup())
     assert not result.carried(key(0), T0)
-    assert [r.split(":")[1].strip() for r in result.explain(key(0)[0])][:2] == ["truncate", "truncate"]
+    reasons = result.explain(key(0)[0])
+    assert [r.split(":")[1].strip() for r in reasons][:2] == ["truncate", "truncate"]
+    # cut packets the receiver passed on (re-sealed, 18 bytes or more) are undefined on 1.10.5
+    delivered = sum(1 for r in log if len(r.sent[0].data) >= 18)
+    assert result.undefined[key(0)[0]] == delivered
+    if delivered:
+        assert "uninitialised memory" in reasons[-1]
 
 
 def test_what_the_relay_held_and_never_sent_explains_a_loss_too() -> None:

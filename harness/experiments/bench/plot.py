@@ -36,9 +36,10 @@ def plot_link(report: LinkReport, path: Path) -> Path:
             panel.plot([p.percent for p in missed], [p.lost for p in missed], "x", color="black",
                        markersize=10, label="prediction missed")
         panel.set_xlabel(LABELS[axis])
-        top = max([p.lost or 0 for p in points] + [p.predicted_lost or 0 for p in points] + [1])
-        panel.set_ylim(-0.05 * top, 1.15 * top)
         panel.grid(True, alpha=0.3)
+    # one scale for every panel (they share it): the most lost or predicted anywhere
+    top = max([p.lost or 0 for p in report.points] + [p.predicted_lost or 0 for p in report.points] + [1])
+    panels[0][0].set_ylim(-0.05 * top, 1.15 * top)
     panels[0][0].set_ylabel(f"lost of {report.calls} held calls")
     panels[0][0].legend(loc="upper left")
     fig.suptitle(f"failover through an impaired replication link ({report.backend}, seed {report.seed})",
