@@ -117,3 +117,30 @@ def test_without_a_host_pid_the_engine_path_is_taken(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(direct, "run", lambda pid, argv: pytest.fail("no direct call without a pid"))
     node.kill()
     assert ("kill", "SIGKILL") in box.events
+
+
+def test_a_start_after_a_direct_kill_waits_for_the_engine_to_see_the_exit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up restarts a node the recvfrom defect killed: killed directly, the engine
+    still says "running" for a moment, which must not read as "already running"."""
+    net = DockerNetwork("c", subnet="10.99.7.0/24", run="r")
+    net.name = "osh-r-w0-0-c"
+    node = docker_node.DockerNode("primary", net, "10.99.7.10", "cfg")
+    box = _Engine(net.name, "02:42:0a:63:07:0a")
+    lagging = iter(["running", "running"])
+
+    def reload() -> None:  # the engine's view: two more looks before it sees the exit
+        box.events.append(("reload", ""))
+        box.status = next(lagging, "exited")
+
+    box.reload = reload  # type: ignore[method-assign]
+    box.start = lambda: setattr(box, "status", "running")  # type: ignore[attr-defined]
+    node._tc, node._iface, node._pid, node._expect_down = _Wrapped(box), "eth0", 100, False
+    monkeypatch.setattr(direct, "alive", lambda pid: True)
+    monkeypatch.setattr(direct, "kill", lambda pid, timeout: True)
+    monkeypatch.setattr(direct, "enabled", lambda: False)
+    monkeypatch.setattr(node, "wait_ready", lambda timeout=None: None)
+    node.kill()
+    node.start()
+    assert box.status == "running" and node.starts == 1
+    assert box.events.count(("reload", "")) >= 3

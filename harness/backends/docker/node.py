@@ -135,6 +135,9 @@ class DockerNode:
             self._log_offset = 0
             self._create_and_start(command, env)
         else:
+            if self._expect_down:  # killed directly: the engine may not have seen the exit yet
+                wait_until(lambda: self.state().get("Status") not in _UP, timeout=self.stop_timeout,
+                           what=f"the engine to see the container of {self.name} exit")
             status = self.state().get("Status")
             if status in _UP:
                 raise DockerBackendError(f"{self.name}: already {status}")
