@@ -331,29 +331,6 @@ def test_the_command_replicates_to_a_live_witness_and_closes_it(failing_command,
     assert failing_command.peer.closed == 1
 
 
-def test_the_faults_reach_the_cluster_and_the_run(failing_command, tmp_path) -> None:
-    failing_command.append(FailoverError("boom"))
-    assert cli.main(["failover", "--calls", "10", "--link", "loss=0.2,seed=7", "--workdir", str(tmp_path)]) == 1
-    link = failing_command.started[-1]["link"]
-    assert list(link) == ["primary>backup"] and link["primary>backup"].describe() == "loss=0.2,seed=7"
-    assert (failing_command.run["restart"], failing_command.run["resync"]) == (False, False)
-    assert cli.main(["failover", "--calls", "10", "--restart", "backup", "--resync", "--workdir", str(tmp_path)]) == 1
-    assert failing_command.started[-1]["link"] is None
-    assert (failing_command.run["restart"], failing_command.run["resync"]) == (True, True)
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--link", "loss=2"], "--link loss=2: loss=2: a probability is between 0 and 1"),
-    (["--link", "lost=0.1"], "--link lost=0.1: unknown key 'lost'"),
-    (["--resync"], "--resync needs --restart backup"),
-    (["--link", "loss=0.1", "--restart", "backup"], "--link and --restart are separate runs"),
-])
-def test_bad_fault_options_are_one_line_and_exit_2(failing_command, capsys, argv, message) -> None:
-    assert cli.main(["failover", "--calls", "10", *argv]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1 and not failing_command.started
-
-
 def test_a_failed_setup_prints_one_json_object_and_exits_1(failing_command, capsys, tmp_path) -> None:
     failing_command.append(FailoverError("only 40 of 100 calls were set up", failure_json(
         "only 40 of 100 calls were set up", step="setup", calls=100, calls_held=40, backend="local")))
