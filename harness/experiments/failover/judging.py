@@ -136,6 +136,7 @@ class Judging:
             self.summary = self.pair.uac.result()
         self.judging = "reading the capture"
         datagrams = self._datagrams()
+        prediction = self._predict()
         self.judging = f"judging {len(self.summary.calls)} calls against {len(datagrams)} datagrams"
         addresses = self.cluster.addresses
         return Evidence(
@@ -151,7 +152,7 @@ class Judging:
             backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1),
             witnessed=self._witnessed(), link=None if self.link is None else self.link.describe(),
             replication_to=None if self.link is None else self.link.address,
-            prediction=self._predict(), restart=self.restart_info, resync=self.resync_info)
+            prediction=prediction, restart=self.restart_info, resync=self.resync_info)
 
     def _predict(self) -> Prediction | None:
         self.judging = "predicting which calls the backup can carry"
