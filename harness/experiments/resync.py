@@ -143,3 +143,11 @@ def compare(primary: Iterable[DialogEntry], backup: Iterable[DialogEntry],
             if not same:
                 out.append(f"{entry.callid}: {name} {a!r} on the primary, {b!r} on the backup")
     return compared, out
+
+
+def timeout_drift(primary: Iterable[DialogEntry], backup: Iterable[DialogEntry]) -> int | None:
+    """The largest |backup − primary| of MI's timeout over the dialogs both list (seconds;
+    None when none): how far the two nodes' tick-based timers disagree (PROTOCOL.md fact 7)."""
+    copies = {d.key: d.timeout for d in backup}
+    drifts = [abs(copies[d.key] - d.timeout) for d in primary if d.key in copies and d.timeout]
+    return max(drifts) if drifts else None

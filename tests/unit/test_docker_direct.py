@@ -96,6 +96,7 @@ def test_a_direct_failover_kills_pins_and_moves_the_vip_without_the_engine(
     vip_moves.take(backup, "10.99.7.100")
 
     assert killed == [100] and primary._pid is None
+    assert not primary.is_running(), "dead at once, whatever the engine says for a moment"
     assert ran == [
         (101, ["ip", "neigh", "replace", "10.99.7.10", "lladdr", "02:42:0a:63:07:0a", "dev", "eth0",
                "nud", "permanent"]),

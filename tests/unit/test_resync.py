@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.experiments.resync import COMPARED, compare, live_dialog, resync, why_not
+from harness.experiments.resync import COMPARED, compare, live_dialog, resync, timeout_drift, why_not
 from harness.instruments.mi_replies import DialogEntry, parse_dialogs, parse_reply
 from pybin.dialog import DIALOG_FIELDS, Command, DlgFlag, DlgState, decode
 from pybin.replica import Applied, Replica
@@ -111,6 +111,8 @@ def test_compare_field_by_field_with_a_second_of_slack_on_the_timeout() -> None:
     assert compare([primary], [reordered]) == (1, [])
     assert compare([replace(primary, state=2)], []) == (0, []), "not confirmed: not resent, not compared"
     assert "callee_cseq" in COMPARED and "caller_bind_addr" in COMPARED
+    assert timeout_drift([primary], [replace(primary, timeout=primary.timeout - 2)]) == 2
+    assert timeout_drift([primary], []) is None
 
 
 def test_a_live_dialog_can_be_built_by_hand() -> None:

@@ -100,6 +100,8 @@ class DockerNode:
         self._iface: str | None = None
         #: the container's init as a host process, where the harness may reach it directly
         self._pid: int | None = None
+        #: killed directly (its init is gone) and not started since
+        self._gone = False
         self.starts = 0
         #: the other nodes of the cluster (set by the backend): kill() pins this node's
         #: address on them, start() unpins it
@@ -146,7 +148,7 @@ class DockerNode:
             vip_moves.unpin(self)
             self.container.start()
         self.starts += 1
-        self._iface = self._pid = None
+        self._iface, self._pid, self._gone = None, None, False
         self.wait_ready()
         if direct.enabled():  # fetched now, so that a failover asks the engine nothing
             self.container.reload()
@@ -200,6 +202,7 @@ class DockerNode:
             vip_moves.pin(self)
             killed, self._pid = direct.kill(self._pid, self.stop_timeout), None
             if killed:  # no engine round trip (harness.backends.docker.direct)
+                self._gone = True  # dead, though the engine may not say so for a moment
                 return
         c = self.container
         if c is None or self.state().get("Status") not in _UP:
@@ -228,7 +231,7 @@ class DockerNode:
             c.unpause()
 
     def is_running(self) -> bool:
-        return self.state().get("Status") in _UP
+        return not self._gone and self.state().get("Status") in _UP
 
     def is_frozen(self) -> bool:
         return self.state().get("Status") == "paused"

@@ -30,7 +30,7 @@ from harness.experiments.failover.deadlines import PAGE, PROGRESS_S
 from harness.experiments.failover.errors import FailoverError
 from harness.experiments.failover.metrics import CallKey
 from harness.experiments.failover.prediction import Prediction, after_restart, from_link
-from harness.experiments.resync import compare, resync
+from harness.experiments.resync import compare, resync, timeout_drift
 from harness.instruments.link import LinkRelay
 from harness.instruments.mi import MIClient
 from pybin.dialog import DialogCreated
@@ -168,12 +168,14 @@ class Faults:
         except WaitTimeout:
             self.timed_out.append("resync")
         done_at = time.time()
-        compared, differences = compare(primary_mi.dlg_list(context=True, page_size=PAGE),
-                                        self.backup_mi.dlg_list(context=True, page_size=PAGE))
+        on_primary = primary_mi.dlg_list(context=True, page_size=PAGE)
+        on_backup = self.backup_mi.dlg_list(context=True, page_size=PAGE)
+        compared, differences = compare(on_primary, on_backup)
         held = len(self._held_on_backup())
         self.resync_info = {**report.to_json(), "done_at": done_at, "held_after": held,
                             "compared": compared, "differences": len(differences),
-                            "first_differences": differences[:20]}
+                            "first_differences": differences[:20],
+                            "timeout_drift_s": timeout_drift(on_primary, on_backup)}
         self.say(f"  {report.summary()}; {self.backup} holds {held}; {compared} compared "
                  f"field by field, {len(differences)} differences")
         self.stats_before = self.backup_mi.get_statistics()
