@@ -98,13 +98,14 @@ def test_resync_sends_confirmed_dialogs_with_a_timer_and_says_why_it_skips_other
     assert report.to_json()["skipped"] == 3 and why_not(good) is None
 
 
-def test_compare_field_by_field_with_a_second_of_slack_on_the_timeout() -> None:
+def test_compare_field_by_field_with_two_seconds_of_mi_rounding_on_the_timeout() -> None:
     primary = entry()
     assert compare([primary], [primary]) == (1, [])
-    assert compare([primary], [replace(primary, timeout=primary.timeout + 1)]) == (1, [])
-    _, diffs = compare([primary], [replace(primary, timeout=primary.timeout + 2, state=3)])
+    assert compare([primary], [replace(primary, timeout=primary.timeout + 2)]) == (1, [])
+    assert compare([primary], [replace(primary, timeout=primary.timeout - 2)]) == (1, [])
+    _, diffs = compare([primary], [replace(primary, timeout=primary.timeout + 3, state=3)])
     assert diffs == ["cap-2@harness: state 4 on the primary, 3 on the backup",
-                     "cap-2@harness: timeout 1795700704 on the primary, 1795700706 on the backup"]
+                     "cap-2@harness: timeout 1795700704 on the primary, 1795700707 on the backup"]
     assert compare([primary], []) == (1, ["cap-2@harness: not on the backup"])
     # vars in another order, profiles in another order: the same dialog
     reordered = replace(primary, profiles=tuple(reversed(primary.profiles or ())))
