@@ -2,9 +2,10 @@
 capture together, and tear all of it down in reverse when the block ends.
 
     with live.start(kind, settings, ("primary", "backup"), peer=True, capture=True,
-                    workdir=tmp) as lc:
+                    workdir=tmp, link={"primary>backup": Impairment.parse("loss=0.02,seed=7")}) as lc:
         lc.cluster.mi("backup").dlg_list()
         lc.peer.wait_for(...)
+        lc.links["primary>backup"].log()     # every datagram the relay saw, and its fate
 
 The pytest fixture, ``harness up``, ``harness failover``, ``harness record``, the
 benches and the version matrix all start their clusters here (testcontainers'
@@ -19,7 +20,7 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,7 +32,9 @@ from harness.cluster import Cluster, Destination
 from harness.cluster.interfaces import Backend
 from harness.cluster.user_config import UserConfigError, check_user_config
 from harness.instruments.capture import Capture
+from harness.instruments.link import LinkError, LinkRelay, parse_link_name
 from harness.instruments.peer import BinPeer
+from pybin.relay import Impairment
 
 #: tcpdump's kernel buffer for a cluster capture: with the 2 MB default it drops packets
 #: of bursts such as 200 calls set up at once, and the evidence would lie
@@ -52,6 +55,8 @@ class LiveCluster:
     peer: BinPeer | None
     #: tcpdump on the cluster network since before the nodes started
     capture: Capture | None
+    #: "source>dest" → the relay impairing that replication link (``start(link=...)``)
+    links: Mapping[str, LinkRelay] = field(default_factory=dict)
 
     @property
     def backend(self) -> Backend:
@@ -66,7 +71,8 @@ def start(kind: BackendKind, settings: Settings,
           extra_destinations: Iterable[Destination] = (),
           peer: bool | PeerPlace = False, capture: bool = False, warmup: bool | None = None,
           default_build: Build | None = None,
-          artifacts: Mapping[str, str] | None = None) -> Iterator[LiveCluster]:
+          artifacts: Mapping[str, str] | None = None,
+          link: Mapping[str, Impairment | str] | None = None) -> Iterator[LiveCluster]:
     """Start a cluster of ``roles`` on a fresh ``kind`` backend; yield its `LiveCluster`.
 
     peer: a pybin peer among every replicating node's destinations; ``"first"`` (the
@@ -77,6 +83,9 @@ def start(kind: BackendKind, settings: Settings,
     default_build: the backend's own OpenSIPS (binary or image); ``artifacts``: {node or
       role: binary or image} for nodes of another release (mixed clusters).
     workdir: given, it is the caller's and stays; else a temporary one, removed at the end.
+    link: {"source>dest": Impairment or its text}: the source's replication to dest goes
+      through a `LinkRelay` (pybin's relay at the harness's address, forwarding to dest's
+      BIN address with those seeded faults; its log is ``workdir/link-SOURCE-DEST.jsonl``).
 
     Leftovers of runs that were killed are swept first. Whatever fails, everything
     started so far is torn down, in reverse.
@@ -105,11 +114,42 @@ def start(kind: BackendKind, settings: Settings,
             stack.callback(bin_peer.close)
             bin_peer.start()
             (first if peer == "first" else extra).append(bin_peer.address)
+        relays = _links(stack, backend, Cluster.node_roles(roles), link or {}, work)
+        if relays:
+            replicate = _through_links(Cluster.node_roles(roles), replicate or {}, relays)
         cluster = Cluster(backend, roles, replicate=replicate, first_destinations=first,
                           extra_destinations=extra, warmup=warmup, artifacts=artifacts)
         stack.callback(cluster.close)
         cluster.start()
-        yield LiveCluster(cluster, kind, work, bin_peer, cap)
+        yield LiveCluster(cluster, kind, work, bin_peer, cap, relays)
+
+
+def _links(stack: contextlib.ExitStack, backend: Backend, roles: Mapping[str, str],
+           links: Mapping[str, Impairment | str], work: Path) -> dict[str, LinkRelay]:
+    """A started relay per link, at the harness's address, towards the dest's BIN address."""
+    relays: dict[str, LinkRelay] = {}
+    for name, impairment in links.items():
+        src, dst = parse_link_name(name, roles)
+        relay = LinkRelay(f"{src}>{dst}", (backend.harness_ip, 0), backend.node_addresses(dst).bin_addr,
+                          impairment, log=work / f"link-{src}-{dst}.jsonl",
+                          socket_factory=lambda family: backend.socket(socket.SOCK_DGRAM))
+        stack.callback(relay.close)
+        relay.start()
+        relays[relay.name] = relay
+    return relays
+
+
+def _through_links(roles: Mapping[str, str], replicate: Mapping[str, Iterable[Destination]],
+                   relays: Mapping[str, LinkRelay]) -> dict[str, list[Destination]]:
+    """The replication topology with each linked destination replaced by its relay."""
+    out = {name: list(dests) for name, dests in replicate.items()}
+    for relay in relays.values():
+        src, dst = relay.name.split(">")
+        dests = out.get(src, Cluster.peers(roles, src))
+        if dst not in dests:
+            raise LinkError(f"link {relay.name}: {src} does not replicate to {dst}")
+        out[src] = [relay.address if d == dst else d for d in dests]
+    return out
 
 
 def preflight(settings: Settings, config: str | None, roles: Iterable[str],

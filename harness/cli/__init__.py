@@ -3,10 +3,12 @@
     harness image base | build [--version V ...] [--source DIR [--unverified [--label NAME]]] [--base IMAGE]
     harness up [--backend auto|docker|local] [--settings FILE] [--config FILE] [--roles primary,backup] [--no-build]
     harness run [--backend ...] [--config FILE] [--artifacts DIR] [--allow-offline] [--no-build] [-- PYTEST-ARGS...]
-    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--report DIR] [--no-build]
+    harness failover [--backend ...] [--settings FILE] [--config FILE] --calls N [--rate R] [--release-rate N] [--setup-timeout S] [--json] [--freeze] [--report DIR] [--registrations N] [--link FAULTS | --restart backup [--resync]] [--no-build]
+    harness resync --mi HOST:PORT --to HOST:PORT [--create-flags B] [--page N] [--json]
     harness record [--backend ...] [--settings FILE] [--scenario NAME ...] [--out DIR]
     harness clean [--all]
     harness bench replication [--backends local,docker] [--bin-children 1,2,4] [--json]
+    harness bench link [--backend ...] [--calls 1000] [--loss ...] [--reorder ...] [--delay ...] [--plot FILE] [--json]
     harness matrix --backend local --opensips V=PATH ... | --backend docker --versions LIST [--pairs all] [--json]
     harness matrix-html MATRIX.json [--out DIR]
 
@@ -27,10 +29,10 @@ import argparse
 import sys
 
 from harness.base.errors import HarnessError
-from harness.cli import bench, clean, failover, image, matrix, matrix_html, record, run, up
+from harness.cli import bench, clean, failover, image, matrix, matrix_html, record, resync, run, up
 
 #: the subcommand modules, in --help order
-COMMANDS = (image, up, run, failover, record, clean, bench, matrix, matrix_html)
+COMMANDS = (image, up, run, failover, resync, record, clean, bench, matrix, matrix_html)
 
 
 def build_parser() -> argparse.ArgumentParser:

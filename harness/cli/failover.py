@@ -31,6 +31,7 @@ from harness.experiments.failover import (
     run_failover,
 )
 from harness.experiments.failover.registrations import RegistrationPhase
+from pybin.relay import Impairment, ImpairmentError
 
 
 def add_parser(sub: Any) -> None:
@@ -47,6 +48,16 @@ def add_parser(sub: Any) -> None:
                    help="seconds the calls may take to be set up (default derived from --calls and --rate)")
     p.add_argument("--freeze", action="store_true",
                    help="SIGSTOP the primary (a hung node) instead of SIGKILL")
+    p.add_argument("--link", metavar="FAULTS",
+                   help="replicate primary → backup through a seeded, logged relay with these "
+                        "faults, e.g. loss=0.02,reorder=0.01,seed=7 (pybin relay's keys); the JSON "
+                        "then predicts every lost call and checks the prediction")
+    p.add_argument("--restart", choices=["backup"],
+                   help="restart the backup while the calls are held, then fail the primary: "
+                        "what the backup lacks, for how long, and the predicted losses")
+    p.add_argument("--resync", action="store_true",
+                   help="with --restart: send the primary's live dialogs (MI dlg_list) to the "
+                        "restarted backup as created, then compare them field by field")
     p.add_argument("--workdir", help="keep capture and SIPp logs here (default: a temp dir, "
                                      "removed unless calls were lost)")
     p.add_argument("--report", metavar="DIR",
@@ -72,6 +83,11 @@ def cmd_failover(args: argparse.Namespace) -> int:
         raise UsageError(f"--report {args.report}: not a directory")
     if args.registrations < 0:
         raise UsageError("--registrations must be 0 or more")
+    link = _link(args.link)
+    if args.resync and not args.restart:
+        raise UsageError("--resync needs --restart backup")
+    if link and args.restart:
+        raise UsageError("--link and --restart are separate runs: choose one")
     keep = args.workdir is not None
     # under the temp dir: the docker backend mounts it into SIPp containers
     workdir = Path(args.workdir) if keep else Path(tempfile.mkdtemp(prefix="harness-failover-"))
@@ -86,7 +102,10 @@ def cmd_failover(args: argparse.Namespace) -> int:
         progress(f"failover: backend {kind.name}; starting primary + backup (BIN warm-up) …")
         # the live witness: a pybin peer both nodes also replicate to, configured first,
         # so the proof of each recovered call does not hang on packets to the dead primary
-        with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir) as lc:
+        with live.start(kind, settings, ("primary", "backup"), peer="first", workdir=workdir,
+                        link=link) as lc:
+            for relay in lc.links.values():
+                progress(f"failover: {relay.describe()}")
             registrations = RegistrationPhase(
                 lc.cluster, args.registrations, workdir=workdir, rate=args.rate,
                 progress=lambda line: progress(f"failover: {line}")) if args.registrations else None
@@ -96,6 +115,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
             result = run_failover(lc.cluster, args.calls, workdir=workdir, rate=args.rate,
                                   release_rate=args.release_rate, mode=str(seen["mode"]),
                                   setup_timeout=args.setup_timeout, witness=lc.peer,
+                                  link=next(iter(lc.links.values()), None),
+                                  restart=bool(args.restart), resync=args.resync,
                                   progress=lambda line: progress(f"failover: {line}"))
             if registrations is not None:
                 seen["step"] = "calls to registered users"
@@ -119,7 +140,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
         return 1
     reg = registrations.result if registrations is not None else None
     lost = bool(result.lost or (reg is not None and reg.lost))
-    keep = keep or lost or bool(result.capture_drops or result.timed_out)
+    surprises = bool(result.unexpected_lost or result.unexpected_survivors)
+    keep = keep or lost or bool(result.capture_drops or result.timed_out or surprises)
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         result.workdir = None
@@ -134,6 +156,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
         say("\n".join([result.table(), *(reg.lines() if reg else [])]))
     if args.report is not None:
         _report(Path(args.report), figures, result)
+    if result.predicted_lost is not None:  # a fault run passes when the prediction held
+        return 1 if surprises or result.timed_out or (reg is not None and reg.lost) else 0
     return 1 if lost else 0
 
 
@@ -144,3 +168,13 @@ def _report(out: Path, figures: dict[str, object], result: FailoverResult | None
 
     progress("failover: drawing the report …")
     progress(f"failover: report: {write_report(out, figures, result)}")
+
+
+def _link(text: str | None) -> dict[str, Impairment] | None:
+    """``--link FAULTS`` → the primary → backup link's Impairment (bad text: exit 2)."""
+    if text is None:
+        return None
+    try:
+        return {"primary>backup": Impairment.parse(text)}
+    except ImpairmentError as err:
+        raise UsageError(f"--link {text}: {err}") from None

@@ -97,6 +97,14 @@ class Cluster:
             raise ClusterError("a cluster needs at least one node")
         return named
 
+    @staticmethod
+    def peers(roles: Mapping[str, str], name: str) -> list[str]:
+        """The nodes ``name`` replicates to by default: every other primary/backup
+        (none for a standalone)."""
+        if roles[name] == "standalone":
+            return []
+        return [n for n, r in roles.items() if n != name and r in ("primary", "backup")]
+
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> Cluster:
         try:
@@ -145,6 +153,25 @@ class Cluster:
                 except Exception:
                     pass
 
+    def restart(self, name: str, *, graceful: bool = True) -> None:
+        """Stop node ``name`` (SIGTERM; SIGKILL with ``graceful=False``) and start it again,
+        with the BIN warm-up a fresh 1.10.5 process needs; it takes the VIP back if it held it.
+
+        A 1.x node keeps its dialogs in memory only (``db_mode`` 0), and a backup is
+        never sent the dialogs already up: after this it holds none of them.
+        """
+        node = self.nodes[name]
+        if graceful:
+            node.stop()
+        else:
+            node.kill()
+        node.start()
+        if self._warmup:
+            self.restarts[name] = self.restarts.get(name, 0) + warm_up(
+                node, self.send_bin, lambda: self._bin_pids(name), self.settings, self._stats)
+        if self.vip_owner == name:
+            self.move_vip(name)
+
     def artifact(self, name: str) -> str | None:
         """The binary or image node ``name`` runs; None for the backend's default."""
         return self._artifacts.get(name, self._artifacts.get(self.roles[name]))
@@ -155,10 +182,7 @@ class Cluster:
         role = self.roles[name]
         if role == "standalone":
             return []
-        if name in self._replicate:
-            dests = list(self._replicate[name])
-        else:
-            dests = [n for n, r in self.roles.items() if n != name and r in ("primary", "backup")]
+        dests = list(self._replicate[name]) if name in self._replicate else self.peers(self.roles, name)
         return [self._resolve(d) for d in [*self._first, *dests, *self._extra]]
 
     def _resolve(self, d: Destination) -> str:

@@ -24,6 +24,7 @@ from harness.instruments.capture import CaptureError
 from harness.live import LiveCluster, PeerPlace, preflight
 from harness.plugin.evidence import deaths, failed, save_evidence, save_failover_report, slug
 from harness.plugin.releases import Builds
+from pybin.relay import Impairment
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +66,9 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendKi
 
     ``releases={"primary": "1.10.2", "backup": "1.11.11"}`` (node names or roles) runs
     those releases' builds; a test parametrized with ``opensips_pair`` gets its pair.
-    Returns the `harness.live.LiveCluster`: ``.cluster``, ``.peer``, ``.capture``.
+    ``link={"primary>backup": Impairment.parse("loss=0.02,seed=7")}`` puts a seeded,
+    logged relay in that replication path (`harness.instruments.link`).
+    Returns the `harness.live.LiveCluster`: ``.cluster``, ``.peer``, ``.capture``, ``.links``.
     """
     started: list[LiveCluster] = []
     pair = request.getfixturevalue("opensips_pair") if "opensips_pair" in request.fixturenames else None
@@ -76,7 +79,8 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendKi
               replicate: Mapping[str, Iterable[Destination]] | None = None,
               extra_destinations: Iterable[Destination] = (),
               peer: bool | PeerPlace = False, capture: bool = True, warmup: bool | None = None,
-              releases: Mapping[str, str] | None = None) -> LiveCluster:
+              releases: Mapping[str, str] | None = None,
+              link: Mapping[str, Impairment | str] | None = None) -> LiveCluster:
         artifacts: dict[str, str] = {}
         if pair is not None:
             artifacts = {"primary": pair.primary.artifact, "backup": pair.backup.artifact,
@@ -97,7 +101,7 @@ def opensips_cluster(request: pytest.FixtureRequest, opensips_backend: BackendKi
             lc = stack.enter_context(live.start(
                 opensips_backend, effective, named, workdir=workdir, replicate=replicate,
                 extra_destinations=extra_destinations, peer=peer, capture=capture, warmup=warmup,
-                artifacts={k: v for k, v in artifacts.items() if k in named or k in named.values()}))
+                link=link, artifacts={k: v for k, v in artifacts.items() if k in named or k in named.values()}))
         except CaptureError as err:
             pytest.fail(f"cannot capture the cluster's traffic: {err}")
         started.append(lc)

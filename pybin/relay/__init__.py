@@ -9,12 +9,14 @@ what reached the backup can be rebuilt.
 - ``faults`` — the decisions (the determinism rule) and the held queue; no I/O.
 - ``log`` — the JSON-lines log: ``read_relay_log``, ``delivered``.
 - ``forwarder`` — ``Relay``, the asyncio layer.
+- ``replay`` — what a backup behind the relay holds: the log replayed into a ``Replica``.
 """
 
 from .faults import Arrival, Impairer, PacketInfo, RelayCounters, draws, inspect
 from .forwarder import Relay, RelayError
 from .impairment import DEFAULT, Impairment, ImpairmentError
 from .log import RelayLog, RelayLogError, RelayRecord, Sent, delivered, read_relay_log
+from .replay import PacketFate, Replay, carries, replay
 
 __all__ = [
     "Arrival",
@@ -22,6 +24,7 @@ __all__ = [
     "Impairer",
     "Impairment",
     "ImpairmentError",
+    "PacketFate",
     "PacketInfo",
     "Relay",
     "RelayCounters",
@@ -29,9 +32,12 @@ __all__ = [
     "RelayLog",
     "RelayLogError",
     "RelayRecord",
+    "Replay",
     "Sent",
+    "carries",
     "delivered",
     "draws",
     "inspect",
     "read_relay_log",
+    "replay",
 ]

@@ -186,6 +186,12 @@ class Relay:
             self._loop.remove_reader(self._rx.fileno())
         self._reading = False
 
+    def flush_log(self) -> None:
+        """Hand every log line written so far to the OS, so a reader of the file sees
+        each datagram whose fate is complete (call it on the relay's event loop)."""
+        if self._log is not None and not self._closed:
+            self._log.flush()
+
     @property
     def address(self) -> Address:
         """Where the relay listens (port 0 → the kernel's pick), once started."""

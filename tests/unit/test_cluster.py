@@ -82,6 +82,7 @@ class FakeBackend:
         self.fail = fail
         self.nodes: dict[str, FakeNode] = {}
         self._n = 10
+        self._planned: dict[str, NodeAddresses] = {}
 
     def open(self):
         self.log.append(("open", ""))
@@ -90,8 +91,11 @@ class FakeBackend:
         self.log.append(("close", ""))
 
     def node_addresses(self, name):
-        self._n += 1
-        return NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
+        """By a plan, as the interface says: the same name gets the same address."""
+        if name not in self._planned:
+            self._n += 1
+            self._planned[name] = NodeAddresses(name, f"10.1.2.{self._n}", 5062, 8080, self.vip, 5060)
+        return self._planned[name]
 
     def create_node(self, name, config, addresses, artifact=None):
         self.nodes[name] = FakeNode(name, config, addresses, self.log, name in self.fail)

@@ -111,7 +111,7 @@ def test_the_command_registers_before_and_calls_after_the_failover(
 
     @contextlib.contextmanager
     def start(*args: object, **kwargs: object):
-        yield SimpleNamespace(cluster=SimpleNamespace(), peer=None)
+        yield SimpleNamespace(cluster=SimpleNamespace(), peer=None, links={})
 
     def run_failover(*args: object, **kwargs: object) -> FailoverResult:
         order.append("failover")

@@ -295,7 +295,7 @@ def failing_command(monkeypatch: pytest.MonkeyPatch):
         started.append({"roles": roles, **kwargs})
         peer = Peer()
         try:
-            yield SimpleNamespace(cluster=SimpleNamespace(), peer=peer)
+            yield SimpleNamespace(cluster=SimpleNamespace(), peer=peer, links={})
         finally:
             peer.close()
 
@@ -311,6 +311,7 @@ def failing_command(monkeypatch: pytest.MonkeyPatch):
 
     def run_failover(*args: object, **kwargs: object):
         witnesses.append(kwargs.get("witness"))
+        fail.run = kwargs
         raise fail[0]
 
     monkeypatch.setattr(cli_failover, "run_failover", run_failover)

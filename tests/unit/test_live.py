@@ -101,3 +101,49 @@ def test_the_fake_kind_has_every_capability_the_table_declares() -> None:
     """FakeKind stands in for a table row: it must not lack a field callers may ask."""
     fields = {f for f in BackendKind.__dataclass_fields__ if f != "implementation"}
     assert fields <= set(vars(FakeKind))
+
+
+class FakeLink:
+    def __init__(self, name: str, listen: tuple[str, int], dest: tuple[str, int], impairment: object,
+                 **kw: object) -> None:
+        self.name, self.dest, self.impairment, self.log_path = name, dest, impairment, kw["log"]
+        self.address = (listen[0], 41000)
+
+    def start(self) -> FakeLink:
+        LOG.append(("link", f"start {self.name} -> {self.dest[0]}:{self.dest[1]}"))
+        return self
+
+    def close(self) -> None:
+        LOG.append(("link", f"close {self.name}"))
+
+
+def test_a_link_puts_its_relay_in_that_replication_path_only(fake, monkeypatch, tmp_path: Path) -> None:
+    kind, _ = fake
+    monkeypatch.setattr(live, "LinkRelay", FakeLink)
+    with live.start(kind, kind.made.settings, peer="first", warmup=False, workdir=tmp_path,  # type: ignore[arg-type]
+                    link={"primary > backup": "loss=0.1,seed=7"}) as lc:
+        relay = lc.links["primary>backup"]
+        backup = lc.cluster.addresses["backup"]
+        assert relay.dest == backup.bin_addr and relay.log_path == tmp_path / "link-primary-backup.jsonl"
+        # the primary sends to the relay instead of the backup, the witness still first ...
+        assert lc.cluster.destinations("primary") == ["10.1.2.1:40000", "10.1.2.1:41000"]
+        # ... and the backup still straight to the primary
+        assert lc.cluster.destinations("backup") == ["10.1.2.1:40000", f"{lc.cluster.addresses['primary'].ip}:5062"]
+        mark = len(LOG)
+    # the relay outlives the cluster (started before it, closed after it)
+    assert ("link", "close primary>backup") in LOG[mark:]
+    assert LOG[mark:].index(("link", "close primary>backup")) < LOG[mark:].index(("peer", "close"))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("primary-backup", "write it SOURCE>DEST"),
+    ("primary>nobody", "no node 'nobody'"),
+    ("backup>backup", "does not replicate to itself"),
+])
+def test_a_bad_link_is_one_line_before_any_relay(fake, monkeypatch, name: str, message: str) -> None:
+    kind, _ = fake
+    monkeypatch.setattr(live, "LinkRelay", FakeLink)
+    with pytest.raises(live.LinkError, match=message):
+        with live.start(kind, kind.made.settings, warmup=False, link={name: ""}):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+    assert not any(entry[0] == "link" for entry in LOG)

@@ -23,6 +23,7 @@ from harness.backends.core import (
     opensips_command,
     wait_until_serving,
 )
+from harness.backends.docker import direct, vip_moves
 from harness.backends.docker.engine import (
     DockerBackendError,
     client,
@@ -97,6 +98,10 @@ class DockerNode:
         self._log_offset = 0
         self._tc: Any = None
         self._iface: str | None = None
+        #: the container's init as a host process, where the harness may reach it directly
+        self._pid: int | None = None
+        #: killed directly (its init is gone) and not started since
+        self._gone = False
         self.starts = 0
         #: the other nodes of the cluster (set by the backend): kill() pins this node's
         #: address on them, start() unpins it
@@ -132,16 +137,24 @@ class DockerNode:
             self._log_offset = 0
             self._create_and_start(command, env)
         else:
+            if self._expect_down:  # killed directly: the engine may not have seen the exit yet
+                wait_until(lambda: self.state().get("Status") not in _UP, timeout=self.stop_timeout,
+                           what=f"the engine to see the container of {self.name} exit")
             status = self.state().get("Status")
             if status in _UP:
                 raise DockerBackendError(f"{self.name}: already {status}")
             self._log_offset = len(self.logs())  # the engine keeps one log for every start
             self._expect_down = False
-            self._unpin()
+            vip_moves.unpin(self)
             self.container.start()
         self.starts += 1
-        self._iface = None
+        self._iface, self._pid, self._gone = None, None, False
         self.wait_ready()
+        if direct.enabled():  # fetched now, so that a failover asks the engine nothing
+            self.container.reload()
+            self._pid = direct.host_pid(self.container)
+            if self._pid is not None:
+                self.interface()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until MI lists every BIN receiver; NodeDied if the container exits meanwhile."""
@@ -180,14 +193,21 @@ class DockerNode:
         peer replicating to it then blocks its SIP workers in ``sendto`` (the BIN
         socket's send buffer fills with packets queued for ARP, ~3 s per attempt).
         So, before the kill, every running sibling gets a permanent neighbour entry
-        for this node's address and MAC (`_pin`): frames to it still leave on the
-        bridge and are dropped there, as after a process crash. `start` removes it.
+        for this node's address and MAC (`vip_moves.pin`): frames to it still leave on
+        the bridge and are dropped there, as after a process crash. `start` removes it.
+        Where the harness can reach the init directly (`direct`), it kills it itself.
         """
         self._expect_down = True
+        if self._pid is not None and direct.alive(self._pid):
+            vip_moves.pin(self)
+            killed, self._pid = direct.kill(self._pid, self.stop_timeout), None
+            if killed:  # no engine round trip (harness.backends.docker.direct)
+                self._gone = True  # dead, though the engine may not say so for a moment
+                return
         c = self.container
         if c is None or self.state().get("Status") not in _UP:
             return
-        self._pin(self._mac())
+        vip_moves.pin(self)
         try:
             c.kill(signal="SIGKILL")
         except Exception as exc:  # it exited between the look and the kill: what we wanted
@@ -195,31 +215,6 @@ class DockerNode:
                 raise
         wait_until(lambda: self.state().get("Status") not in _UP,
                    timeout=self.stop_timeout, what=f"the container of {self.name} to exit")
-
-    def _mac(self) -> str | None:
-        """This node's MAC on the cluster network (from the engine's last inspect)."""
-        c = self.container
-        networks = ((c.attrs or {}).get("NetworkSettings") or {}).get("Networks") or {} if c else {}
-        return (networks.get(self.network.name) or {}).get("MacAddress") or None
-
-    def _pin(self, mac: str | None) -> None:
-        """A permanent neighbour entry ``ip -> mac`` on every running sibling (best effort)."""
-        if not mac:
-            return
-        for node in self.siblings():
-            if node is self or not node.is_running():
-                continue
-            code, _ = node.exec(["ip", "neigh", "replace", self.ip, "lladdr", mac, "dev",
-                                 node.interface(), "nud", "permanent"], check=False)
-            if code == 0:
-                self._pinned_on.append(node)
-
-    def _unpin(self) -> None:
-        """Remove the entries `_pin` made (the restarted node answers ARP itself)."""
-        pinned, self._pinned_on = self._pinned_on, []
-        for node in pinned:
-            if node.is_running():
-                node.exec(["ip", "neigh", "del", self.ip, "dev", node.interface()], check=False)
 
     def freeze(self) -> None:
         """Freeze every process of the node (cgroup freezer via docker pause).
@@ -236,7 +231,7 @@ class DockerNode:
             c.unpause()
 
     def is_running(self) -> bool:
-        return self.state().get("Status") in _UP
+        return not self._gone and self.state().get("Status") in _UP
 
     def is_frozen(self) -> bool:
         return self.state().get("Status") == "paused"
@@ -260,23 +255,10 @@ class DockerNode:
         return None
 
     def take_vip(self, vip: str) -> None:
-        """Add the VIP to this node's interface and announce it (gratuitous ARP)."""
-        iface = self.interface()
-        code, out = self.exec(["ip", "addr", "add", f"{vip}/32", "dev", iface], check=False)
-        if code != 0 and "File exists" not in out:
-            raise DockerBackendError(f"{self.name}: cannot add {vip}: {out.strip()}")
-        # -U: unsolicited ARP (sender = target = vip), updating every neighbour's cache.
-        self.exec(["arping", "-q", "-U", "-c", "2", "-w", "1", "-I", iface, vip], check=False)
-        self.network.flush_neighbour(vip)
+        vip_moves.take(self, vip)
 
     def release_vip(self, vip: str) -> None:
-        """Drop the VIP (no-op if the node is down or does not hold it)."""
-        if self.state().get("Status") != "running":
-            return
-        iface = self.interface()
-        code, out = self.exec(["ip", "addr", "del", f"{vip}/32", "dev", iface], check=False)
-        if code != 0 and "Cannot assign" not in out:
-            raise DockerBackendError(f"{self.name}: cannot remove {vip}: {out.strip()}")
+        vip_moves.release(self, vip)
 
     def holds_vip(self, vip: str) -> bool:
         if self.state().get("Status") != "running":
@@ -370,17 +352,18 @@ class DockerNode:
             raise DockerBackendError(f"{self.name}: {' '.join(cmd)} failed ({result.exit_code}): {out.strip()}")
         return int(result.exit_code or 0), out
 
+    def net(self, cmd: Sequence[str]) -> tuple[int, str]:
+        """A network command (``ip``, ``arping``) in the container: through ``nsenter``
+        where the harness can (`direct`), else ``docker exec``."""
+        if self._pid is not None:
+            return direct.run(self._pid, cmd)
+        return self.exec(cmd, check=False)
+
     def interface(self) -> str:
         """The container's interface holding ``self.ip`` (eth0 in practice)."""
         if self._iface is None:
-            _, out = self.exec(["ip", "-o", "-4", "addr", "show"])
-            for line in out.splitlines():
-                parts = line.split()
-                if len(parts) > 3 and parts[3].split("/")[0] == self.ip:
-                    self._iface = parts[1].rstrip(":").split("@")[0]
-                    break
-            else:
-                self._iface = "eth0"
+            _, out = self.net(["ip", "-o", "-4", "addr", "show"])
+            self._iface = direct.interface_of(out, self.ip) or "eth0"
         return self._iface
 
     def remove(self) -> None:
@@ -395,7 +378,7 @@ class DockerNode:
         finally:
             unregister(f"container:{self.container_name}")
             self._tc = None
-            self._iface = None
+            self._iface = self._pid = None
 
     def remove_quietly(self) -> None:
         quietly(self.remove)

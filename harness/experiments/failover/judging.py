@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.base.wait import WaitTimeout, wait_until
-from harness.experiments.failover.deadlines import PROGRESS_S
-from harness.experiments.failover.errors import FailoverError
+from harness.experiments.failover.deadlines import ERROR_LINES, PROGRESS_S
+from harness.experiments.failover.errors import FailoverError, error_lines
 from harness.experiments.failover.metrics import CallKey, WireBin
+from harness.experiments.failover.prediction import Prediction
 from harness.experiments.failover.result import Evidence, FailoverResult, result_from
 from harness.instruments.peer import BinPeer
 from pybin.errors import PybinError
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from harness.cluster import Cluster
     from harness.experiments.calls import CallPair
     from harness.instruments.capture import Capture
+    from harness.instruments.link import LinkRelay
     from harness.instruments.sipp import SippSummary
 
 
@@ -40,6 +42,23 @@ class Judging:
     say: Callable[[str], None]
     keys: set[CallKey]
     workdir: Path
+    calls: int
+    mode: str
+    step: str
+    held: int
+    setup_s: float
+    started: float
+    deadline_s: float
+    timed_out: list[str]
+    missing_on_backup: int
+    shm: dict[str, int | None]
+    primary: str
+    backup: str
+    backup_errors: list[str]
+    link: LinkRelay | None
+    restart_info: dict[str, Any] | None
+    resync_info: dict[str, Any] | None
+    prediction: Callable[[], Prediction | None]
     #: set by the failover step: as it signals the primary, once the VIP is on the backup
     kill_started_at: float | None = None
     vip_moved_at: float | None = None
@@ -76,6 +95,33 @@ class Judging:
         self.say(f"  judged in {self.clock() - t0:.1f}s")
         return outcome[0]
 
+    def observed(self) -> dict[str, object]:
+        """What the run saw so far, for a failure report (`FAILURE_KEYS`); never raises."""
+        def safe(get: Callable[[], object], default: object = None) -> object:
+            try:
+                return get()
+            except Exception:
+                return default
+
+        past_replication = self.step not in ("start", "setup", "replication")
+        primary, backup = self.cluster.nodes[self.primary], self.cluster.nodes[self.backup]
+        return {
+            # held as last counted (SIPp goes on setting up until it is stopped)
+            "step": self.step, "calls": self.calls, "calls_held": self.held,
+            "setup_rate": round(self.held / self.setup_s, 1) if self.held and self.setup_s > 0 else None,
+            "backend": safe(lambda: self.cluster.backend.name), "mode": self.mode,
+            "elapsed_s": round(self.clock() - self.started, 1), "deadline_s": round(self.deadline_s, 1),
+            "timed_out": list(self.timed_out),
+            "missing_on_backup": self.missing_on_backup if past_replication else None,
+            "backup_alive": safe(backup.is_running),
+            "backup_shm_used_idle": self.shm.get("used_idle"),
+            "backup_shm_used_before": self.shm.get("used_before"),
+            "primary_errors": safe(lambda: error_lines(primary.current_logs())[:ERROR_LINES], []),
+            "backup_errors": self.backup_errors or safe(
+                lambda: error_lines(backup.current_logs())[:ERROR_LINES], []),
+            "artifacts": str(self.workdir),
+        }
+
     def _datagrams(self) -> list[CapturedDatagram]:
         out: list[CapturedDatagram] = []
         for d in read_udp(self.capture.path):
@@ -93,6 +139,7 @@ class Judging:
             self.summary = self.pair.uac.result()
         self.judging = "reading the capture"
         datagrams = self._datagrams()
+        prediction = self._predict()
         self.judging = f"judging {len(self.summary.calls)} calls against {len(datagrams)} datagrams"
         addresses = self.cluster.addresses
         return Evidence(
@@ -106,8 +153,14 @@ class Judging:
             release_rate_asked=self.release_rate, backup_shm=dict(self.shm),
             timed_out=list(self.timed_out), backup_alive=self.backup_alive,
             backup_errors=list(self.backup_errors), deadline_s=round(self.deadline_s, 1),
-            witnessed=self._witnessed(), kill_started_at=self.kill_started_at,
-            vip_moved_at=self.vip_moved_at)
+            witnessed=self._witnessed(), link=None if self.link is None else self.link.describe(),
+            replication_to=None if self.link is None else self.link.address,
+            prediction=prediction, restart=self.restart_info, resync=self.resync_info,
+            kill_started_at=self.kill_started_at, vip_moved_at=self.vip_moved_at)
+
+    def _predict(self) -> Prediction | None:
+        self.judging = "predicting which calls the backup can carry"
+        return self.prediction()
 
     def _witnessed(self) -> list[WireBin] | None:
         """What the run's live witness received; None without one."""

@@ -71,7 +71,11 @@ JSON_KEYS = ("calls", "lost", "service_gap_ms", "recovery_ms_p50", "recovery_ms_
              "backup_dialogs_left", "timed_out", "deadline_s",
              # where the proof of recovery came from: the backup's BIN packets after the
              # kill in the capture and at the live witness; packets tcpdump dropped
-             "backup_bin_captured", "backup_bin_witnessed", "capture_drops", "lost_calls")
+             "backup_bin_captured", "backup_bin_witnessed", "capture_drops", "lost_calls",
+             # faults (issue 18): the impaired link, the call-by-call prediction checked
+             # against the outcome, a restart of the backup and a resync (None without)
+             "link", "predicted_lost", "unexpected_lost", "unexpected_survivors", "lost_causes",
+             "prediction_figures", "restart", "resync")
 #: lost calls listed in the JSON (all are counted in ``lost``)
 LOST_LISTED = 50
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from harness.experiments.failover.metrics import (
     setup_rate,
     split_capture,
 )
+from harness.experiments.failover.prediction import Prediction, check
 from harness.instruments.sipp import CallResult, SippSummary
 from pybin.pcap import CapturedDatagram
 
@@ -91,6 +93,18 @@ class FailoverResult:
     backup_bin_witnessed: int | None = None
     #: what the figures were computed from (for the report's pictures; not published)
     evidence: Evidence | None = field(default=None, repr=False, compare=False)
+    #: the impaired link ("link primary>backup: relay … (loss=0.2,seed=7), log …"), None without
+    link: str | None = None
+    #: the prediction's figures (`prediction.check`): None for a run without one
+    predicted_lost: int | None = None
+    #: the replay's own figures (what the relay sent, what the backup accepted, the link's delay)
+    prediction_figures: dict[str, Any] | None = None
+    lost_causes: dict[str, list[str]] | None = None
+    unexpected_lost: list[str] | None = None
+    unexpected_survivors: list[str] | None = None
+    #: the backup's restart (when, how long, what it lacked after it, the exposure) and the resync
+    restart: dict[str, Any] | None = None
+    resync: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = {key: getattr(self, key) for key in JSON_KEYS}
@@ -128,6 +142,7 @@ class FailoverResult:
             ("backup BIN captured / witnessed",
              f"{self.backup_bin_captured} / {self.backup_bin_witnessed}"),
         ]
+        rows += self._fault_rows()
         if self.workdir is not None:
             rows.append(("artifacts", str(self.workdir)))
         width = max(len(k) for k, _ in rows)
@@ -139,6 +154,24 @@ class FailoverResult:
         if len(self.lost_calls) > 10:
             lines.append(f"  … and {len(self.lost_calls) - 10} more")
         return "\n".join(lines)
+
+    def _fault_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        if self.link is not None:
+            rows.append(("link", self.link))
+        if self.restart is not None:
+            r = self.restart
+            rows.append(("backup restart", f"{r['took_s']} s; held {r['held_before']} → {r['held_after']}, "
+                                           f"lacked {r['lacking']} for {r['exposure_s']} s"))
+        if self.resync is not None:
+            r = self.resync
+            rows.append(("resync", f"{r['sent']} created sent in {r['took_s']} s; {r['differences']} "
+                                   f"differences in {r['compared']} dialogs compared"))
+        if self.predicted_lost is not None:
+            rows.append(("lost / predicted lost", f"{self.lost} / {self.predicted_lost}"))
+            rows.append(("unexpected lost / survivors",
+                         f"{len(self.unexpected_lost or [])} / {len(self.unexpected_survivors or [])}"))
+        return rows
 
     def _delta(self, key: str) -> int:
         return self.backup_stats_after.get(key, 0) - self.backup_stats_before.get(key, 0)
@@ -189,6 +222,13 @@ class Evidence:
     #: not recorded. kill_started_at → kill_at is the kill, kill_at → vip_moved_at the move
     kill_started_at: float | None = None
     vip_moved_at: float | None = None
+    link: str | None = None
+    #: where the primary's replication to the backup goes: the relay of an impaired link
+    #: (the replication lag is then the primary's send to it); None: the backup's BIN address
+    replication_to: Addr | None = None
+    prediction: Prediction | None = None
+    restart: dict[str, Any] | None = None
+    resync: dict[str, Any] | None = None
 
 
 def _mb(v: int | None) -> str:
@@ -205,7 +245,8 @@ def result_from(ev: Evidence) -> FailoverResult:
     by_id = {c.call_id: c for c in ev.summary.calls}
     sip, bins = split_capture(ev.datagrams)
     gap = service_gap(sip, ev.proxy, ev.kill_at)
-    lags = replication_lags(sip, bins, ev.proxy, ev.primary_bin, ev.backup_bin, until=ev.kill_at)
+    lags = replication_lags(sip, bins, ev.proxy, ev.primary_bin, ev.replication_to or ev.backup_bin,
+                            until=ev.kill_at)
     witnessed = ev.witnessed or []
     lost_calls = judge_calls(by_id.values(),
                              backup_commands([*bins, *witnessed], ev.backup_bin, ev.kill_at))
@@ -238,4 +279,18 @@ def result_from(ev: Evidence) -> FailoverResult:
         backup_bin_captured=sum(1 for b in bins if b.src == ev.backup_bin and b.t >= ev.kill_at),
         backup_bin_witnessed=None if ev.witnessed is None else sum(
             1 for b in witnessed if b.src == ev.backup_bin and b.t >= ev.kill_at),
-        evidence=ev)
+        evidence=ev, link=ev.link, **check(ev.prediction, lost_calls),
+        prediction_figures=None if ev.prediction is None else ev.prediction.figures, restart=_exposure(ev, by_id.values()),
+        resync=ev.resync)
+
+
+def _exposure(ev: Evidence, calls: Iterable[CallResult]) -> dict[str, Any] | None:
+    """The restart's figures with its exposure: the seconds the backup lacked the calls
+    it lost in the restart, from the restart until a resync restored them or, without
+    one, until the last of them ended (failover or not, it never had them again)."""
+    if ev.restart is None:
+        return None
+    ends = [c.events["END"] for c in calls if "END" in c.events]
+    until = ev.resync["done_at"] if ev.resync else (max(ends) if ends else None)
+    exposure = None if until is None or not ev.restart["lacking"] else round(until - ev.restart["at"], 3)
+    return {**ev.restart, "exposure_s": exposure}

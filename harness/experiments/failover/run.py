@@ -48,15 +48,18 @@ from harness.experiments.failover.deadlines import (
     deadlines,
 )
 from harness.experiments.failover.errors import FailoverError, error_lines, failure_json
+from harness.experiments.failover.faults import Faults, check_faults
 from harness.experiments.failover.judging import Judging
 from harness.experiments.failover.metrics import Addr, CallKey
 from harness.experiments.failover.prober import Prober
 from harness.experiments.failover.result import FailoverResult
 from harness.instruments.capture import Capture
+from harness.instruments.link import LinkRelay
 from harness.instruments.mi import MIClient
 from harness.instruments.mi_replies import MIError
 from harness.instruments.peer import BinPeer
 from harness.instruments.sipp import SippError, SippSummary
+from pybin.dialog import DialogCreated
 
 Progress = Callable[[str], None]
 
@@ -68,7 +71,7 @@ def _role(cluster: Cluster, role: str) -> str:
     return name
 
 
-class FailoverRun(Judging):
+class FailoverRun(Judging, Faults):
     """The scenario as named steps over a started primary/backup ``cluster``.
 
     `run()` calls them in order; each records what it observed, and the result is
@@ -87,6 +90,9 @@ class FailoverRun(Judging):
       default derived from N.
     probe_interval: seconds between OPTIONS probes around the kill; None: no prober
       (the gap then spans whatever SIP traffic there was).
+    link: the relay impairing primary → backup (``live.start(link=...)``); restart: restart
+      the backup under the held calls; resync: then resync it from the primary (`Faults`).
+      Each makes a call-by-call prediction the result checks.
 
     Every step has a deadline derived from N and the rates (`deadlines`), judging the
     evidence included, so a run ends within `deadline_s` whatever OpenSIPS does; a step
@@ -103,7 +109,8 @@ class FailoverRun(Judging):
                  sync_timeout: float | None = None, finish_timeout: float | None = None,
                  drain_timeout: float = 30.0, capture_buffer_kib: int = 65536,
                  setup_timeout: float | None = None, progress: Progress | None = None,
-                 witness: BinPeer | None = None,
+                 witness: BinPeer | None = None, link: LinkRelay | None = None,
+                 restart: bool = False, resync: bool = False,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if mode not in ("kill", "freeze"):
@@ -112,6 +119,12 @@ class FailoverRun(Judging):
             raise FailoverError("calls must be at least 1")
         if rate <= 0 or release_rate <= 0:
             raise FailoverError("rate and release_rate must be positive")
+        check_faults(link, restart, resync)
+        self.link, self.restart, self.resync = link, restart, resync
+        self.recv_before: dict[str, int] = {}
+        self.restart_info: dict[str, object] | None = None
+        self.resync_info: dict[str, object] | None = None
+        self.resent: list[tuple[float, DialogCreated]] = []
         self.cluster, self.calls, self.rate, self.mode = cluster, calls, rate, mode
         self.release_rate = release_rate
         d = deadlines(calls, rate, release_rate)
@@ -180,11 +193,7 @@ class FailoverRun(Judging):
             self.capture.start()
             try:
                 self._shm("idle")
-                for self.step, step in (("setup", self.set_up_calls),
-                                        ("replication", self.wait_for_replication),
-                                        ("failover", self.fail_primary),
-                                        ("release", self.release_calls),
-                                        ("drain", self.drain_backup)):
+                for self.step, step in self.steps():
                     step()
             finally:
                 self._stop_prober()
@@ -196,34 +205,16 @@ class FailoverRun(Judging):
             seen = self.observed()
             raise FailoverError(str(failure_json(err)["error"]), failure_json(err, **seen)) from err
 
-    def observed(self) -> dict[str, object]:
-        """What the run saw so far, for a failure report (`FAILURE_KEYS`); never raises."""
-        def safe(get: Callable[[], object], default: object = None) -> object:
-            try:
-                return get()
-            except Exception:
-                return default
-
-        past_replication = self.step not in ("start", "setup", "replication")
-        primary, backup = self.cluster.nodes[self.primary], self.cluster.nodes[self.backup]
-        return {
-            # held as last counted (SIPp goes on setting up until it is stopped)
-            "step": self.step, "calls": self.calls, "calls_held": self.held,
-            "setup_rate": round(self.held / self.setup_s, 1) if self.held and self.setup_s > 0 else None,
-            "backend": safe(lambda: self.cluster.backend.name), "mode": self.mode,
-            "elapsed_s": round(self.clock() - self.started, 1), "deadline_s": round(self.deadline_s, 1),
-            "timed_out": list(self.timed_out),
-            "missing_on_backup": self.missing_on_backup if past_replication else None,
-            "backup_alive": safe(backup.is_running),
-            "backup_shm_used_idle": self.shm.get("used_idle"),
-            "backup_shm_used_before": self.shm.get("used_before"),
-            "primary_errors": safe(lambda: error_lines(primary.current_logs())[:ERROR_LINES], []),
-            "backup_errors": self.backup_errors or safe(
-                lambda: error_lines(backup.current_logs())[:ERROR_LINES], []),
-            "artifacts": str(self.workdir),
-        }
-
     # -- the steps ---------------------------------------------------------------------
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        """The steps in order: the fault steps (`Faults`) where the run has them."""
+        faults = [("restart", self.restart_backup)] if self.restart else []
+        faults += [("resync", self.resync_backup)] if self.resync else []
+        return [("setup", self.set_up_calls),
+                ("replication", self.wait_for_link if self.link else self.wait_for_replication),
+                *faults, ("failover", self.fail_primary), ("release", self.release_calls),
+                ("drain", self.drain_backup)]
+
     def set_up_calls(self) -> None:
         """Place N calls through the primary and hold each after its ACK.
 
@@ -234,6 +225,7 @@ class FailoverRun(Judging):
         self.say(f"setting up {self.calls} calls through {self.primary} at {self.rate:g}/s "
                  f"(deadline {self.setup_timeout:.0f}s) …")
         uac = self.pair.uac
+        self.recv_before = self.backup_mi.get_statistics()
         self.pair.start()
         t0 = self.clock()
 
@@ -392,9 +384,13 @@ class FailoverRun(Judging):
 def run_failover(cluster: Cluster, calls: int = 200, *, workdir: str | Path, rate: float = 200.0,
                  release_rate: float = DEFAULT_RELEASE_RATE, mode: str = "kill",
                  probe_interval: float | None = 0.005, setup_timeout: float | None = None,
-                 progress: Progress | None = None, witness: BinPeer | None = None) -> FailoverResult:
+                 progress: Progress | None = None, witness: BinPeer | None = None,
+                 link: LinkRelay | None = None, restart: bool = False,
+                 resync: bool = False) -> FailoverResult:
     """Run the failover scenario on a started primary/backup ``cluster`` (see FailoverRun);
-    ``witness``: a pybin peer every node also replicates to (``live.start(peer="first")``)."""
+    ``witness``: a pybin peer every node also replicates to (``live.start(peer="first")``);
+    ``link``, ``restart``, ``resync``: the faults (`Faults`)."""
     return FailoverRun(cluster, calls, workdir=workdir, rate=rate, release_rate=release_rate,
                        mode=mode, probe_interval=probe_interval, setup_timeout=setup_timeout,
-                       progress=progress, witness=witness).run()
+                       progress=progress, witness=witness, link=link, restart=restart,
+                       resync=resync).run()
