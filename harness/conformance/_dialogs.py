@@ -34,11 +34,6 @@ WIRE_FLAGS = int(DlgFlag.ISINIT | DlgFlag.BYEONTIMEOUT)
 #: once on 2 cores): timeout - start_ts - lifetime was -1 (38), 0 (1154) or +1 (64) of
 #: 1256 packets, never more.
 TIMEOUT_TOLERANCE = 1
-#: calls of one test allowed to lack a created packet (harness.experiments.compare.sequence_ok,
-#: created_required=False: 1.10.5 skips created when the ACK is handled before tm's
-#: RESPONSE_OUT callback). Measured: 4 of 420 calls (measure_timers.py, above); a
-#: primary that never replicates created loses it for every call, and fails.
-LOST_CREATED_ALLOWED = 1
 
 
 def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:

@@ -25,6 +25,7 @@ from harness.backends.images import OPENSIPS_IMAGE, SIPP_IMAGE  # noqa: E402
 from harness.base.settings import load_settings  # noqa: E402
 from harness.cluster.interfaces import Node, NodeDied  # noqa: E402
 from harness.cluster.render import render_config  # noqa: E402
+from harness.experiments.calls import ACK_DELAY_MS, ANSWER_RETRANS_MS  # noqa: E402
 from harness.experiments.gate import observe  # noqa: E402
 
 _reason = engine.docker_backend_unavailable()
@@ -277,10 +278,10 @@ def test_cluster_replicates_a_sipp_call(tmp_path: Path, request: pytest.FixtureR
         try:
             callee, caller = backend.client("callee"), backend.client("caller")
             assert (callee.ip, caller.ip) == (plan.client_ip(0), plan.client_ip(1))
-            with SippUAS("basic", callee.ip, 5060, workdir=tmp_path,
-                         command_prefix=callee.argv([])) as uas:
+            with SippUAS("basic", callee.ip, 5060, workdir=tmp_path, command_prefix=callee.argv([]),
+                         answer_retrans_ms=ANSWER_RETRANS_MS) as uas:
                 uac = SippUAC("basic", uas.address, caller.ip, 5060, workdir=tmp_path,
-                              command_prefix=caller.argv([]), calls=1,
+                              command_prefix=caller.argv([]), calls=1, ack_delay_ms=ACK_DELAY_MS,
                               outbound_proxy=f"{cluster.vip}:{backend.settings.ports.sip}")
                 uac.start(timeout=20)
                 summary = uac.wait(30)
@@ -294,10 +295,8 @@ def test_cluster_replicates_a_sipp_call(tmp_path: Path, request: pytest.FixtureR
         bins = [d for d in read_datagrams(pcap)
                 if d.src == primary.bin_addr and d.dst == backup.bin_addr]
         commands = [parse_header(d.data).command for d in bins if parse_header(d.data).module == b"dialog"]
-        # one call: created, the ACK's updated, deleted (created may follow the updated,
-        # or be skipped when the ACK is handled first: harness.experiments.compare.sequence_ok and
-        # LOST_CREATED_ALLOWED; seen once under load)
-        assert [c for c in commands if c != 1] == [2, 3] and commands.count(1) <= 1, commands
+        # one call: created, the ACK's updated, deleted (the ACK waits ACK_DELAY_MS, so
+        # created always leaves first: harness.experiments.calls)
+        assert commands == [1, 2, 3], commands
         # the backup counted exactly what reached it
-        assert (stats["create_recv"], stats["update_recv"], stats["delete_recv"]) == (
-            commands.count(1), 1, 1), (stats, commands)
+        assert (stats["create_recv"], stats["update_recv"], stats["delete_recv"]) == (1, 1, 1), stats

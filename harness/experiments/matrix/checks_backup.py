@@ -9,7 +9,8 @@ from typing import Any
 
 from harness.experiments.compare import diff_entries, diff_message_entry
 from harness.experiments.matrix.checks_flags import SENTINEL_LINE, _sentinel_fence
-from harness.experiments.matrix.checks_sip import ACK_DELAY_MS, HELD_S
+from harness.experiments.calls import ACK_DELAY_MS
+from harness.experiments.matrix.checks_sip import HELD_S
 from harness.experiments.matrix.complete import close, open_window, transactions_back
 from harness.experiments.matrix.evidence import (
     alive,

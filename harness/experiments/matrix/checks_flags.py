@@ -19,7 +19,8 @@ from typing import Any
 
 from harness.base.wait import WaitTimeout, wait_until
 from harness.cluster.interfaces import NodeDied
-from harness.experiments.matrix.checks_sip import ACK_DELAY_MS, HELD_S
+from harness.experiments.calls import ACK_DELAY_MS
+from harness.experiments.matrix.checks_sip import HELD_S
 from harness.experiments.matrix.complete import (
     END_S,
     Incomplete,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.base.resources import shipped
+from harness.experiments.calls import ACK_DELAY_MS
 from harness.experiments.compare import diff_entries
 from harness.experiments.matrix.complete import (
     Incomplete,
@@ -47,8 +48,6 @@ from pybin.dialog import DialogMessage
 
 #: calls per SIP scenario: enough to see a per-call pattern, few enough to stay fast
 CALLS = 3
-#: the caller's pause between the initial 200 OK and its ACK (see the module docstring)
-ACK_DELAY_MS = 200
 #: how long held calls may take to be replicated and applied (seconds)
 HELD_S = 30.0
 PRIMARY_STATS = ("create_sent", "update_sent", "delete_sent", "processed_dialogs", "failed_dialogs")
