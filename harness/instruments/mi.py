@@ -155,6 +155,15 @@ class MIClient:
         """Statistics of a group (``dialog:``) or one statistic, as {name: int}."""
         return parse_statistics(self.command("get_statistics", group))
 
+    def uptime(self) -> int:
+        """Whole seconds since the node started (``uptime``'s ``Up time:: N [sec]``)."""
+        reply = self.command("uptime")
+        node = next((n for n in reply.nodes if n.name == "Up time"), None)
+        try:
+            return int(str(node.value).split()[0]) if node is not None else -1
+        except ValueError:
+            raise MIError(f"uptime: cannot read {node.value!r}") from None
+
     def ps(self, timeout: float | None = None) -> list[ProcessEntry]:
         return parse_ps(self.command("ps", timeout=timeout))
 

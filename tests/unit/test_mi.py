@@ -329,3 +329,20 @@ def test_dlg_list_of_1_11_groups_callees_and_context_and_parses_like_1_10() -> N
 def test_statistics_of_1_11_are_name_value_nodes() -> None:
     reply = parse_reply("200 OK\ndialog:active_dialogs:: 1\ndialog:delete_sent:: 0\n\n")
     assert parse_statistics(reply) == {"active_dialogs": 1, "delete_sent": 0}
+
+
+def test_uptime_is_the_whole_seconds_the_node_printed() -> None:
+    """A real 1.11.0 node's reply (1.10 and 2.1 print the same three lines)."""
+    reply = ("200 OK\nNow:: Sun Dec  6 18:23:03 2026\nUp since:: Sun Dec  6 18:23:02 2026\n"
+             "Up time:: 1 [sec]\n")
+    fake = FakeMI(lambda req: reply if req == b":uptime:\n\n" else None)
+    try:
+        assert MIClient(fake.addr, timeout=2).uptime() == 1
+    finally:
+        fake.close()
+    bad = FakeMI(lambda req: reply.replace("1 [sec]", "soon"))
+    try:
+        with pytest.raises(MIError, match="uptime: cannot read 'soon'"):
+            MIClient(bad.addr, timeout=2).uptime()
+    finally:
+        bad.close()

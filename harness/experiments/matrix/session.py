@@ -24,6 +24,7 @@ from typing import Any
 
 from harness import live
 from harness.backends import BackendKind
+from harness.base.wait import wait_until
 from harness.base.releases import Build
 from harness.base.settings import Settings
 from harness.cluster import Cluster, Destination
@@ -40,6 +41,14 @@ NOT_RUN_KEY = "not run"
 #: transactions to end before they read (a dialog's end can wait for them), so this is
 #: time every check saves, and it is the same for the baseline and every pair.
 MATRIX_SETTINGS = {"tm": {"wt_timer": 2}}
+#: no check's SIP reaches a node before it has been up this long (MI ``uptime``): in
+#: OpenSIPS 1.11.0 a provisional reply relayed while the timer's tick counter is still 0
+#: (the node's first second) crashes its SIP worker — tm's reply_received sets the
+#: FR_INV timer with the unset timeout 0 (d244686dc5f), so the timer lands at time 0 and
+#: insert_timer_unsafe dereferences the list head's empty link (fixed by ea6ab4d87ce,
+#: 1.11.1). Whether a check's first call lands in that second would be a race; here it
+#: never does, and every release is observed past its start
+UP_S = 2
 
 
 @dataclass(frozen=True)
@@ -131,9 +140,11 @@ class PairSession:
                settings: Mapping[str, Any] | None, **kw: Any) -> LiveCluster:
         effective = self.settings.with_overrides(settings) if settings else self.settings
         named = Cluster.node_roles(roles if isinstance(roles, Mapping) else tuple(roles))
-        return stack.enter_context(live.start(
+        lc = stack.enter_context(live.start(
             self.kind, effective, named, workdir=self.dir("cluster"), default_build=self.pair.primary,
             artifacts=self.artifacts(named), **kw))
+        up_long_enough(lc)
+        return lc
 
     def shared(self, name: str = "", settings: Mapping[str, Any] | None = None) -> LiveCluster:
         """The pair's primary/backup cluster with a pybin peer and a capture, started on
@@ -187,6 +198,13 @@ class PairSession:
         pair = CallPair(lc.cluster, scenario, workdir=self.dir("sipp"), **options)
         self._check.callback(pair.stop)
         return pair.start()
+
+
+def up_long_enough(lc: LiveCluster, timeout: float = 15.0) -> None:
+    """Wait until every node has been up `UP_S` seconds (their own clock, over MI)."""
+    def up() -> bool:
+        return all(lc.cluster.mi(n).uptime() >= UP_S for n in lc.cluster.nodes)
+    wait_until(up, timeout=timeout, interval=0.1, what=f"every node to be up {UP_S} s")
 
 
 def observe(check: str, pair: Pair, kind: BackendKind, settings: Settings, workdir: Path) -> Observation:
