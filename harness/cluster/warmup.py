@@ -131,7 +131,11 @@ def warm_up(node: Node, send: Send,
         pids = set(receiver_pids())
         if not pids:  # probing nobody would pass without proving anything
             raise WarmupError(f"{node.name}: MI lists no BIN receiver to probe")
-        if all(node.bin_receiver_activity(p) is not None for p in pids):
+        seen = [node.bin_receiver_activity(p) for p in pids]
+        # /proc tells a packet taken only of receivers that sleep in a blocking recvfrom;
+        # 2.1.0's receivers read a non-blocking socket (udp_init_listener sets O_NONBLOCK
+        # and bin_receive_loop loops on EAGAIN), so there the sentinel's log line decides
+        if all(a is not None and a[1] for a in seen):
             died = _probe_observed(node, send, addr, pids, node.bin_receiver_activity, settings)
         else:
             died = _probe_sentinel(node, send, addr, pids, settings)

@@ -122,3 +122,38 @@ def test_a_receiver_killed_by_the_defect_restarts_the_node_even_if_main_hangs():
     assert (node.killed, node.start_no, stats.probed, stats.died) == (1, 2, 2, 1)
     assert stats.events[0].report.startswith("node backup: a BIN receiver died; last log lines:\n")
     assert "terminating due to SIGCHLD" in stats.events[0].report
+
+
+def test_a_receiver_that_never_sleeps_in_recvfrom_is_probed_through_the_sentinel():
+    """2.1.0's BIN receivers read a non-blocking socket: /proc never shows them asleep in
+    recvfrom, so a probe cannot be seen taken that way; the sentinel's log line decides."""
+    sent: list[bytes] = []
+
+    class Node:
+        name = "primary"
+        logs = ""
+
+        def addresses(self):
+            class A:
+                bin_addr = ("10.0.0.2", 5062)
+            return A()
+
+        def bin_receiver_activity(self, pid):
+            return (7, False)  # running, not in a blocking recvfrom
+
+        def current_logs(self):
+            return self.logs
+
+        def is_running(self):
+            return True
+
+    node = Node()
+
+    def send(packet, addr):
+        sent.append(packet)
+        if packet == sentinel_packet():
+            node.logs += SURVIVED.replace("31933", "41")
+
+    stats = WarmupStats()
+    assert warm_up(node, send, lambda: [41], load_settings(use_env=False), stats) == 0
+    assert sentinel_packet() in sent
