@@ -89,8 +89,18 @@ def me() -> Owner:
 
 
 def alive(owner: Owner, proc: Path = PROC) -> bool:
-    """Does ``owner``'s process still exist (same pid *and* same start time)?"""
-    return start_time(owner.pid, proc) == owner.start
+    """Does ``owner``'s process still run (same pid *and* same start time, and not a
+    zombie: a killed runner whose parent has not reaped it yet is gone all the same)?"""
+    return start_time(owner.pid, proc) == owner.start and state(owner.pid, proc) not in ("Z", "X")
+
+
+def state(pid: int, proc: Path = PROC) -> str | None:
+    """Field 3 of ``/proc/PID/stat`` (R, S, Z …); None if no such pid."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return None
+    return stat[stat.rindex(")") + 2:].split()[0]
 
 
 def is_leftover(owner: Owner | None, host: str, proc: Path = PROC) -> bool:

@@ -37,11 +37,11 @@ HOST = "ci-7"
 
 
 def fake_proc(root: Path, pid: int, start: int, ppid: int = 1, comm: str = "opensips",
-              environ: dict[str, str] | None = None) -> None:
+              environ: dict[str, str] | None = None, state: str = "S") -> None:
     """A /proc/PID directory as the kernel writes it (stat fields 1..22, environ, comm)."""
     d = root / str(pid)
     d.mkdir(parents=True)
-    fields_3_to_21 = ["S", str(ppid)] + ["7"] * 17
+    fields_3_to_21 = [state, str(ppid)] + ["7"] * 17
     (d / "stat").write_text(f"{pid} ({comm}) " + " ".join(fields_3_to_21) + f" {start} 4096 0\n")
     (d / "comm").write_text(comm + "\n")
     env = environ or {}
@@ -70,6 +70,10 @@ def test_dead_live_and_reused_owners(tmp_path: Path) -> None:
     assert not is_leftover(Owner(HOST, 100, 5000), HOST, tmp_path)
     assert not is_leftover(Owner("other-host", 101, 5000), HOST, tmp_path)  # not ours to judge
     assert not is_leftover(None, HOST, tmp_path)                            # unlabelled
+    # a killed runner its parent has not reaped yet: a zombie with its pid and start time
+    fake_proc(tmp_path, 102, 6000, state="Z", comm="python")
+    assert not alive(Owner(HOST, 102, 6000), tmp_path)
+    assert is_leftover(Owner(HOST, 102, 6000), HOST, tmp_path)
 
 
 def test_owner_text_and_tag_round_trip() -> None:
