@@ -20,6 +20,7 @@ from typing import Iterable, Mapping, Sequence
 
 from harness.base.errors import HarnessError
 from harness.base.settings import Settings
+from harness.base.wait import WaitTimeout, wait_until
 from harness.cluster.interfaces import Backend, Node, NodeAddresses
 from harness.cluster.render import ROLES, render_config
 from harness.cluster.warmup import STATS, WarmupStats, warm_up
@@ -134,7 +135,7 @@ class Cluster:
             node.start()
         if self._warmup:
             for name, node in self.nodes.items():
-                self.restarts[name] = warm_up(node, self.send_bin, lambda n=name: self._bin_pids(n),
+                self.restarts[name] = warm_up(node, self.send_bin, lambda n=name: self.bin_receiver_pids(n),
                                               self.settings, self._stats)
         owner = next((n for n, r in self.roles.items() if r == "primary"), next(iter(self.roles)))
         self.move_vip(owner)
@@ -168,7 +169,7 @@ class Cluster:
         node.start()
         if self._warmup:
             self.restarts[name] = self.restarts.get(name, 0) + warm_up(
-                node, self.send_bin, lambda: self._bin_pids(name), self.settings, self._stats)
+                node, self.send_bin, lambda: self.bin_receiver_pids(name), self.settings, self._stats)
         if self.vip_owner == name:
             self.move_vip(name)
 
@@ -247,6 +248,15 @@ class Cluster:
 
     # -- internals -------------------------------------------------------------------
 
-    def _bin_pids(self, name: str) -> list[int]:
-        procs = self.mi(name).ps()
-        return [p.pid for p in procs if p.type.startswith("BIN receiver")]
+    def bin_receiver_pids(self, name: str, timeout: float = 5.0) -> list[int]:
+        """The pids of ``name``'s BIN receivers, as MI ``ps`` lists them once each has
+        one: a process MI lists before it has forked shows pid 0 (seen on 2.1), and a
+        pid 0 signalled would be this whole process group."""
+        def listed() -> list[int] | None:
+            pids = [p.pid for p in self.mi(name).ps() if p.type.startswith("BIN receiver")]
+            return pids if pids and all(pid > 0 for pid in pids) else None
+        try:
+            return wait_until(listed, timeout=timeout, interval=0.05,
+                              what=f"{name}'s BIN receivers to have pids in MI ps")
+        except WaitTimeout:
+            return [p.pid for p in self.mi(name).ps() if p.type.startswith("BIN receiver") and p.pid > 0]

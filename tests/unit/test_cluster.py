@@ -209,3 +209,20 @@ def test_each_node_runs_its_own_artifact_with_a_config_for_its_release() -> None
 def test_artifacts_for_an_unknown_node_are_refused() -> None:
     with pytest.raises(ClusterError, match="unknown node or role 'standby'"):
         Cluster(FakeBackend(), artifacts={"standby": "new"})
+
+
+def test_bin_receiver_pids_wait_past_a_receiver_listed_without_one() -> None:
+    """MI ps lists a process before it has forked with pid 0 (seen on 2.1): returned to a
+    caller that signals it, that pid would be the caller's own process group."""
+    from harness.instruments.mi_replies import ProcessEntry
+
+    answers = [[ProcessEntry(2, 0, "BIN receiver udp:10.1.2.11:5062")],
+               [ProcessEntry(2, 41, "BIN receiver udp:10.1.2.11:5062"), ProcessEntry(3, 42, "timer")]]
+
+    class MI:
+        def ps(self):
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    cluster = Cluster(FakeBackend(), ["primary", "backup"], warmup=False)
+    cluster.mi = lambda name, timeout=None: MI()  # type: ignore[method-assign]
+    assert cluster.bin_receiver_pids("primary") == [41]

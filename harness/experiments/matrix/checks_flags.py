@@ -200,6 +200,8 @@ def expiry(s: PairSession) -> Observation:
     marks = {n: len(cluster.nodes[n].logs()) for n in ("primary", "backup")}
     for pids in stopped.values():
         for pid in pids:
+            if pid <= 0:  # kill(0) would stop this process group: never
+                raise Incomplete(f"MI listed a BIN receiver without a pid ({pid})")
             os.kill(pid, signal.SIGSTOP)
 
     def gone(node: str) -> bool:

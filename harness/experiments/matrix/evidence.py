@@ -151,7 +151,9 @@ HUNG = "running, MI unanswered"
 
 
 def bin_pids(cluster: Cluster, node: str) -> list[int]:
-    return [p.pid for p in cluster.mi(node).ps() if p.type.startswith("BIN receiver")]
+    """``node``'s BIN receivers' pids, every one real (never 0: see
+    `Cluster.bin_receiver_pids`)."""
+    return cluster.bin_receiver_pids(node)
 
 
 # -- flags ------------------------------------------------------------------------------
