@@ -55,8 +55,10 @@ from harness.base.settings import load_settings
 
 backend_name, work = sys.argv[1], Path(sys.argv[2])
 settings = load_settings()
-lc = live.start(kind(backend_name), settings, ("primary", "backup"), capture=True,
-                workdir=work).__enter__()  # never left: the runner is SIGKILLed
+# never left: the runner is SIGKILLed. The context manager is kept referenced: a
+# generator-based one that is garbage-collected closes, and would tear the cluster down
+started = live.start(kind(backend_name), settings, ("primary", "backup"), capture=True, workdir=work)
+lc = started.__enter__()
 CallPair(lc.cluster, "basic", workdir=work / "sipp").uas.start()  # a callee: runs until stopped
 (work / "ready.tmp").write_text(json.dumps({"owner": str(me())}))
 os.rename(work / "ready.tmp", work / "ready.json")
