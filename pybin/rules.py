@@ -1,6 +1,6 @@
 """Where a backup of another OpenSIPS release applies dialog packets differently.
 
-pybin's codec is the same for every release from 1.10.0 to 1.11.11 (the dialog
+pybin's codec is the same for every release from 1.10.0 to 2.1.5 (the dialog
 packet's ``bin_push_*`` lines never changed). What changed is what a *backup* does
 with the packets in ``dlg_replicated_create`` / ``_update`` (dlg_replication.c).
 ``Replica(..., release=V)`` applies release V's rules; the baseline is 1.10.5.
@@ -9,7 +9,11 @@ The rules are data: ``CHANGES`` has one row per difference from the baseline and
 per branch (release ranges, the upstream commit that explains it, one sentence),
 and ``rules_for(V)`` turns the rows that cover V into a ``BackupRules``. Every row
 was read in the tagged sources (``dlg_replication.c`` of each branch point:
-1.10.2/1.10.3, 1.11.2/1.11.3, 1.11.9/1.11.10).
+1.10.2/1.10.3, 1.11.2/1.11.3, 1.11.9/1.11.10). 2.1.0-2.1.5 need no row: their backup
+side is 1.10.5's (master had its own copies of the 1.10.3 fixes: the dialog is
+linked under ``d_entry->next_id++`` after the pops, an ``updated``'s timeout is popped
+in order less ``time(0)``, a failed create goes to ``pre_linking_error``, pinging is
+commented out), and 1.11.10's h_id change never reached 2.1.
 
 Pure data and string handling: nothing here imports the harness.
 """
@@ -22,9 +26,9 @@ from dataclasses import dataclass, fields
 #: the release whose backup ``Replica`` models when none is named
 BASELINE = "1.10.5"
 
-#: every release whose rules are known: upstream tags 1.10.0-1.10.5 and 1.11.0-1.11.11
+#: every release whose rules are known: upstream tags 1.10.0-1.10.5, 1.11.0-1.11.11, 2.1.0-2.1.5
 RELEASES: tuple[str, ...] = tuple(
-    [f"1.10.{n}" for n in range(6)] + [f"1.11.{n}" for n in range(12)]
+    [f"1.10.{n}" for n in range(6)] + [f"1.11.{n}" for n in range(12)] + [f"2.1.{n}" for n in range(6)]
 )
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -151,7 +155,7 @@ def rules_for(release: str) -> BackupRules:
     """The backup rules of ``release``; ValueError naming the known releases otherwise."""
     if not isinstance(release, str) or release.strip() not in RELEASES:
         raise ValueError(f"no backup rules for OpenSIPS release {release!r} "
-                         f"(known: {RELEASES[0]}-1.10.5, 1.11.0-{RELEASES[-1]})")
+                         f"(known: {RELEASES[0]}-1.10.5, 1.11.0-1.11.11, 2.1.0-{RELEASES[-1]})")
     release = release.strip()
     flags = {c.rule: True for c in CHANGES if in_range(release, c.releases)}
     return BackupRules(release, **flags)

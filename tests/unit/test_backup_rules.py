@@ -57,8 +57,8 @@ def msg(command: Command = Command.CREATED, **fields: Any) -> Any:
 
 
 def test_releases_are_the_upstream_tags_and_the_baseline_is_one() -> None:
-    assert RELEASES[0] == "1.10.0" and RELEASES[5] == "1.10.5" and RELEASES[-1] == "1.11.11"
-    assert len(RELEASES) == 18 and list(RELEASES) == sorted(RELEASES, key=version_key)
+    assert RELEASES[0] == "1.10.0" and RELEASES[5] == "1.10.5" and RELEASES[17] == "1.11.11"
+    assert len(RELEASES) == 24 and RELEASES[-1] == "2.1.5" and list(RELEASES) == sorted(RELEASES, key=version_key)
     assert BASELINE == "1.10.5"
     assert rules_for(BASELINE) == BackupRules("1.10.5") and rules_for(BASELINE).changes == ()
 
@@ -104,17 +104,19 @@ def test_h_id_rows_name_their_commit(release: str, commit: str) -> None:
     ("1.10.0", True), ("1.10.2", True), ("1.10.3", False), ("1.10.5", False),
     ("1.11.0", True), ("1.11.2", True), ("1.11.3", False), ("1.11.9", False),
     ("1.11.10", True), ("1.11.11", True),
+    # 2.1 renumbers like 1.10.5: 1.11.10's change never reached it
+    ("2.1.0", False), ("2.1.5", False),
 ])
 def test_h_id_range_boundaries(release: str, kept: bool) -> None:
     assert rules_for(release).keeps_h_id is kept
 
 
-@pytest.mark.parametrize("bad", ["1.10.6", "1.12.0", "2.1.0", "1.10", "1.10.0beta", "", "latest",
+@pytest.mark.parametrize("bad", ["1.10.6", "1.12.0", "2.1.6", "2.2.0", "1.10", "1.10.0beta", "", "latest",
                                  "1.11.12"])
 def test_unknown_release_is_a_clear_value_error(bad: str) -> None:
     with pytest.raises(ValueError, match="no backup rules for OpenSIPS release"):
         rules_for(bad)
-    with pytest.raises(ValueError, match="known: 1.10.0-1.10.5, 1.11.0-1.11.11"):
+    with pytest.raises(ValueError, match="known: 1.10.0-1.10.5, 1.11.0-1.11.11, 2.1.0-2.1.5"):
         Replica([VIP], release=bad)
 
 
@@ -250,3 +252,10 @@ def test_created_updated_deleted_end_the_same_everywhere(release: str) -> None:
     assert replica.stats.as_dict() == {"create_recv": 1, "update_recv": 1, "delete_recv": 1,
                                        "active_dialogs": 0, "processed_dialogs": 1,
                                        "expired_dialogs": 0}
+
+
+def test_2_1_backups_follow_the_baseline_in_every_rule() -> None:
+    """2.1.0-2.1.5's dlg_replication.c backup side is 1.10.5's (see the module)."""
+    for n in range(6):
+        rules = rules_for(f"2.1.{n}")
+        assert [name for name in RULE_NAMES if getattr(rules, name)] == []
