@@ -248,7 +248,7 @@ class Cluster:
 
     # -- internals -------------------------------------------------------------------
 
-    def bin_receiver_pids(self, name: str, timeout: float = 5.0) -> list[int]:
+    def bin_receiver_pids(self, name: str, timeout: float = 15.0) -> list[int]:
         """The pids of ``name``'s BIN receivers, as MI ``ps`` lists them once each has
         one: a process MI lists before it has forked shows pid 0 (seen on 2.1), and a
         pid 0 signalled would be this whole process group."""
