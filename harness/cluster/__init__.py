@@ -249,14 +249,22 @@ class Cluster:
     # -- internals -------------------------------------------------------------------
 
     def bin_receiver_pids(self, name: str, timeout: float = 15.0) -> list[int]:
-        """The pids of ``name``'s BIN receivers, as MI ``ps`` lists them once each has
-        one: a process MI lists before it has forked shows pid 0 (seen on 2.1), and a
-        pid 0 signalled would be this whole process group."""
+        """The pids of ``name``'s BIN receivers, once MI ``ps`` lists as many as the
+        config starts (``bin_children``), each with its pid: MI may answer before the
+        main process has forked them all (a 2.1 node listed none), and lists a process
+        not yet started with pid 0 — signalled, pid 0 would be this whole process
+        group. Past ``timeout``: `ClusterError` with the last listing."""
+        seen: list[list[tuple[int, str]]] = []
+        want = self.settings.opensips.bin_children
+
         def listed() -> list[int] | None:
-            pids = [p.pid for p in self.mi(name).ps() if p.type.startswith("BIN receiver")]
-            return pids if pids and all(pid > 0 for pid in pids) else None
+            entries = [(p.pid, p.type) for p in self.mi(name).ps() if p.type.startswith("BIN receiver")]
+            seen[:] = [entries]
+            done = len(entries) >= want and all(pid > 0 for pid, _ in entries)
+            return [pid for pid, _ in entries] if done else None
         try:
             return wait_until(listed, timeout=timeout, interval=0.05,
                               what=f"{name}'s BIN receivers to have pids in MI ps")
         except WaitTimeout:
-            return [p.pid for p in self.mi(name).ps() if p.type.startswith("BIN receiver") and p.pid > 0]
+            raise ClusterError(f"{name}: MI ps lists {len(seen[0]) if seen else 0} of {want} BIN "
+                               f"receivers with pids after {timeout:g} s: {seen[0] if seen else []}") from None

@@ -212,11 +212,13 @@ def test_artifacts_for_an_unknown_node_are_refused() -> None:
 
 
 def test_bin_receiver_pids_wait_past_a_receiver_listed_without_one() -> None:
-    """MI ps lists a process before it has forked with pid 0 (seen on 2.1): returned to a
-    caller that signals it, that pid would be the caller's own process group."""
+    """MI may answer before the receivers are forked (a 2.1 node listed none), and lists
+    a process not yet started with pid 0: returned to a caller that signals it, that pid
+    would be the caller's own process group."""
     from harness.instruments.mi_replies import ProcessEntry
 
-    answers = [[ProcessEntry(2, 0, "BIN receiver udp:10.1.2.11:5062")],
+    answers = [[ProcessEntry(1, 9, "MI Datagram")],
+               [ProcessEntry(2, 0, "BIN receiver udp:10.1.2.11:5062")],
                [ProcessEntry(2, 41, "BIN receiver udp:10.1.2.11:5062"), ProcessEntry(3, 42, "timer")]]
 
     class MI:
@@ -226,3 +228,7 @@ def test_bin_receiver_pids_wait_past_a_receiver_listed_without_one() -> None:
     cluster = Cluster(FakeBackend(), ["primary", "backup"], warmup=False)
     cluster.mi = lambda name, timeout=None: MI()  # type: ignore[method-assign]
     assert cluster.bin_receiver_pids("primary") == [41]
+    answers[:] = [[ProcessEntry(2, 0, "BIN receiver udp:10.1.2.11:5062")]]
+    with pytest.raises(ClusterError, match=r"primary: MI ps lists 1 of 1 BIN receivers with pids after 0.2 s: "
+                                           r"\[\(0, 'BIN receiver udp:10.1.2.11:5062'\)\]"):
+        cluster.bin_receiver_pids("primary", timeout=0.2)
