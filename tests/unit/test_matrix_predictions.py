@@ -47,9 +47,13 @@ def test_a_prediction_holds_on_the_keys_it_names_and_misses_with_them() -> None:
     assert (missed.release, missed.verdict) == ("1.11.1", "missed")
     assert missed.mismatches == {"sip.basic": [("primary.created", [["after 200 OK", 3]],
                                                 [["before 200 OK", 3]])]}
-    # naming no key compares the whole observation: h_id then counts
-    whole = assess(run, [_pred("1.11.0", "1.10.0-1.10.2", "as 1.10.1")])
+    # naming no key for a named check compares its whole observation: h_id then counts
+    whole = assess(run, [_pred("1.11.0", "1.10.0-1.10.2", "as 1.10.1", ("sip.basic",))])
     assert [(a.verdict, list(a.mismatches["sip.basic"][0][:1])) for a in whole] == [("missed", ["backup.h_id"])]
+    # ... but for a group of checks it is an aspect no key records: by hand
+    aspect = assess(run, [_pred("1.11.0", "1.10.0-1.10.2", "the same statistics' names")])
+    assert [a.verdict for a in aspect] == ["by hand"]
+    assert "an aspect no observation key records" in to_markdown(aspect)
 
 
 def test_a_key_covers_the_keys_under_it_and_any_release_of_the_range_will_do() -> None:
