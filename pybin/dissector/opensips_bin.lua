@@ -5,7 +5,7 @@
 --
 -- Every UDP datagram that starts with "P4CK" is taken as BIN (a heuristic dissector, any
 -- port); "Decode As... BIN" forces it on a port. Fields are named as `pybin decode --json`
--- names them: bin.module, bin.command, bin.checksum_ok, bin.dialog.call_id, ...
+-- names them: bin.module, bin.command, bin.checksum_ok, bin.dialog.call_id, bin.ul.aor, ...
 --
 --   | "P4CK" | checksum u32 | name_len i32 | module name | cmd i32 | field | field | ...
 --
@@ -16,8 +16,9 @@
 -- pybin is stricter than 1.10.5"): where pybin refuses a packet this dissector adds an
 -- expert item of the Malformed group, and it never raises a Lua error on bad input.
 --
--- Modules are data: MODULES maps a module name to its commands, each an ordered list of
--- {name, type} like pybin's own field tables. A module without an entry shows its body raw.
+-- Modules are data: MODULES maps a module name (dialog, ul) to its commands, each an ordered
+-- list of {name, type} like pybin's own field tables. A module without an entry shows its
+-- body raw.
 
 local bin_proto = Proto("bin", "OpenSIPS Binary Internal Interface (1.x)")
 
@@ -25,7 +26,9 @@ local bin_proto = Proto("bin", "OpenSIPS Binary Internal Interface (1.x)")
 -- The modules, as data
 ---------------------------------------------------------------------------------------
 
-local STR, INT, PAIRS, BYTES = "str", "int", "pairs", "bytes"
+-- RAW: a C integer sent as its own bytes inside a string field (usrloc's time_t and
+-- qvalue_t): 4 or 8 bytes, signed, in the sender's byte order (pybin's RawInt).
+local STR, INT, PAIRS, BYTES, RAW = "str", "int", "pairs", "bytes", "raw"
 
 -- DLG_STATE_* in dialog/dlg_hash.h, named as pybin's DlgState.
 local DLG_STATES = {
@@ -76,22 +79,101 @@ local function dialog_info(command, v)
         v.call_id, v.from_tag, v.to_tag, v.state, v.caller_cseq, v.callee_cseq, v.timeout)
 end
 
--- module name -> {commands = {[cmd] = {name =, fields = {{name, type, description}...}}},
---                 info = function(cmd, values) for the Info column (given only complete
---                 packets), unchecked_pops = how many first pops the C reader does not check,
---                 sip_call_id = the field to link to the SIP INVITE with that Call-ID}
--- A second module (usrloc, "ul") is one more entry here.
+-- command number -> {name = pybin's word for it, fields = the fields in wire order}
+local DIALOG_COMMANDS = {
+    [1] = {name = "created", fields = DIALOG_FIELDS},
+    [2] = {name = "updated", fields = DIALOG_FIELDS},
+    [3] = {name = "deleted", fields = {DIALOG_FIELDS[1], DIALOG_FIELDS[2], DIALOG_FIELDS[3]}},
+}
+
+-- flags_t in usrloc/ucontact.h, as pybin's usrloc.ContactFlag.
+local UL_CONTACT_FLAGS = {
+    {0x001, "MEM"},
+}
+
+-- METHOD_* in parser/msg_parser.h, as pybin's usrloc.Method (all bits set: ALL_METHODS).
+local SIP_METHODS = {
+    {0x0001, "INVITE"}, {0x0002, "CANCEL"}, {0x0004, "ACK"}, {0x0008, "BYE"}, {0x0010, "INFO"},
+    {0x0020, "OPTIONS"}, {0x0040, "UPDATE"}, {0x0080, "REGISTER"}, {0x0100, "MESSAGE"},
+    {0x0200, "SUBSCRIBE"}, {0x0400, "NOTIFY"}, {0x0800, "PRACK"}, {0x1000, "REFER"},
+    {0x2000, "PUBLISH"}, {0x4000, "OTHER"},
+}
+
+-- replicate_ucontact_insert / _update in usrloc/ureplication.c (pybin.usrloc.CONTACT_FIELDS);
+-- the other commands push some of these (UL_COMMANDS).
+local UL_CONTACT_FIELDS = {
+    {"domain", STR, "usrloc table, e.g. location"},
+    {"aor", STR, "address of record"},
+    {"contact", STR, "Contact URI"},
+    {"call_id", STR, "Call-ID of the REGISTER"},
+    {"user_agent", STR, "User-Agent"},
+    {"path", STR, "Path"},
+    {"attr", STR, "attributes"},
+    {"received", STR, "source address, when it differs from the Contact"},
+    {"instance", STR, "+sip.instance"},
+    {"expires", RAW, "absolute expiry, unix seconds (time_t; 0: permanent)", time = true},
+    {"q", RAW, "q-value x 1000 (qvalue_t; -1: the Contact had none)", q = true},
+    {"sock", STR, "local socket the REGISTER came in on"},
+    {"cseq", INT, "CSeq of the REGISTER"},
+    {"flags", INT, "internal flags", bits = UL_CONTACT_FLAGS},
+    {"cflags", INT, "branch flags", hex = true},
+    {"methods", INT, "SIP methods the contact supports", bits = SIP_METHODS},
+    {"last_modified", RAW, "last change, unix seconds (time_t)", time = true},
+}
+
+-- The fields of UL_CONTACT_FIELDS with these names, in this order.
+local function ul_fields(...)
+    local picked = {}
+    for _, name in ipairs({...}) do
+        for _, field in ipairs(UL_CONTACT_FIELDS) do
+            if field[1] == name then table.insert(picked, field) end
+        end
+    end
+    return picked
+end
+
+-- REPL_URECORD_* / REPL_UCONTACT_* in usrloc/ureplication.h (pybin.usrloc.UlCommand)
+local UL_COMMANDS = {
+    [1] = {name = "record_insert", fields = ul_fields("domain", "aor")},
+    [2] = {name = "record_delete", fields = ul_fields("domain", "aor")},
+    [3] = {name = "contact_insert", fields = UL_CONTACT_FIELDS},
+    [4] = {name = "contact_update", fields = UL_CONTACT_FIELDS},
+    [5] = {name = "contact_delete", fields = ul_fields("domain", "aor", "contact", "call_id", "cseq")},
+}
+
+local function ul_info(command, v)
+    if command <= 2 then
+        return string.format("domain=%s aor=%s", v.domain, v.aor)
+    end
+    if command == 5 then
+        return string.format("aor=%s contact=%s call_id=%s cseq=%d", v.aor, v.contact, v.call_id, v.cseq)
+    end
+    return string.format("aor=%s contact=%s call_id=%s cseq=%d expires=%s q=%s", v.aor, v.contact, v.call_id,
+        v.cseq, v.expires, v.q)
+end
+
+-- module name -> {commands = DIALOG_COMMANDS..., info = function(cmd, values) for the Info
+--                 column (given only complete packets), unchecked = {pops = how many first
+--                 pops the C reader does not check, note = what follows},
+--                 sip = {field =, method =, first =}: link to the SIP request of that method
+--                 with the field's Call-ID (the first in the capture, or else the last before)}
 local MODULES = {
     dialog = {
-        commands = {
-            [1] = {name = "created", fields = DIALOG_FIELDS},
-            [2] = {name = "updated", fields = DIALOG_FIELDS},
-            [3] = {name = "deleted", fields = {DIALOG_FIELDS[1], DIALOG_FIELDS[2], DIALOG_FIELDS[3]}},
-        },
+        commands = DIALOG_COMMANDS,
         info = dialog_info,
         -- dlg_replication.c pops call_id, tags and URIs without looking at the result
-        unchecked_pops = 5,
-        sip_call_id = "call_id",
+        unchecked = {pops = 5, note = "1.10 does not check its first 5 pops: a receiver reads past the datagram"},
+        sip = {field = "call_id", method = "INVITE", first = true,
+            description = "the first SIP INVITE with this Call-ID"},
+    },
+    ul = {
+        commands = UL_COMMANDS,
+        info = ul_info,
+        -- ureplication.c looks at no bin_pop_* result: a field it cannot pop keeps an older value
+        unchecked = {pops = #UL_CONTACT_FIELDS, note = "usrloc (1.11, 2.1) checks none of its pops: "
+            .. "a receiver goes on with the field's previous or uninitialised value"},
+        sip = {field = "call_id", method = "REGISTER", first = false,
+            description = "the last SIP REGISTER with this Call-ID before this packet"},
     },
 }
 
@@ -138,8 +220,10 @@ for module, spec in pairs(MODULES) do
             if not module_hf[module][name] then
                 local abbr = prefix .. name
                 if kind == INT then
-                    module_hf[module][name] = ProtoField.uint32(abbr, name, field.bits and base.HEX or base.DEC,
-                        field.enum, nil, desc)
+                    module_hf[module][name] = ProtoField.uint32(abbr, name,
+                        (field.bits or field.hex) and base.HEX or base.DEC, field.enum, nil, desc)
+                elseif kind == RAW then
+                    module_hf[module][name] = ProtoField.int64(abbr, name, base.DEC, nil, nil, desc)
                 elseif kind == BYTES then
                     module_hf[module][name] = ProtoField.bytes(abbr, name, base.NONE, desc)
                 else
@@ -162,9 +246,9 @@ for module, spec in pairs(MODULES) do
             end
         end
     end
-    if spec.sip_call_id then
-        sip_hf[module] = ProtoField.framenum(prefix .. "sip_invite", "SIP INVITE in frame", base.NONE,
-            frametype.REQUEST, nil, "the first SIP INVITE with this Call-ID")
+    if spec.sip then
+        sip_hf[module] = ProtoField.framenum(prefix .. "sip_" .. spec.sip.method:lower(),
+            "SIP " .. spec.sip.method .. " in frame", base.NONE, frametype.REQUEST, nil, spec.sip.description)
     end
 end
 
@@ -202,12 +286,14 @@ local ei = {
     negative = ProtoExpert.new("bin.length.negative", "Negative string length", MALFORMED, ERROR),
     bad_pairs = ProtoExpert.new("bin.pairs.bad", "Not exact name#value| pairs", MALFORMED, WARN),
     trailing = ProtoExpert.new("bin.trailing.bytes", "Bytes after the last field", MALFORMED, WARN),
+    bad_raw_int = ProtoExpert.new("bin.raw_int.bad", "A C integer field is not 4 or 8 bytes long", MALFORMED, ERROR),
     nul = ProtoExpert.new("bin.string.nul", "Text holds a NUL byte", expert.group.PROTOCOL, NOTE),
     short_capture = ProtoExpert.new("bin.short_capture", "Packet cut short by the capture",
         expert.group.UNDECODED, WARN),
 }
 bin_proto.experts = {ei.runt, ei.old_runt, ei.bad_marker, ei.bad_checksum, ei.bad_name, ei.unknown_module,
-    ei.unknown_command, ei.truncated, ei.negative, ei.bad_pairs, ei.trailing, ei.nul, ei.short_capture}
+    ei.unknown_command, ei.truncated, ei.negative, ei.bad_pairs, ei.trailing, ei.bad_raw_int, ei.nul,
+    ei.short_capture}
 
 bin_proto.prefs.big_endian = Pref.bool("Big-endian integers", false,
     "The sender wrote its integers big-endian (a big-endian machine); x86-64 senders are little-endian")
@@ -287,34 +373,53 @@ local function split_pairs(s)
 end
 
 ---------------------------------------------------------------------------------------
--- SIP INVITE index: Call-ID -> first frame carrying an INVITE with it
+-- SIP request index: method -> Call-ID -> the frames carrying such a request with it
 ---------------------------------------------------------------------------------------
 
 -- Field extractors fail only where SIP's fields are missing: then there is no link.
 local have_sip, sip_call_id, sip_method = pcall(function()
     return Field.new("sip.Call-ID"), Field.new("sip.Method")
 end)
-local invites = {}
+local LINKED_METHODS = {}
+for _, spec in pairs(MODULES) do
+    if spec.sip then LINKED_METHODS[spec.sip.method] = true end
+end
+-- requests[method][call_id] = {[frame] = true}; a frame is seen again on each redissection
+local requests = {}
 
-local sip_index = Proto("bin_sip_index", "BIN: index of SIP INVITEs by Call-ID")
+local sip_index = Proto("bin_sip_index", "BIN: index of SIP requests by Call-ID")
 function sip_index.init()
-    invites = {}
+    requests = {}
 end
 function sip_index.dissector(tvb, pinfo, tree)
-    local methods = {sip_method()}
-    local is_invite = false
-    for _, m in ipairs(methods) do
-        if tostring(m.value) == "INVITE" then is_invite = true end
-    end
-    if not is_invite then return end
-    for _, id in ipairs({sip_call_id()}) do
-        local key = tostring(id.value)
-        local known = invites[key]
-        if not known or pinfo.number < known then invites[key] = pinfo.number end
+    for _, m in ipairs({sip_method()}) do
+        local method = tostring(m.value)
+        if LINKED_METHODS[method] then
+            requests[method] = requests[method] or {}
+            for _, id in ipairs({sip_call_id()}) do
+                local key = tostring(id.value)
+                requests[method][key] = requests[method][key] or {}
+                requests[method][key][pinfo.number] = true
+            end
+        end
     end
 end
 if have_sip then
     register_postdissector(sip_index)
+end
+
+-- The first frame of the capture with that request, or (first == false) the last one before `now`.
+local function sip_request_frame(method, call_id, first, now)
+    local frames = requests[method] and requests[method][call_id]
+    local found
+    for frame in pairs(frames or {}) do
+        if first then
+            if not found or frame < found then found = frame end
+        elseif frame < now and (not found or frame > found) then
+            found = frame
+        end
+    end
+    return found
 end
 
 ---------------------------------------------------------------------------------------
@@ -330,8 +435,8 @@ local OLD_MIN_PACKET = 20
 local Reader = {}
 Reader.__index = Reader
 
-local function new_reader(tvb, root)
-    return setmetatable({tvb = tvb, root = root, size = tvb:reported_len(), captured = tvb:len(),
+local function new_reader(tvb, root, frame)
+    return setmetatable({tvb = tvb, root = root, frame = frame, size = tvb:reported_len(), captured = tvb:len(),
         big = bin_proto.prefs.big_endian, problem = nil}, Reader)
 end
 
@@ -452,26 +557,63 @@ function Reader:add_flag_bits(item, bits, offset, value)
     if #names > 0 then item:append_text(" (" .. table.concat(names, "|") .. ")") end
 end
 
+-- unix seconds as a date (a C library may not represent every time: then nothing is shown)
+local function append_date(item, seconds)
+    if seconds == 0 then return end
+    local ok, date = pcall(os.date, "! (%Y-%m-%d %H:%M:%S UTC)", seconds)
+    if ok and type(date) == "string" then item:append_text(date) end
+end
+
+-- q2str() of qvalue.h, as pybin's usrloc.q_text: "" when unspecified, "1", "0", "0.5"
+local function q_text(q)
+    if q == -1 then return "no q" end
+    if q >= 1000 then return "q=1" end
+    if q <= 0 then return "q=0" end
+    return "q=0." .. (string.format("%03d", q):gsub("0+$", ""))
+end
+
+-- A RAW field whose length prefix at `offset` said `n`: the integer as exact decimal text
+-- (a Lua number cannot hold every 64-bit one), or nil (after flagging) when `n` is not 4
+-- or 8 (pybin refuses it; a C receiver memcpy()s sizeof bytes).
+function Reader:add_raw_int(tree, field, f, offset, n)
+    local name = field[1]
+    if n ~= 4 and n ~= 8 then
+        local item = tree:add(self.tvb(offset, 4 + n), name .. ": [not a C integer]")
+        self:add_int(item, hf.length, offset)
+        self:flag(item, ei.bad_raw_int, string.format("%s: a C integer travels in 4 or 8 bytes, this one in %d "
+            .. "(pybin refuses it; a receiver copies sizeof bytes from wherever the field starts)", name, n), true)
+        return nil
+    end
+    local r = self.tvb(offset + 4, n)
+    local value
+    if n == 4 then
+        value = self.big and r:int() or r:le_int()
+    else
+        value = self.big and r:int64() or r:le_int64()
+    end
+    local item = self.big and tree:add(f, r) or tree:add_le(f, r)
+    self:add_int(item, hf.length, offset)
+    local number = n == 4 and value or value:tonumber()
+    if field.time then append_date(item, number) end
+    if field.q then item:append_text(" (" .. q_text(number) .. ")") end
+    return tostring(value)
+end
+
 -- The fields of one command; returns the values read (by name) and whether all were.
 function Reader:fields(tree, module, spec, command, offset)
     local values = {}
     for index, field in ipairs(command.fields) do
         local name, kind = field[1], field[2]
         local unchecked = ""
-        if spec.unchecked_pops and index <= spec.unchecked_pops then
-            unchecked = string.format(" (1.10 does not check its first %d pops: a receiver reads past the datagram)",
-                spec.unchecked_pops)
+        if spec.unchecked and index <= spec.unchecked.pops then
+            unchecked = " (" .. spec.unchecked.note .. ")"
         end
         local f = module_hf[module][name]
         if kind == INT then
             if not self:has4(tree, name, offset, unchecked) then return values, false, offset end
             local value = self:u32(offset)
             local item = self:add_int(tree, f, offset)
-            if field.time and value ~= 0 then
-                -- a C library may not represent every 32-bit time: then no date is shown
-                local ok, date = pcall(os.date, "! (%Y-%m-%d %H:%M:%S UTC)", value)
-                if ok and type(date) == "string" then item:append_text(date) end
-            end
+            if field.time then append_date(item, value) end
             if field.bits then
                 self:add_flag_bits(item, {fields = bit_hf[module][name], spec = field.bits}, offset, value)
             end
@@ -480,7 +622,11 @@ function Reader:fields(tree, module, spec, command, offset)
         else
             local n = self:string_length(tree, name, offset, unchecked)
             if not n then return values, false, offset end
-            if kind == BYTES then
+            if kind == RAW then
+                local value = self:add_raw_int(tree, field, f, offset, n)
+                if value == nil then return values, false, offset end
+                values[name] = value
+            elseif kind == BYTES then
                 local item = tree:add(f, self.tvb(offset + 4, n))
                 self:add_int(item, hf.length, offset)
                 values[name] = self.tvb:raw(offset + 4, n)
@@ -497,9 +643,9 @@ function Reader:fields(tree, module, spec, command, offset)
     return values, true, offset
 end
 
-function Reader:link_sip(tree, module, spec, values)
-    local call_id = spec.sip_call_id and values[spec.sip_call_id]
-    local frame = call_id and invites[call_id]
+function Reader:link_sip(tree, module, spec, values, now)
+    local call_id = spec.sip and values[spec.sip.field]
+    local frame = call_id and sip_request_frame(spec.sip.method, call_id, spec.sip.first, now)
     if frame then
         tree:add(sip_hf[module], frame):set_generated()
     end
@@ -594,7 +740,7 @@ function Reader:dissect()
     local tree = root:add(body_hf[module], self:range(offset, size - offset))
     tree:set_text(string.format("%s %s", module, cmd.name))
     local values, complete, stop = self:fields(tree, module, spec, cmd, offset)
-    self:link_sip(tree, module, spec, values)
+    self:link_sip(tree, module, spec, values, self.frame)
     local summary = string.format("%s %s%s", module, cmd.name, bad)
     if not complete then
         return summary
@@ -615,7 +761,7 @@ local function dissect(tvb, pinfo, tree)
     if tvb:len() == 0 then return 0 end
     pinfo.cols.protocol = "BIN"
     local root = tree:add(bin_proto, tvb())
-    local r = new_reader(tvb, root)
+    local r = new_reader(tvb, root, pinfo.number)
     local info = r:dissect()
     if r.problem then
         info = info .. " [Malformed: " .. r.problem .. "]"
