@@ -580,8 +580,10 @@ function Reader:add_raw_int(tree, field, f, offset, n)
     if n ~= 4 and n ~= 8 then
         local item = tree:add(self.tvb(offset, 4 + n), name .. ": [not a C integer]")
         self:add_int(item, hf.length, offset)
+        local receiver = n == 0 and "a receiver memcpy()s from NULL" or "a receiver copies sizeof bytes from "
+            .. "where the field starts"
         self:flag(item, ei.bad_raw_int, string.format("%s: a C integer travels in 4 or 8 bytes, this one in %d "
-            .. "(pybin refuses it; a receiver copies sizeof bytes from wherever the field starts)", name, n), true)
+            .. "(pybin refuses it; %s)", name, n, receiver), true)
         return nil
     end
     local r = self.tvb(offset + 4, n)

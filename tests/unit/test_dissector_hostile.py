@@ -1,8 +1,10 @@
 """Hostile input for the Wireshark dissector: flagged, never a Lua error.
 
 A capture of the robustness catalogue (harness/conformance/test_robustness.py,
-tests/unit/test_endpoint.py), each rule where pybin is stricter than 1.10.5, and 600
-seeded random mutants of the corpus. tshark must exit 0 and print no Lua error; where
+tests/unit/test_endpoint.py), each rule where pybin is stricter than 1.10.5, the same
+for usrloc's ul packets (cut fields, bad lengths, raw C integers of the wrong size), and
+seeded random mutants of the corpus: 600 of the dialog packets, 400 of the ul packets.
+tshark must exit 0 and print no Lua error; where
 pybin refuses a datagram the dissector flags it Malformed, where pybin accepts one it
 shows the same fields and no Malformed flag. Plus Decode As on a wrong marker, and
 captures cut short by a snaplen (shown as far as they go, blamed on the capture).
@@ -19,6 +21,7 @@ import pytest
 from _tshark import (
     CAPTURES,
     MALFORMED,
+    TOP,
     Node,
     assert_same,
     needs_tshark,
@@ -27,11 +30,13 @@ from _tshark import (
     view,
 )
 
-from pybin import DlgState, PacketBuilder, make
+from pybin import DlgState, PacketBuilder, make, usrloc
 from pybin.dialog import DIALOG_FIELDS
 from pybin.errors import RemoteProtocolError
 from pybin.jsonio import packet_to_json
+from pybin.payloads import PAYLOADS
 from pybin.pcap import CapturedDatagram, read_datagrams, write_pcap
+from pybin.usrloc import CONTACT_FIELDS, RAW, RAW_SIZES, RawInt
 from pybin.wire import PacketReader, checksum, parse_header
 
 #: the largest UDP payload IPv4 carries
@@ -107,12 +112,72 @@ def catalogue() -> list[tuple[str, bytes, str | None]]:
     ]
 
 
+def ul_catalogue() -> list[tuple[str, bytes, str | None]]:
+    """The same for usrloc's ul packets: cut fields, bad lengths, raw C integers of a size
+    pybin refuses (a C receiver memcpy()s sizeof bytes whatever the length says), and good
+    packets at the edges (32-bit senders' 4-byte time_t, extreme values, every bit)."""
+    now = 1_800_000_000
+    binding = dict(domain=b"location", aor=b"alice", contact=b"sip:alice@10.0.0.7:5090", call_id=b"ul-1@h",
+                   user_agent=b"hostile", cseq=1, expires=now + 60, q=500, sock=b"udp:10.0.0.100:5060",
+                   methods=0xFFFFFFFF, last_modified=now)
+    good = usrloc.make(3, **binding).encode()
+    record = usrloc.make(1, domain=b"location", aor=b"alice").encode()
+    delete = usrloc.make(5, **{k: binding[k] for k in ("domain", "aor", "contact", "call_id", "cseq")}).encode()
+    head = good[: 8 + 4 + 2 + 4]  # marker, checksum, name length, "ul", command
+
+    def contact(upto: str | None = None, **raw: bytes) -> bytes:
+        """A contact_insert whose raw fields' bytes are given as they are; cut before `upto`."""
+        b = PacketBuilder(b"ul", 3)
+        for name, kind in CONTACT_FIELDS:
+            if name == upto:
+                break
+            if kind == "int":
+                b.push_int(7)
+            else:
+                b.push_str(raw.get(name, bytes(RAW_SIZES[name])) if kind == RAW else name.encode())
+        return b.finish()
+
+    only_domain = PacketBuilder(b"ul", 2)
+    only_domain.push_str(b"location")
+    return [
+        ("ul record_insert cut inside the aor", reseal(record[:-2]), "bin.truncated"),
+        ("ul record_delete without its aor", only_domain.finish(), "bin.truncated"),
+        ("ul command 6", PacketBuilder(b"ul", 6).finish(), "bin.command.unknown"),
+        ("ul command 0", PacketBuilder(b"ul", 0).finish(), "bin.command.unknown"),
+        ("ul expires in 5 bytes", contact(expires=b"\1" * 5), "bin.raw_int.bad"),
+        ("ul q in 0 bytes", contact(q=b""), "bin.raw_int.bad"),
+        ("ul last_modified in 2 bytes (the last field)", contact(last_modified=b"\1\2"), "bin.raw_int.bad"),
+        ("ul expires length past the end", reseal(contact(upto="expires") + u32(60000) + bytes(8)), "bin.truncated"),
+        ("ul cut before cseq", contact(upto="cseq"), "bin.truncated"),
+        ("ul cut inside methods", reseal(contact(upto="last_modified")[:-2]), "bin.truncated"),
+        ("ul contact_delete cut inside cseq", reseal(delete[:-1]), "bin.truncated"),
+        ("ul negative contact length", reseal(good[:len(head) + 12 + 4 + 5] + u32(-5) + good[len(head) + 25 + 4:]),
+         "bin.length.negative"),
+        ("ul bytes after last_modified", reseal(good + b"\0"), "bin.trailing.bytes"),
+        ("ul contact_delete with an insert's 17 fields", reseal(head[:-4] + u32(5) + good[len(head):]),
+         "bin.trailing.bytes"),
+        ("ul NUL and non-UTF-8 in the aor", usrloc.make(1, domain=b"location", aor=b"a\0b\xff").encode(),
+         "bin.string.nul"),
+        ("ul 32-bit sender: 4-byte time_t", usrloc.make(3, **{**binding, "expires": RawInt(now + 60, 4),
+                                                              "last_modified": RawInt(-1, 4)}).encode(), None),
+        ("ul extremes in 8 bytes", usrloc.make(3, **{**binding, "expires": RawInt((1 << 63) - 1, 8),
+                                                     "q": RawInt(-(1 << 63), 8),
+                                                     "last_modified": RawInt(-1, 8)}).encode(), None),
+        ("ul every bit", usrloc.make(3, **{**binding, "flags": 0xFFFFFFFF, "cflags": 0xFFFFFFFF,
+                                           "cseq": 0xFFFFFFFF, "q": 1000}).encode(), None),
+        ("ul permanent, empty strings", usrloc.make(4, domain=b"location", aor=b"bob", expires=0, q=0).encode(),
+         None),
+        ("ul record_delete", usrloc.make(2, domain=b"location", aor=b"alice").encode(), None),
+        ("ul contact_delete", delete, None),
+    ]
+
+
 def field_offsets(data: bytes) -> list[int]:
-    """Where each 4-byte integer or length of a good dialog packet starts."""
+    """Where each 4-byte integer or length of a good dialog or ul packet starts."""
     packet = parse_header(data)
     reader = PacketReader(data, packet.payload_offset)
     offsets = [8, packet.payload_offset - 4]
-    fields = DIALOG_FIELDS if packet.command != 3 else DIALOG_FIELDS[:3]
+    fields = PAYLOADS[packet.module].messages[packet.command].FIELDS
     for _, kind in fields:
         offsets.append(reader.offset)
         reader.pop_int() if kind == "int" else reader.pop_str()
@@ -171,15 +236,22 @@ def check_frames(frames: list[Node], datagrams: list[bytes], names: list[str]) -
             assert_same(layers, says, where)
 
 
+def seeds(module: str, cases: list[tuple[str, bytes, str | None]]) -> list[bytes]:
+    """The corpus's packets of one module and the catalogue's good small ones."""
+    corpus = [d.data for c in CAPTURES for d in read_datagrams(c)]
+    good = [data for _, data, expert in cases
+            if expert is None and len(data) < 2000 and isinstance(pybin_says(data), dict)]
+    return [data for data in corpus + good if pybin_says(data)["module"] == module]  # type: ignore[index]
+
+
 @needs_tshark
 def test_hostile_datagrams_are_flagged_never_a_lua_error(tmp_path: Path) -> None:
-    cases = catalogue()
-    corpus = [d.data for c in CAPTURES for d in read_datagrams(c)]
-    seeds = corpus + [data for _, data, expert in cases
-                      if expert is None and len(data) < 2000 and isinstance(pybin_says(data), dict)]
-    rng = random.Random(20)
-    datagrams = [data for _, data, _ in cases] + mutants(seeds, 600, rng)
-    names = [name for name, _, _ in cases] + [f"mutant {i}" for i in range(600)]
+    cases = catalogue() + ul_catalogue()
+    dialog_mutants = mutants(seeds("dialog", cases), 600, random.Random(20))
+    ul_mutants = mutants(seeds("ul", cases), 400, random.Random(21))
+    datagrams = [data for _, data, _ in cases] + dialog_mutants + ul_mutants
+    names = ([name for name, _, _ in cases] + [f"dialog mutant {i}" for i in range(600)]
+             + [f"ul mutant {i}" for i in range(400)])
     capture = tmp_path / "hostile.pcap"
     write_pcap(capture, [CapturedDatagram(1.0 + i / 1000, ("10.0.0.1", 5062), ("10.0.0.2", 5062), data)
                          for i, data in enumerate(datagrams)])
@@ -188,9 +260,10 @@ def test_hostile_datagrams_are_flagged_never_a_lua_error(tmp_path: Path) -> None
     for (name, data, expert), layers in zip(cases, frames):
         if expert is not None:
             assert expert in [n for n, _ in layers.get("bin").experts()], name
-    refused = sum(isinstance(pybin_says(d), RemoteProtocolError) for d in datagrams)
-    accepted = sum(isinstance(pybin_says(d), dict) for d in datagrams)
-    assert refused > 100 and accepted > 50  # the mutants reach both sides of every rule
+    for made in (dialog_mutants, ul_mutants):  # the mutants reach both sides of every rule
+        refused = sum(isinstance(pybin_says(d), RemoteProtocolError) for d in made)
+        accepted = sum(isinstance(pybin_says(d), dict) for d in made)
+        assert refused > 100 and accepted > 50
 
 
 @needs_tshark
@@ -240,7 +313,8 @@ def test_a_capture_cut_short_is_not_called_malformed(tmp_path: Path, payload: in
             continue
         got, _ = view(layers, obj)
         assert (got["module"], got["command"]) == (obj["module"], obj["command"])
-        assert got["dialog"] is not None
-        assert {k: v for k, v in shown(obj["dialog"]).items() if k in got["dialog"]} == got["dialog"]
-        compared += len(got["dialog"])
+        module = next(key for key in obj if key not in TOP)  # "dialog" or "ul"
+        assert got[module] is not None
+        assert {k: v for k, v in shown(obj[module]).items() if k in got[module]} == got[module]
+        compared += len(got[module])
     assert compared >= (0 if payload < 100 else 2 * len(corpus))  # fields before the cut are shown
