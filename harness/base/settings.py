@@ -84,12 +84,18 @@ class DialogSettings:
 
 @dataclass(frozen=True)
 class TmSettings:
-    """tm's timers (seconds); 0 leaves the release's default (fr_timer 30, wt_timer 5)."""
+    """tm's timers (seconds); 0 leaves the release's default (fr_timer 30, wt_timer 5,
+    fr_inv_timeout 120)."""
 
     #: final response timer of non-INVITE transactions (a BYE nobody answers)
     fr_timer: int = 0
     #: how long a transaction stays after its final reply (its end runs dialog callbacks)
     wt_timer: int = 0
+    #: how long an INVITE waits for its final reply after a provisional one. Set, 1.11 and
+    #: 2.1 nodes also set ``$T_fr_inv_timeout`` for every INVITE they relay: 1.11.0's
+    #: reply_received arms that timer with the transaction's own value, which only the
+    #: script sets (0 otherwise: the call is given up at the next tick; d244686dc5f)
+    fr_inv_timeout: int = 0
 
 
 @dataclass(frozen=True)

@@ -214,3 +214,22 @@ def test_usrloc_table_and_timers_are_settings() -> None:
     assert modparams(text, "usrloc", "timer_interval") == ["1"]
     assert modparams(text, "registrar", "min_expires") == ["3"]
     assert modparams(text, "registrar", "default_expires") == ["60"]
+
+
+@pytest.mark.parametrize("version", ["1.10.5", "1.11.0", "1.11.11", "2.1.5"])
+def test_fr_inv_timeout_reaches_the_script_where_1_11_0_reads_it(version: str) -> None:
+    """Left at 0 nothing is said (the release's 120 s; 1.11.0's per-transaction 0). Set,
+    the modparam carries it under the branch's name, and 1.11/2.1 set $T_fr_inv_timeout
+    before relaying each INVITE: 1.11.0's reply_received arms the timer with that value
+    only (d244686dc5f)."""
+    plain = render("primary", release=version)
+    assert "fr_inv" not in plain
+    s = load_settings(use_env=False).with_overrides({"tm": {"fr_inv_timeout": 90}})
+    text = render("primary", s, release=version)
+    name = "fr_inv_timer" if version.startswith("1.10.") else "fr_inv_timeout"
+    assert modparams(text, "tm", name) == ["90"]
+    relay = text[text.index("route[relay] {"):]
+    if version.startswith("1.10."):  # 1.10 has no $T_fr_inv_timeout (the script would not load)
+        assert "$T_fr_inv_timeout" not in text
+    else:
+        assert relay.index('if (is_method("INVITE"))\n\t\t$T_fr_inv_timeout = 90;') < relay.index("t_relay()")

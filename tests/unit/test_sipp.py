@@ -261,3 +261,19 @@ def test_release_is_paced_and_stops_at_its_deadline(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_ringing_callee_pauses_between_its_180_and_its_200():
+    """ring_ms puts a pause right after the 180 and before the 200 OK; a scenario
+    without the RING marker is refused rather than silently not ringing."""
+    uas = sipp.scenario_path("basic", "uas").read_text(encoding="latin-1")
+    children = list(ET.fromstring(render_scenario(uas, hold=False, ring_ms=1500)))
+    sends = [(i, e.text or "") for i, e in enumerate(children) if e.tag == "send"]
+    ringing = next(i for i, text in sends if "180 Ringing" in text)
+    answer = next(i for i, text in sends if "200 OK" in text)
+    assert answer == ringing + 2
+    assert children[ringing + 1].tag == "pause" and children[ringing + 1].get("milliseconds") == "1500"
+    assert not [e for e in ET.fromstring(render_scenario(uas, hold=False)).iter("pause")]
+    with pytest.raises(ValueError, match="RING"):
+        render_scenario(sipp.scenario_path("cancel", "uas").read_text(encoding="latin-1"),
+                        hold=False, ring_ms=1500)

@@ -78,13 +78,16 @@ def held_state(lc: LiveCluster, held: list[str]) -> Observation:
     return obs
 
 
-def sip_scenario(s: PairSession, scenario: str | Path, *, confirmed: bool, hold: bool) -> Observation:
-    """``CALLS`` calls of ``scenario`` through the pair's shared cluster; see the module."""
-    lc = s.shared()
+def sip_scenario(s: PairSession, scenario: str | Path, *, confirmed: bool, hold: bool,
+                 lc: LiveCluster | None = None, ring_ms: int | None = None) -> Observation:
+    """``CALLS`` calls of ``scenario`` through ``lc`` (the pair's shared cluster by
+    default); ``ring_ms``: the callee rings that long before it answers. See the module."""
+    lc = lc or s.shared()
     cluster = lc.cluster
     window = open_window(lc)
     pair = s.calls(lc, scenario, calls=CALLS, rate=50, hold=hold,
-                   ack_delay_ms=ACK_DELAY_MS if confirmed else None)
+                   ack_delay_ms=ACK_DELAY_MS if confirmed else None,
+                   uas_options=None if ring_ms is None else {"ring_ms": ring_ms})
     obs: Observation = {}
     if hold:
         held = pair.uac.wait_held(timeout=HELD_S)
@@ -150,3 +153,19 @@ def long_headers(s: PairSession) -> Observation:
 @check("sip.record_route", "a call whose callee adds Record-Route entries")
 def record_route(s: PairSession) -> Observation:
     return sip_scenario(s, "record_route", confirmed=True, hold=True)
+
+
+#: how long ``sip.ringing``'s callee rings: past tm's one-second tick, far short of any
+#: release's fr_inv_timeout (120 s)
+RING_MS = 1500
+
+
+@check("sip.ringing", f"a call the callee answers {RING_MS} ms after its 180, on nodes whose "
+       "script leaves the INVITE's fr_inv_timeout to the release")
+def ringing(s: PairSession) -> Observation:
+    """The matrix's other checks set ``$T_fr_inv_timeout`` (`MATRIX_SETTINGS`); here the
+    nodes run without it, as most scripts do, and the callee rings past a tick: 1.11.0's
+    reply_received arms the FR_INV timer with the transaction's unset 0, so the primary
+    gives up on the call (408) at the next tick instead of after 120 s."""
+    lc = s.fresh(settings={"tm": {"fr_inv_timeout": 0}}, capture=True)
+    return sip_scenario(s, "basic", confirmed=True, hold=False, lc=lc, ring_ms=RING_MS)

@@ -90,6 +90,7 @@ class SippProcess:
         hold: bool = False,
         ack_delay_ms: int | None = None,
         answer_retrans_ms: int | None = None,
+        ring_ms: int | None = None,
         command_prefix: Sequence[str] = (),
         netns: str | None = None,
         remote_workdir: str | None = None,
@@ -118,6 +119,8 @@ class SippProcess:
         self.ack_delay_ms = ack_delay_ms
         #: the callee's first retransmission of its answers (None: the scenario's 500 ms)
         self.answer_retrans_ms = answer_retrans_ms
+        #: the callee's ringing between its 180 and its 200 OK (None: it answers at once)
+        self.ring_ms = ring_ms
         if local_port is None:
             if self.command_prefix:
                 raise ValueError("local_port is required when SIPp runs behind a command_prefix")
@@ -195,7 +198,8 @@ class SippProcess:
             self.file(suffix).unlink(missing_ok=True)
         self._event_counts, self._event_offset = {}, 0
         xml = render_scenario(self.scenario_file.read_text(encoding="latin-1"), hold=self.hold,
-                              ack_delay_ms=self.ack_delay_ms, answer_retrans_ms=self.answer_retrans_ms)
+                              ack_delay_ms=self.ack_delay_ms, answer_retrans_ms=self.answer_retrans_ms,
+                              ring_ms=self.ring_ms)
         self.file(".xml").write_text(xml, encoding="latin-1")
         stdout = open(self.file(".stdout"), "wb")
         stderr = open(self.file(".stderr"), "wb")

@@ -71,6 +71,8 @@ HOLD_MARKER = "<!--HOLD-->"
 ACK_DELAY_MARKER = "<!--ACK_DELAY-->"
 #: how the kept callee scenarios retransmit their final answers (T1, RFC 3261)
 ANSWER_RETRANS = 'retrans="500"'
+#: where a callee rings between its 180 and its 200 OK (``ring_ms``; basic_uas.xml)
+RING_MARKER = "<!--RING-->"
 HOLD_XML = (
     '<nop><action><log message="[timestamp] HELD [call_id]"/></action></nop>\n'
     '  <recvCmd><action><log message="[timestamp] RELEASED [call_id]"/></action></recvCmd>'
@@ -108,7 +110,7 @@ def scenario_path(name: str, role: str) -> Path:
 
 
 def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None,
-                    answer_retrans_ms: int | None = None) -> str:
+                    answer_retrans_ms: int | None = None, ring_ms: int | None = None) -> str:
     """Fill (or leave as comments) the HOLD and ACK_DELAY markers of a scenario's XML.
 
     ``ack_delay_ms``: the caller waits that long after the initial 200 OK before its
@@ -121,6 +123,10 @@ def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None,
     a 200 OK retransmitted before the ACK arrives is relayed again while the dialog is
     still unacknowledged, and the primary replicates ``created`` a second time — seen
     once in 720 cells on a loaded machine, where 200 ms of ACK delay slipped past 500.
+
+    ``ring_ms``: the callee rings that long between its 180 and its 200 OK (a phone
+    ringing). Longer than tm's one-second tick, it lets a release's final-response timer
+    after a provisional reply show itself: 1.11.0 gives up on the call at the next tick.
     """
     if hold:
         if HOLD_MARKER not in text:
@@ -134,6 +140,10 @@ def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None,
         if ANSWER_RETRANS not in text:
             raise ValueError(f"answer_retrans_ms needs a scenario whose answers say {ANSWER_RETRANS}")
         text = text.replace(ANSWER_RETRANS, f'retrans="{int(answer_retrans_ms)}"')
+    if ring_ms is not None:
+        if RING_MARKER not in text:
+            raise ValueError("ring_ms needs a callee scenario with a <!--RING--> marker")
+        text = text.replace(RING_MARKER, f'<pause milliseconds="{int(ring_ms)}"/>')
     return text
 
 
