@@ -29,6 +29,14 @@ from harness.instruments.mi import MIClient
 Destination = str | tuple[str, int] | int
 
 
+#: why a receiver listed with pid 0 may never get one: OpenSIPS 2.1.0-2.1.1's
+#: internal_fork sets ``pt[process_counter].pid = 0`` after fork(), in the parent as in
+#: the child, so a child that wrote its own pid first is zeroed for good; "Fix bug in
+#: populating the PIDs" (13c60437f8, 2.1.2) zeroes it before the fork. A loaded machine
+#: lets the child run first more often.
+ZEROED_PID = ("; a pid still 0 is the race of 2.1.0-2.1.1's internal_fork, which zeroes "
+              "pt[].pid after fork() (fixed in 2.1.2 by 13c60437f8)")
+
 class ClusterError(HarnessError, RuntimeError):
     """Bad cluster description (unknown role, unknown destination node...)."""
 
@@ -266,5 +274,7 @@ class Cluster:
             return wait_until(listed, timeout=timeout, interval=0.05,
                               what=f"{name}'s BIN receivers to have pids in MI ps")
         except WaitTimeout:
-            raise ClusterError(f"{name}: MI ps lists {len(seen[0]) if seen else 0} of {want} BIN "
-                               f"receivers with pids after {timeout:g} s: {seen[0] if seen else []}") from None
+            listing = seen[0] if seen else []
+            zeroed = any(pid == 0 for pid, _ in listing)
+            raise ClusterError(f"{name}: MI ps lists {len(listing)} of {want} BIN receivers with pids "
+                               f"after {timeout:g} s: {listing}" + (ZEROED_PID if zeroed else "")) from None

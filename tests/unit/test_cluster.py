@@ -230,5 +230,10 @@ def test_bin_receiver_pids_wait_past_a_receiver_listed_without_one() -> None:
     assert cluster.bin_receiver_pids("primary") == [41]
     answers[:] = [[ProcessEntry(2, 0, "BIN receiver udp:10.1.2.11:5062")]]
     with pytest.raises(ClusterError, match=r"primary: MI ps lists 1 of 1 BIN receivers with pids after 0.2 s: "
-                                           r"\[\(0, 'BIN receiver udp:10.1.2.11:5062'\)\]"):
+                                           r"\[\(0, 'BIN receiver udp:10.1.2.11:5062'\)\]; a pid "
+                                           r"still 0 is the race of 2.1.0-2.1.1's internal_fork"):
         cluster.bin_receiver_pids("primary", timeout=0.2)
+    answers[:] = [[]]  # none listed at all: no pid was zeroed, no race is named
+    with pytest.raises(ClusterError) as none:
+        cluster.bin_receiver_pids("primary", timeout=0.2)
+    assert str(none.value).endswith("after 0.2 s: []")
