@@ -144,6 +144,10 @@ class Node(Protocol):
         """(voluntary context switches, blocked in recvfrom) of a BIN receiver; None if
         this backend cannot see the node's processes (the warm-up then uses the logs)."""
 
+    def opensips_pids(self) -> list[int] | None:
+        """The pids of the node's running OpenSIPS processes, as its MI ``ps`` numbers
+        them; None if this backend cannot see them (MI then has the only word)."""
+
     def read_proc_net(self, name: str) -> str:
         """``/proc/net/<name>`` (e.g. ``snmp``, ``udp``) as the node's network namespace
         sees it: the kernel's own counts of what the node's sockets received and dropped."""

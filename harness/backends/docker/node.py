@@ -254,6 +254,10 @@ class DockerNode:
         """Unknown here: MI's pids live in the container's pid namespace."""
         return None
 
+    def opensips_pids(self) -> list[int] | None:
+        """Unknown here, for the same reason."""
+        return None
+
     def take_vip(self, vip: str) -> None:
         vip_moves.take(self, vip)
 

@@ -234,6 +234,19 @@ class LocalNode:
                 continue
         raise LocalBackendError(f"{self.name}: no process left to read /proc/net/{name} through")
 
+    def opensips_pids(self) -> list[int]:
+        """Processes in the node's namespace running its binary (a namespace may also
+        hold what runs beside the node, a capture for instance)."""
+        binary = Path(self.binary).resolve()
+        found = []
+        for pid in self.pids():
+            try:
+                if Path(f"/proc/{pid}/exe").resolve() == binary:
+                    found.append(pid)
+            except OSError:
+                continue
+        return found
+
     # -- extras ----------------------------------------------------------------------
     def pids(self) -> list[int]:
         return netns.pids(self.ns)
