@@ -16,7 +16,6 @@ pybin peer and a capture, and sweeps what killed runs left behind.
 from __future__ import annotations
 
 import socket
-import time
 from typing import Iterable, Mapping, Sequence
 
 from harness.base.errors import HarnessError
@@ -35,8 +34,6 @@ Destination = str | tuple[str, int] | int
 #: the child, so a child that wrote its own pid first is zeroed for good; "Fix bug in
 #: populating the PIDs" (13c60437f8, 2.1.2) zeroes it before the fork. A loaded machine
 #: lets the child run first more often.
-#: how long a receiver listed with pid 0 is taken to be not yet forked
-ZEROED_AFTER_S = 1.0
 ZEROED_PID = ("; a pid still 0 is the race of 2.1.0-2.1.1's internal_fork, which zeroes "
               "pt[].pid after fork() (fixed in 2.1.2 by 13c60437f8)")
 
@@ -259,23 +256,6 @@ class Cluster:
 
     # -- internals -------------------------------------------------------------------
 
-    def _unzeroed(self, name: str, entries: list[tuple[int, str]],
-                  listed: list[int]) -> list[int] | None:
-        """A BIN receiver listed with pid 0 well after its start: zeroed by 2.1.0-2.1.1's
-        internal_fork (`ZEROED_PID`). Where the backend sees the node's processes, the
-        one process MI lists under no pid is that receiver; with more than one unlisted
-        the answer is not unique, and None keeps waiting (then the error)."""
-        zeroed = [i for i, (pid, _) in enumerate(entries) if pid == 0]
-        mine = self.nodes[name].opensips_pids()
-        if mine is None or listed.count(0) != 1 or len(zeroed) != 1:
-            return None
-        unlisted = sorted(set(mine) - set(listed))
-        if len(unlisted) != 1:
-            return None
-        pids = [pid for pid, _ in entries]
-        pids[zeroed[0]] = unlisted[0]
-        return pids
-
     def bin_receiver_pids(self, name: str, timeout: float = 15.0) -> list[int]:
         """The pids of ``name``'s BIN receivers, once MI ``ps`` lists as many as the
         config starts (``bin_children``), each with its pid: MI may answer before the
@@ -283,25 +263,31 @@ class Cluster:
         not yet started with pid 0 — signalled, pid 0 would be this whole process
         group. Past ``timeout``: `ClusterError` with the last listing."""
         seen: list[list[tuple[int, str]]] = []
+        all_pids: list[list[int]] = [[]]
         want = self.settings.opensips.bin_children
-        started = time.monotonic()
 
         def listed() -> list[int] | None:
             everyone = self.mi(name).ps()
             entries = [(p.pid, p.type) for p in everyone if p.type.startswith("BIN receiver")]
             seen[:] = [entries]
+            all_pids[0] = [p.pid for p in everyone]
             if len(entries) < want:
                 return None
             if all(pid > 0 for pid, _ in entries):
                 return [pid for pid, _ in entries]
-            if time.monotonic() - started < ZEROED_AFTER_S:
-                return None
-            return self._unzeroed(name, entries, [p.pid for p in everyone])
+            return None
         try:
             return wait_until(listed, timeout=timeout, interval=0.05,
                               what=f"{name}'s BIN receivers to have pids in MI ps")
         except WaitTimeout:
             listing = seen[0] if seen else []
             zeroed = any(pid == 0 for pid, _ in listing)
+            seen_by_backend = ""
+            if zeroed:
+                node = self.nodes.get(name)
+                mine = node.opensips_pids() if node is not None else None
+                seen_by_backend = (f"; MI ps pids {sorted(all_pids[0])}, the node's processes "
+                                   f"{'unseen by this backend' if mine is None else sorted(mine)}")
             raise ClusterError(f"{name}: MI ps lists {len(listing)} of {want} BIN receivers with pids "
-                               f"after {timeout:g} s: {listing}" + (ZEROED_PID if zeroed else "")) from None
+                               f"after {timeout:g} s: {listing}"
+                               + (ZEROED_PID + seen_by_backend if zeroed else "")) from None

@@ -146,7 +146,7 @@ class Node(Protocol):
 
     def opensips_pids(self) -> list[int] | None:
         """The pids of the node's running OpenSIPS processes, as its MI ``ps`` numbers
-        them; None if this backend cannot see them (MI then has the only word)."""
+        them (an error shows them beside MI's list); None if this backend cannot see them."""
 
     def read_proc_net(self, name: str) -> str:
         """``/proc/net/<name>`` (e.g. ``snmp``, ``udp``) as the node's network namespace

@@ -236,7 +236,8 @@ class LocalNode:
 
     def opensips_pids(self) -> list[int]:
         """Processes in the node's namespace running its binary (a namespace may also
-        hold what runs beside the node, a capture for instance)."""
+        hold what runs beside the node, a capture for instance): beside MI ``ps``, they
+        show which processes MI lists under no pid."""
         binary = Path(self.binary).resolve()
         found = []
         for pid in self.pids():
