@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, Sequence
 from harness.base.errors import HarnessError
 from harness.base.settings import Settings
 from harness.base.wait import WaitTimeout, wait_until
-from harness.cluster.interfaces import Backend, Node, NodeAddresses
+from harness.cluster.interfaces import Backend, Node, NodeAddresses, ZeroedPid
 from harness.cluster.render import ROLES, render_config
 from harness.cluster.warmup import STATS, WarmupStats, warm_up
 from harness.instruments.mi import MIClient
@@ -39,6 +39,7 @@ ZEROED_PID = ("; a pid still 0 is the race of 2.1.0-2.1.1's internal_fork, which
 
 class ClusterError(HarnessError, RuntimeError):
     """Bad cluster description (unknown role, unknown destination node...)."""
+
 
 
 class Cluster:
@@ -275,6 +276,12 @@ class Cluster:
                 return None
             if all(pid > 0 for pid, _ in entries):
                 return [pid for pid, _ in entries]
+            node = self.nodes.get(name)
+            mine = node.opensips_pids() if node is not None else None
+            if mine is not None and len(mine) >= len(everyone):
+                # every process MI lists has started, so a 0 is not "not yet forked"
+                raise ZeroedPid(f"{name}: MI ps lists {entries} once all {len(everyone)} processes "
+                                f"run (pids {sorted(mine)})" + ZEROED_PID)
             return None
         try:
             return wait_until(listed, timeout=timeout, interval=0.05,
@@ -288,6 +295,7 @@ class Cluster:
                 mine = node.opensips_pids() if node is not None else None
                 seen_by_backend = (f"; MI ps pids {sorted(all_pids[0])}, the node's processes "
                                    f"{'unseen by this backend' if mine is None else sorted(mine)}")
-            raise ClusterError(f"{name}: MI ps lists {len(listing)} of {want} BIN receivers with pids "
-                               f"after {timeout:g} s: {listing}"
-                               + (ZEROED_PID + seen_by_backend if zeroed else "")) from None
+            error = ZeroedPid if zeroed else ClusterError
+            raise error(f"{name}: MI ps lists {len(listing)} of {want} BIN receivers with pids "
+                        f"after {timeout:g} s: {listing}"
+                        + (ZEROED_PID + seen_by_backend if zeroed else "")) from None

@@ -53,6 +53,11 @@ class NodeDied(HarnessError, RuntimeError):
     """
 
 
+class ZeroedPid(HarnessError, RuntimeError):
+    """MI lists a started BIN receiver with pid 0 for good (OpenSIPS 2.1.0-2.1.1's
+    internal_fork race): MI cannot give its pid, and only a fresh start can."""
+
+
 class ReleaseUnknown(HarnessError, ValueError):
     """``opensips -V`` did not say which release it is."""
 

@@ -93,8 +93,10 @@ def test_each_difference_links_to_its_explanation(local: dict) -> None:
     linked = {c["link"] for c in page.cells if c["data-kind"] == "explained"}
     assert linked == {"#" + anchor("cell", r["check"], r["primary"], r["backup"]) for r in differing}
     assert {link[1:] for link in page.links} <= page.ids  # no in-page link leads nowhere
-    # one explanation link per difference, to the entry of its commit
-    diffs = [d for r in differing for d in r["differences"]]
+    # one explanation link per explained difference (an unexplained cell's explained
+    # keys included), to the entry of its commit
+    diffs = [d for r in local["results"] if kind_of(r) in ("explained", "unexplained")
+             for d in r["differences"] if d["explained_by"]]
     assert page.explained_by == ["#" + anchor("known", d["explained_by"]) for d in diffs]
     commit_of = {d["explained_by"]: d.get("commit") or d["explained_by"] for d in diffs}
     for name, commit in commit_of.items():
@@ -102,7 +104,9 @@ def test_each_difference_links_to_its_explanation(local: dict) -> None:
         entry = entry[:entry.index("</div>")]
         assert UPSTREAM_COMMIT.format(commit) in entry
         for why in {d["why"] for d in diffs if d["explained_by"] == name}:
-            assert why.replace("'", "&#39;").replace('"', "&#34;") in entry
+            escaped = (why.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                       .replace("'", "&#39;").replace('"', "&#34;"))
+            assert escaped in entry
     assert set(page.external) == {UPSTREAM_COMMIT.format(c) for c in commit_of.values()}
 
 

@@ -1,5 +1,6 @@
 """Warm-up probe packets and the 1.10.5 defect signature (offline)."""
 
+import itertools
 import struct
 import zlib
 
@@ -157,3 +158,30 @@ def test_a_receiver_that_never_sleeps_in_recvfrom_is_probed_through_the_sentinel
     stats = WarmupStats()
     assert warm_up(node, send, lambda: [41], load_settings(use_env=False), stats) == 0
     assert sentinel_packet() in sent
+
+
+def test_a_receiver_left_at_pid_0_restarts_the_node_until_mi_gives_it_one():
+    """2.1.0-2.1.1 may zero a started receiver's pid (internal_fork): the warm-up starts
+    the node afresh, counts it among its restarts (not as a defect death), and gives up
+    after warmup.max_restarts with that error."""
+    from harness.cluster.interfaces import ZeroedPid
+
+    settings = load_settings(use_env=False)
+    node, stats = HungNode(), WarmupStats()
+    zeroed = [2]  # the first two starts draw the race
+
+    def pids():
+        if zeroed[0]:
+            zeroed[0] -= 1
+            raise ZeroedPid("backup: MI ps lists [(0, 'BIN receiver')]")
+        return [31950]
+
+    switches = itertools.count(10)  # the receiver is fine once MI names it: it takes the probe
+    node.bin_receiver_activity = lambda pid: (next(switches), True)  # type: ignore[method-assign]
+    node.start_no = 2
+    sent: list[tuple[str, int]] = []
+    assert warm_up(node, lambda packet, addr: sent.append(addr), pids, settings, stats) == 2
+    assert (node.killed, node.start_no, stats.died) == (2, 4, 0)
+    zeroed[0] = settings.warmup.max_restarts + 1
+    with pytest.raises(ZeroedPid):
+        warm_up(node, lambda packet, addr: None, pids, settings, stats)
