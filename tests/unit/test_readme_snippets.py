@@ -30,3 +30,28 @@ def test_readme_registrar_example_runs():
     assert lines[0].startswith("Applied(command=<UlCommand.RECORD_INSERT: 1>, key=RecordKey(domain=b'location'")
     assert [line.count("CONTACT_INSERTED") for line in lines[1:3]] == [1, 1]
     assert lines[-1] == "2 0"
+
+
+def _section(text: str, heading: str) -> list[str]:
+    """The table under ``heading`` (its lines starting with ``|``)."""
+    after = text.split(heading, 1)[1]
+    lines = after.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_readme_quotes_the_committed_matrix():
+    """README's matrix table is the committed run's by-release table, word for word, and
+    its counts are the run's: a new run without a README update fails here."""
+    import json
+
+    readme = (ROOT / "README.md").read_text()
+    matrix_md = (ROOT / "docs" / "matrix" / "matrix.md").read_text()
+    table = _section(matrix_md, "## By release")
+    assert len(table) > 2 and "\n".join(table) in readme
+    summary = json.loads((ROOT / "docs" / "matrix" / "matrix.json").read_text())["summary"]
+    counts = (f"{summary['cells']} cells: {summary['same']} same, {summary['explained']} explained, "
+              f"{summary['unexplained']} unexplained, {summary['unstable']} unstable, "
+              f"{summary['error']} error, {summary['not run']} not run")
+    assert counts in readme
