@@ -37,9 +37,9 @@ Destination = str | tuple[str, int] | int
 ZEROED_PID = ("; a pid still 0 is the race of 2.1.0-2.1.1's internal_fork, which zeroes "
               "pt[].pid after fork() (fixed in 2.1.2 by 13c60437f8)")
 
+
 class ClusterError(HarnessError, RuntimeError):
     """Bad cluster description (unknown role, unknown destination node...)."""
-
 
 
 class Cluster:
@@ -257,12 +257,18 @@ class Cluster:
 
     # -- internals -------------------------------------------------------------------
 
+    def _opensips_pids(self, name: str) -> list[int] | None:
+        """The node's OpenSIPS processes as its backend sees them (None: it cannot)."""
+        node = self.nodes.get(name)
+        return node.opensips_pids() if node is not None else None
+
     def bin_receiver_pids(self, name: str, timeout: float = 15.0) -> list[int]:
         """The pids of ``name``'s BIN receivers, once MI ``ps`` lists as many as the
         config starts (``bin_children``), each with its pid: MI may answer before the
         main process has forked them all (a 2.1 node listed none), and lists a process
         not yet started with pid 0 — signalled, pid 0 would be this whole process
-        group. Past ``timeout``: `ClusterError` with the last listing."""
+        group. A pid MI keeps at 0 is `ZeroedPid` (at once where the backend sees that
+        every process has started); past ``timeout``: `ClusterError` with the last listing."""
         seen: list[list[tuple[int, str]]] = []
         all_pids: list[list[int]] = [[]]
         want = self.settings.opensips.bin_children
@@ -276,8 +282,7 @@ class Cluster:
                 return None
             if all(pid > 0 for pid, _ in entries):
                 return [pid for pid, _ in entries]
-            node = self.nodes.get(name)
-            mine = node.opensips_pids() if node is not None else None
+            mine = self._opensips_pids(name)
             if mine is not None and len(mine) >= len(everyone):
                 # every process MI lists has started, so a 0 is not "not yet forked"
                 raise ZeroedPid(f"{name}: MI ps lists {entries} once all {len(everyone)} processes "
@@ -291,8 +296,7 @@ class Cluster:
             zeroed = any(pid == 0 for pid, _ in listing)
             seen_by_backend = ""
             if zeroed:
-                node = self.nodes.get(name)
-                mine = node.opensips_pids() if node is not None else None
+                mine = self._opensips_pids(name)
                 seen_by_backend = (f"; MI ps pids {sorted(all_pids[0])}, the node's processes "
                                    f"{'unseen by this backend' if mine is None else sorted(mine)}")
             error = ZeroedPid if zeroed else ClusterError
