@@ -164,9 +164,14 @@ class FakeKind:
 
 @pytest.fixture(scope="session")
 def opensips_backend():
+    # offline: no engine, no /proc sweep. pytester runs this session in the calling
+    # process, so the real sweep is put back at its end: a later live test's cluster
+    # start in the same xdist worker must sweep (test_killed_run)
     import harness.live
-    harness.live.sweep_quietly = lambda: []  # offline: no engine, no /proc sweep
-    return FakeKind()
+    real = harness.live.sweep_quietly
+    harness.live.sweep_quietly = lambda: []
+    yield FakeKind()
+    harness.live.sweep_quietly = real
 """
 
 
@@ -221,3 +226,16 @@ def test_a_refused_opensips_config_errors_the_live_test_in_one_line(
     assert lines[start + 1:end] == [
         'config no-accept.cfg.j2: the backup does not accept replicated dialogs '
         '(modparam("dialog", "accept_replicated_dialogs", 1) is missing)']
+
+
+def test_the_fake_backend_session_leaves_the_run_start_sweep_in_place(pytester: pytest.Pytester) -> None:
+    """The fake backend's session runs in this process and switches the sweep off; left
+    switched off, every later cluster start in this xdist worker skipped its sweep, and
+    test_killed_run failed whenever it ran after this module on the same worker."""
+    import harness.live
+    from harness.backends.clean import sweep_quietly
+
+    pytester.makeconftest(FAKE_BACKEND_CONFTEST)
+    pytester.makepyfile("def test_uses_the_fake(opensips_backend):\n    assert opensips_backend.name == 'fake'\n")
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert harness.live.sweep_quietly is sweep_quietly
