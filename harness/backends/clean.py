@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -43,6 +44,8 @@ from harness.base.owner import (
 #: local work directories: ``harness-<namespace prefix>-…`` in the temp dir
 DIR_PREFIX = "harness-"
 #: namespaces: ``hx<pid>t<start>x<seq>-<host>``; ``hx<pid>x<seq>-`` from older harnesses
+log = logging.getLogger(__name__)
+
 NS_RE = re.compile(rf"^{NS_PREFIX}(\d+t\d+)x\d+-")
 OLD_NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
 
@@ -86,7 +89,9 @@ def docker_resources() -> list[Resource]:
     """Containers and networks carrying the harness's run label (raises if no engine)."""
     client = engine.client()
     found = []
-    for c in client.containers.list(all=True, filters={"label": engine.RUN_LABEL}):
+    # ignore_removed: another run tearing its cluster down removes containers between
+    # the engine's listing and the inspect of each; without it the whole listing fails
+    for c in client.containers.list(all=True, filters={"label": engine.RUN_LABEL}, ignore_removed=True):
         owner = Owner.parse(c.labels.get(engine.OWNER_LABEL, ""))
         found.append(Resource("container", c.name, owner,
                               lambda c=c: c.remove(force=True, v=True)))
@@ -254,14 +259,23 @@ def sweep_lock(*, wait: bool = True) -> Iterator[bool]:
 
 def sweep_quietly(**kw: bool) -> list[str]:
     """The run-start sweep: what it removed; never fails a run (errors become lines too).
-    Skipped while another sweep runs (it removes the same leftovers)."""
+    Skipped while another sweep runs (it removes the same leftovers).
+
+    Each line is also logged (``harness.backends.clean``: removals at INFO, failures at
+    WARNING), so a run whose start could not clear a leftover says why."""
     with sweep_lock(wait=False) as mine:
         if not mine:
+            log.debug("run-start sweep skipped: another sweep holds %s", SWEEP_LOCK)
             return []
         try:
             outcome = sweep(**kw)
         except Exception as exc:  # a sweep must not stop the run it precedes
+            log.warning("run-start sweep failed: %s", first_line(exc), exc_info=True)
             return [f"sweep failed: {first_line(exc)}"]
+    for line in outcome.removed:
+        log.info("run-start sweep: %s", line)
+    for line in outcome.errors:
+        log.warning("run-start sweep: %s", line)
     return outcome.removed + outcome.errors
 
 
