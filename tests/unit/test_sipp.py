@@ -27,6 +27,7 @@ from harness.instruments.sipp import (
     parse_message_log,
     parse_stat_csv,
     render_scenario,
+    start_errors,
     summarize,
 )
 
@@ -277,3 +278,19 @@ def test_a_ringing_callee_pauses_between_its_180_and_its_200():
     with pytest.raises(ValueError, match="RING"):
         render_scenario(sipp.scenario_path("cancel", "uas").read_text(encoding="latin-1"),
                         hold=False, ring_ms=1500)
+
+
+def test_start_errors_leave_out_what_sipp_logs_about_one_call() -> None:
+    """A 1.10.2 primary pinged a call 44 ms after its INVITE, before SIPp's first
+    statistics row; SIPp answered and logged it, and its start was taken for a failure
+    (the error log of that run, 2026-12-06, and a bind failure for contrast)."""
+    text = ("The following events occurred:\n"
+            "2026-12-06\t23:24:47.233402\t1796599487.233402: Automatic response mode for an "
+            "unexpected INFO, NOTIFY, OPTIONS or UPDATE for call: flags.pinging-basic-1796599487-2@10.160.171.200"
+            "2026-12-06\t23:24:47.233822\t1796599487.233822: Aborting call on unexpected message "
+            "for Call-Id '1-548@127.0.0.1': while expecting '200' (index 2), received 'BYE'")
+    assert len(parse_error_log(text)) == 2
+    assert start_errors(parse_error_log(text)) == []
+    bind = "2026-12-06\t23:24:47.233402\t1796599487.233402: Unable to bind UDP socket: Address already in use"
+    assert start_errors(parse_error_log(text + bind)) == [
+        "1796599487.233402: Unable to bind UDP socket: Address already in use"]

@@ -57,6 +57,7 @@ from harness.instruments.sipp.results import (
                                   parse_event_log,
                                   parse_message_log,
                                   parse_stat_csv,
+                                  start_errors,
                                   summarize,
 )
 from harness.instruments.sipp.scenarios import (
@@ -77,5 +78,5 @@ __all__ = [
     "CALL_USER", "REGISTRATIONS", "EXIT_FATAL", "RegisterScenario", "HOLDABLE", "HOLD_MARKER", "HOLD_XML", "SCENARIOS", "SCENARIO_DIR", "CallEvent",
     "CallResult", "Request", "Response", "SippError", "SippProcess", "SippSummary", "SippTimeout",
     "SippUAC", "SippUAS", "build_calls", "parse_error_log", "parse_event_log", "parse_message_log",
-    "parse_stat_csv", "render_scenario", "scenario_path", "sipp_version", "summarize",
+    "parse_stat_csv", "render_scenario", "scenario_path", "sipp_version", "start_errors", "summarize",
 ]

@@ -30,6 +30,7 @@ from harness.instruments.sipp.results import (
     SippSummary,
     parse_error_log,
     parse_event_log,
+    start_errors,
     summarize,
 )
 from harness.instruments.sipp.scenarios import render_scenario, scenario_path
@@ -214,9 +215,9 @@ class SippProcess:
             raise SippError(f"{self.name}: cannot run {self.command()[0]!r}: {e}") from e
         # A fatal error (e.g. cannot bind) is logged to the error file, then SIPp dumps its
         # statistics while exiting: an error entry before the first row means failure.
-        self._wait_until(lambda: bool(parse_error_log(_read(self.error_log)))
+        self._wait_until(lambda: bool(start_errors(parse_error_log(_read(self.error_log))))
                          or len(_read(self.stat_csv).splitlines()) >= 2, timeout, "ready (sockets bound)")
-        if parse_error_log(_read(self.error_log)):
+        if start_errors(parse_error_log(_read(self.error_log))):
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
