@@ -115,7 +115,12 @@ class CallPair:
                            name=f"{label}-uac", **runner_options(backend, self.caller_host, self.workdir),
                            **uac_options)
 
-    def start(self, timeout: float = 20.0) -> CallPair:
+    def start(self, timeout: float = 60.0) -> CallPair:
+        """Start the callee, then the caller; each must be ready within ``timeout`` s.
+
+        60 s: on the Docker backend each SIPp is a ``docker run``, and on a loaded engine
+        one took 32 s to write its first statistics row (the Docker ``--repeat 3`` matrix
+        of 2026-12-07, ``flags.pinging`` 1.10.0>1.10.5); 20 s made that cell an error."""
         self.uas.start(timeout)
         try:
             self.uac.start(timeout)
