@@ -25,7 +25,7 @@ import pytest
 from _dialogs import all_have, is_deleted, vip_socket, wait_until
 from _independent import dialog_bytes
 
-from harness.experiments.calls import ACK_DELAY_MS
+from harness.experiments.calls import ACK_DELAY_MS, RING_BEFORE_ANSWER_MS
 from harness.experiments.compare import diff_message_sip, sip_dialog
 from pybin.dialog import MODULE_NAME, decode
 from pybin.pcap import CapturedDatagram, CaptureError, read_udp
@@ -66,10 +66,12 @@ def test_every_live_packet_decodes_to_the_sip_dialog_and_reencodes_identically(
     lc = opensips_cluster(peer=True)
     cluster = lc.cluster
     peer = lc.peer
-    # the ACK waits ACK_DELAY_MS and the callee retransmits its 200 OK only after
-    # ANSWER_RETRANS_MS: a retransmission relayed before a late ACK makes 1.10.5 replicate
-    # created a second time, byte for byte (seen once in CI with two workers)
-    pairs = [sip_calls(cluster, name, calls=n, rate=50, ack_delay_ms=ACK_DELAY_MS)
+    # the ACK waits ACK_DELAY_MS (an ACK handled first suppresses created), and the
+    # callee rings RING_BEFORE_ANSWER_MS: a 180 and a 200 OK relayed back to back by the
+    # two SIP workers make 1.10.5 replicate created a second time, byte for byte (seen
+    # twice in CI with two workers)
+    pairs = [sip_calls(cluster, name, calls=n, rate=50, ack_delay_ms=ACK_DELAY_MS,
+                       uas_options={"ring_ms": RING_BEFORE_ANSWER_MS})
              for name, n in SCENARIOS.items()]
     calls: dict[bytes, Any] = {}
     for pair in pairs:

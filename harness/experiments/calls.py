@@ -79,6 +79,14 @@ ACK_DELAY_MS = 200
 #: the callee's first 200 OK retransmission beside a delayed ACK: 20 times
 #: `ACK_DELAY_MS`, far beyond what a loaded machine adds to the caller's pause
 ANSWER_RETRANS_MS = 4000
+#: the callee's ring between its 180 and its 200 OK where a check needs every call to
+#: replicate created exactly once: dialog's dlg_onreply sends created from tm's
+#: RESPONSE_OUT callback, which runs for the 180 too and reads the dialog's state
+#: without its lock, so a 180 whose callback runs after another SIP worker confirmed
+#: the dialog on the 200 sends created a second time (5 of 1,092 cells of the --repeat 3
+#: matrix, primaries 1.10.3-1.11.5; docs/matrix/repeat3). With the 180 relayed this long
+#: before the 200 exists, the race is out of the call
+RING_BEFORE_ANSWER_MS = 200
 
 
 class CallPair:

@@ -294,3 +294,13 @@ def test_start_errors_leave_out_what_sipp_logs_about_one_call() -> None:
     bind = "2026-12-06\t23:24:47.233402\t1796599487.233402: Unable to bind UDP socket: Address already in use"
     assert start_errors(parse_error_log(text + bind)) == [
         "1796599487.233402: Unable to bind UDP socket: Address already in use"]
+
+
+def test_the_answering_callees_can_ring_between_180_and_200() -> None:
+    """Every callee that answers 180 then 200 OK can ring in between (ring_ms): the
+    byte-exact test needs it to keep a primary from replicating created twice."""
+    for name in ("basic", "reinvite", "callee_bye", "long_headers", "record_route"):
+        text = render_scenario(sipp.scenario_path(name, "uas").read_text(encoding="latin-1"), hold=False,
+                               ring_ms=200)
+        ring = text.index('<pause milliseconds="200"/>')
+        assert text.index("SIP/2.0 180 Ringing") < ring < text.index("SIP/2.0 200 OK"), name

@@ -119,14 +119,17 @@ def render_scenario(text: str, *, hold: bool, ack_delay_ms: int | None = None,
     a delayed ACK takes the race out of an observation that must not depend on it.
 
     ``answer_retrans_ms``: the callee's first retransmission of its final answers (the
-    scenarios' ``retrans="500"``, SIP's T1). Beside a delayed ACK it must be far longer:
-    a 200 OK retransmitted before the ACK arrives is relayed again while the dialog is
-    still unacknowledged, and the primary replicates ``created`` a second time — seen
-    once in 720 cells on a loaded machine, where 200 ms of ACK delay slipped past 500.
+    scenarios' ``retrans="500"``, SIP's T1). Beside a delayed ACK it must be far longer,
+    or every call's evidence holds 200 OK retransmissions the caller did not cause. (A
+    retransmitted 200 OK does not make a primary replicate ``created`` again: tm runs no
+    reply callback for a 2xx whose To-tag it already relayed; a created sent twice is
+    the 180/200 race ``ring_ms`` takes out, see harness.experiments.calls.)
 
     ``ring_ms``: the callee rings that long between its 180 and its 200 OK (a phone
     ringing). Longer than tm's one-second tick, it lets a release's final-response timer
     after a provisional reply show itself: 1.11.0 gives up on the call at the next tick.
+    A short ring keeps the 180 and the 200 from being relayed at once, which can make a
+    primary replicate ``created`` twice (``RING_BEFORE_ANSWER_MS``).
     """
     if hold:
         if HOLD_MARKER not in text:
