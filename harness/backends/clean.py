@@ -43,9 +43,9 @@ from harness.base.owner import (
 
 #: local work directories: ``harness-<namespace prefix>-…`` in the temp dir
 DIR_PREFIX = "harness-"
-#: namespaces: ``hx<pid>t<start>x<seq>-<host>``; ``hx<pid>x<seq>-`` from older harnesses
 log = logging.getLogger(__name__)
 
+#: namespaces: ``hx<pid>t<start>x<seq>-<host>``; ``hx<pid>x<seq>-`` from older harnesses
 NS_RE = re.compile(rf"^{NS_PREFIX}(\d+t\d+)x\d+-")
 OLD_NS_RE = re.compile(rf"^{NS_PREFIX}(\d+)x\d+-")
 

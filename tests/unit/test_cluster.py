@@ -7,9 +7,8 @@ import socket
 import pytest
 
 from harness.base.settings import load_settings
-from harness.cluster.interfaces import ZeroedPid
 from harness.cluster import Cluster, ClusterError
-from harness.cluster.interfaces import NodeAddresses, NodeDied, Release
+from harness.cluster.interfaces import NodeAddresses, NodeDied, Release, ZeroedPid
 
 
 class FakeNode:

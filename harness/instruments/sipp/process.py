@@ -214,7 +214,8 @@ class SippProcess:
             self._close_out()
             raise SippError(f"{self.name}: cannot run {self.command()[0]!r}: {e}") from e
         # A fatal error (e.g. cannot bind) is logged to the error file, then SIPp dumps its
-        # statistics while exiting: an error entry before the first row means failure.
+        # statistics while exiting: a start error (not an entry about one call) before the
+        # first row means failure.
         self._wait_until(lambda: bool(start_errors(parse_error_log(_read(self.error_log))))
                          or len(_read(self.stat_csv).splitlines()) >= 2, timeout, "ready (sockets bound)")
         if start_errors(parse_error_log(_read(self.error_log))):
