@@ -28,6 +28,8 @@ from harness.experiments.matrix.registry import (
 )
 from harness.experiments.matrix.report import to_json, to_junit, to_markdown
 from harness.experiments.matrix.runner import MatrixRun, plan_pairs, run_matrix, sort_labels
+from harness.experiments.calls import ACK_DELAY_MS, RING_BEFORE_ANSWER_MS
+from harness.experiments.matrix import session as session_module
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
 
 CREATED = Known("created-before-200", ("sip.*",), "1.10.0-1.10.2,1.11.0-1.11.2", None, "f" * 40,
@@ -155,6 +157,36 @@ def test_an_exception_inside_a_check_is_an_error_cell(tmp_path: Path) -> None:
             assert session.run("test.boom") == {NOT_RUN_KEY: "the docker backend lacks host_pids"}
     finally:
         CHECKS.pop("test.boom")
+
+
+def test_calls_answered_for_created_ring_before_the_200_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The created race (two SIP workers relaying 180 and 200 back to back) is taken out
+    of every matrix call whose ACK waits for created, and only of those; a check that
+    says how long the callee rings keeps its own ring."""
+    made: list[dict] = []
+
+    class FakePair:
+        def __init__(self, cluster: object, scenario: object, **options: object) -> None:
+            made.append(options)
+
+        def start(self) -> FakePair:
+            return self
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(session_module, "CallPair", FakePair)
+    lc = type("LC", (), {"cluster": object()})()
+    with _session(tmp_path, lambda s: {}) as session:
+        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS)  # type: ignore[arg-type]
+        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"extra_args": ["-aa"]})  # type: ignore[arg-type]
+        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"ring_ms": 1500})  # type: ignore[arg-type]
+        session.calls(lc, "cancel")  # type: ignore[arg-type]
+    CHECKS.pop("test.boom")
+    assert [m.get("uas_options") for m in made] == [
+        {"ring_ms": RING_BEFORE_ANSWER_MS}, {"ring_ms": RING_BEFORE_ANSWER_MS, "extra_args": ["-aa"]},
+        {"ring_ms": 1500}, None]
+    assert RING_BEFORE_ANSWER_MS == 200
 
 
 def test_a_check_compared_with_its_own_reference_release(tmp_path: Path) -> None:

@@ -12,6 +12,12 @@ What a release's output depends on is fixed, and stated here:
 - the caller ACKs the 200 OK ``ACK_DELAY_MS`` after it: 1.10.3+ replicates created after
   relaying the 200 OK only while the dialog is unacknowledged, and an ACK handled first
   (a sub-millisecond race, 4 of 420 calls seen) would leave created out;
+- the callee of those calls rings ``RING_BEFORE_ANSWER_MS`` between its 180 and its
+  200 OK (`PairSession.calls`): 1.10.3+ replicates created from the RESPONSE_OUT
+  callback of every relayed reply while the dialog is unacknowledged, reading its state
+  without the dialog's lock, so a 180 relayed by one SIP worker while another confirms
+  the dialog on the 200 sends created twice (5 of 1,092 cells of an unringing
+  ``--repeat 3`` run);
 - held calls (``basic``, ``reinvite``, ``long_headers``, ``record_route``) are released
   only once the primary's tm holds none of their transactions: 1.10.1-1.10.2 replicate
   a second deleted when a dialog's INVITE transaction ends after the dialog did, so a
