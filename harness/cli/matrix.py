@@ -91,7 +91,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
              f"builds: {', '.join(b.describe() for b in builds.values())}")
     run = run_matrix(builds, pairs, checks, kind, settings, progress=progress, jobs=args.jobs,
                      repeat=args.repeat)
-    from harness.experiments.matrix.report import summary, to_json, write_reports
+    from harness.experiments.matrix.report import named_defects, summary, to_json, write_reports
 
     appendix = ""
     if predictions:
@@ -101,9 +101,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         progress(f"predictions: {held} of {len(assessments)} held (matrix.md lists each)")
     paths = write_reports(run, Path(args.out), appendix)
     s = summary(run)
+    named = {(n.check, n.primary, n.backup) for n in named_defects(run)}
+    defects = f" ({len(named)} failing cell(s) where a node with a named upstream defect died)" if named else ""
     progress(f"done in {run.seconds / 60:.1f} min: {s['unexplained']} unexplained, {s['unstable']} "
              f"unstable, {s['error']} error, {s['not run']} not run, {s['baseline_deviations']} "
-             f"baseline deviation(s); reports: {', '.join(str(p) for p in paths.values())}")
+             f"baseline deviation(s){defects}; reports: {', '.join(str(p) for p in paths.values())}")
     if args.json:
         print(json.dumps(to_json(run)), flush=True)
     return 1 if run.failed else 0

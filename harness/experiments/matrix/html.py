@@ -80,6 +80,9 @@ class Cell:
     kind: str
     differences: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    #: a node of a release with a named upstream defect died here (matrix.json's
+    #: ``named_defects``): what, in one sentence each
+    defects: list[str] = field(default_factory=list)
 
     @property
     def anchor(self) -> str:
@@ -135,6 +138,11 @@ def _error_text(result: dict[str, Any]) -> str | None:
 def cells(matrix: dict[str, Any]) -> list[Cell]:
     """Every result of the JSON as a cell, in its order."""
     out = []
+    named: dict[tuple[str, str, str], list[str]] = {}
+    for n in matrix.get("named_defects") or []:
+        if isinstance(n, dict):
+            named.setdefault((str(n.get("check")), str(n.get("primary")), str(n.get("backup"))), []).append(
+                str(n.get("text") or f"upstream defect {n.get('defect')}"))
     for i, r in enumerate(matrix["results"]):
         if not isinstance(r, dict):
             raise NotAMatrix(f"results[{i}] is not an object")
@@ -142,7 +150,8 @@ def cells(matrix: dict[str, Any]) -> list[Cell]:
         out.append(Cell(str(r.get("check", "?")), pair_name(primary, backup), primary, backup,
                         str(r.get("outcome")), kind_of(r),
                         [d for d in r.get("differences") or [] if isinstance(d, dict)],
-                        _error_text(r) if r.get("outcome") in ("error", "not run") else None))
+                        _error_text(r) if r.get("outcome") in ("error", "not run") else None,
+                        named.get((str(r.get("check", "?")), primary, backup), [])))
     return out
 
 

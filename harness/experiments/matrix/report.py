@@ -4,8 +4,9 @@ matrix.md is a table (rows = checks, columns = pairs, cells = same / explained /
 unexplained / error / not run / unstable, see `harness.experiments.matrix.judge`), then
 every difference with its observed and baseline values and the table entry (upstream
 commit) that explains it, or "unexplained" with what the applying entry pins; the
-values an unstable cell took; the errors; the checks not run and why — so the README
-can quote the file as is.
+values an unstable cell took; the errors; the checks not run and why; and where a node
+of a release with a named upstream defect died (`harness.experiments.matrix.defects`) —
+so the README can quote the file as is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from harness.experiments.matrix import defects
 from harness.experiments.matrix.html import write_html
 from harness.experiments.matrix.judge import OUTCOMES
 from harness.experiments.matrix.registry import CHECKS, register_all
@@ -38,6 +40,12 @@ def harness_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{text}, git {commit}" if commit else text
+
+
+def named_defects(run: MatrixRun) -> list[defects.Named]:
+    """The failing cells where a node of a release with a known upstream defect died."""
+    versions = {label: b.version for label, b in run.builds.items()}
+    return defects.named(run.results, versions, defects.load())
 
 
 def _pair_id(pair: tuple[str, str]) -> str:
@@ -63,6 +71,8 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "summary": summary(run),
         "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
+        # the failing cells where a node of a release with a known upstream defect died
+        "named_defects": [n.to_json() for n in named_defects(run)],
     }
 
 
@@ -91,6 +101,15 @@ def _value(value: Any) -> str:
 def to_markdown(run: MatrixRun) -> str:
     """matrix.md: header, the table, then each difference and error in detail."""
     s = summary(run)
+    named = named_defects(run)
+    notes: dict[tuple[str, str, str], list[str]] = {}
+    for n in named:
+        notes.setdefault((n.check, n.primary, n.backup), []).append(n.text())
+
+    def note(r: Any) -> str:
+        found = notes.get((r.check, r.primary, r.backup))
+        return f" — {'; '.join(found)}" if found else ""
+
     date = _dt.datetime.fromtimestamp(run.started, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# OpenSIPS BIN behaviour matrix",
@@ -101,7 +120,9 @@ def to_markdown(run: MatrixRun) -> str:
         "",
         f"{s['cells']} cells (each check run {run.repeat} time(s) per pair): {s['same']} same, "
         f"{s['explained']} differ as an upstream commit explains, {s['unexplained']} unexplained, "
-        f"{s['unstable']} unstable, {s['error']} error, {s['not run']} not run.",
+        f"{s['unstable']} unstable, {s['error']} error, {s['not run']} not run."
+        + (f" In {len(notes)} of the failing cells a node of a release with a named upstream "
+           "defect died (see Named upstream defects)." if notes else ""),
         "",
         "Builds:",
         "",
@@ -136,6 +157,8 @@ def to_markdown(run: MatrixRun) -> str:
         for r in diffs:
             lines.append(f"### {r.check} on {r.pair}")
             lines.append("")
+            if note(r):
+                lines += [f"Named defect{note(r)}.", ""]
             for d in r.differences:
                 if d.explained_by:
                     why = f"explained by `{d.explained_by}` (upstream commit {d.commit}): {d.why}"
@@ -152,14 +175,23 @@ def to_markdown(run: MatrixRun) -> str:
         lines += ["## Unstable", ""]
         for r in moving:
             lines.append(f"- {r.check} on {r.pair}: " + "; ".join(
-                f"`{d.key}` took {_value(d.observed)}" for d in r.differences))
+                f"`{d.key}` took {_value(d.observed)}" for d in r.differences) + note(r))
         lines.append("")
     errors = run.errors
     if errors:
         lines += ["## Errors", ""]
         for r in errors:
             cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY) or r.baseline.get(NOT_RUN_KEY)}"
-            lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}")
+            lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}{note(r)}")
+        lines.append("")
+    if named:
+        lines += ["## Named upstream defects", "",
+                  "Not explanations: these cells fail the run. When such a node dies, and what "
+                  "the check had seen by then, is chance (`known-defects.yaml`).", ""]
+        for d in {n.defect.id: n.defect for n in named}.values():
+            cells = [n for n in named if n.defect.id == d.id]
+            lines.append(f"- `{d.id}` ({d.releases}; {d.function}; commit {d.commit}, fixed by "
+                         f"{d.fixed_by} in {d.fixed_in}), {len(cells)} cell(s): {_md_escape(d.why)}")
         lines.append("")
     skipped = run.outcome("not run")
     if skipped:

@@ -27,6 +27,7 @@ from harness.base.releases import BASELINE, Build, ReleaseError, version_key
 from harness.base.settings import Settings
 from harness.experiments.matrix.expected import EXPECTED_OF, deviations
 from harness.experiments.matrix.judge import Result, judge, unstable
+from harness.experiments.matrix.defects import load as load_defects
 from harness.experiments.matrix.known import Known, load
 from harness.experiments.matrix.registry import CHECKS, MatrixError, Observation
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
@@ -134,6 +135,7 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
     line per cell as it completes."""
     checks = list(checks)
     table = load(checks=checks) if table is None else table
+    load_defects()  # the report names them: a malformed file fails now, not after the run
     run = MatrixRun(baseline, dict(builds), list(pairs), checks, kind.name, repeat)
     total = len(checks) * len(run.pairs) * repeat
     own = workdir is None

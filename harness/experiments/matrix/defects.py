@@ -1,0 +1,142 @@
+"""Upstream defects that kill a release's node at random: named beside the cells where
+such a node died, never counted as explained.
+
+A difference between releases is pinned by an entry of ``known-differences.yaml`` at
+the exact value it shows. A node that dies under the matrix's ordinary load is not
+such a difference: when it dies, and what the check had seen by then, is chance, so
+no value can be pinned and the cell stays ``error``, ``unstable`` or ``unexplained``
+and fails the run. What the reader still needs is the cause: an entry of
+``known-defects.yaml`` names the release, the commit that broke it, the commit that
+fixes it and the function, and `named` finds the cells where a node of that release
+died, so the report can say "a 1.11.0 primary died: shm-malloc-unlocked" instead of
+leaving a crash to look like a harness fault.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.base.releases import ReleaseError, in_range, version_key
+from harness.base.resources import package_path
+from harness.experiments.matrix.judge import PASSING, Result, flatten
+from harness.experiments.matrix.known import ROLES, KnownTableError
+from harness.experiments.matrix.session import ERROR_KEY
+
+DEFECTS = package_path("experiments", "matrix", "known-defects.yaml")
+FIELDS = ("id", "releases", "commit", "fixed_by", "fixed_in", "function", "why")
+#: how `harness.cluster`'s NodeDied begins: "NodeDied: node primary (10.0.0.1) died at ..."
+_DIED = re.compile(r"NodeDied: node (\w+) ")
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One upstream defect: the releases it is in, what broke it, what fixes it."""
+
+    id: str
+    #: release range (``1.11.0``, ``1.11.0-1.11.2``) whose nodes have it
+    releases: str
+    commit: str
+    fixed_by: str
+    fixed_in: str
+    #: ``file:function`` the commit breaks
+    function: str
+    why: str
+
+    def has(self, version: str) -> bool:
+        try:
+            return in_range(version, self.releases)
+        except ReleaseError:  # a private label that is no release number
+            return False
+
+
+@dataclass(frozen=True)
+class Named:
+    """A cell where a node of a release with a defect died."""
+
+    check: str
+    primary: str
+    backup: str
+    role: str
+    release: str
+    defect: Defect
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.check, "primary": self.primary, "backup": self.backup,
+                "role": self.role, "release": self.release, "defect": self.defect.id, "text": self.text()}
+
+    def text(self) -> str:
+        d = self.defect
+        return (f"a {self.release} {self.role} died: upstream defect `{d.id}` "
+                f"({d.function}, commit {d.commit[:10]}; fixed by {d.fixed_by[:10]} in {d.fixed_in})")
+
+
+def load(path: Path = DEFECTS) -> list[Defect]:
+    """The defects, validated (one-line KnownTableError naming the entry)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnownTableError(f"{path.name}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, list):
+        raise KnownTableError(f"{path.name}: expected a list of entries")
+    out = [_entry(e, f"{path.name} entry {i}") for i, e in enumerate(raw, 1)]
+    ids = [d.id for d in out]
+    if dup := sorted({i for i in ids if ids.count(i) > 1}):
+        raise KnownTableError(f"{path.name}: entry id {dup[0]!r} used twice")
+    return out
+
+
+def _entry(entry: Any, where: str) -> Defect:
+    if not isinstance(entry, dict):
+        raise KnownTableError(f"{where}: not a mapping")
+    if missing := [k for k in FIELDS if k not in entry]:
+        raise KnownTableError(f"{where}: missing {', '.join(missing)}")
+    if unknown := sorted(set(entry) - set(FIELDS)):
+        raise KnownTableError(f"{where}: unknown field {unknown[0]!r}")
+    where = f"{where} ({entry['id']})"
+    for name in ("commit", "fixed_by"):
+        value = str(entry[name])
+        if len(value) != 40 or any(c not in "0123456789abcdef" for c in value):
+            raise KnownTableError(f"{where}: {name} must be a full 40-hex upstream commit id")
+    for bound in [b for part in str(entry["releases"]).split(",") for b in part.strip().split("-")] + \
+            [str(entry["fixed_in"])]:
+        try:
+            version_key(bound)
+        except ReleaseError as exc:
+            raise KnownTableError(f"{where}: {exc}") from None
+    return Defect(str(entry["id"]), str(entry["releases"]), str(entry["commit"]),
+                  str(entry["fixed_by"]), str(entry["fixed_in"]), str(entry["function"]),
+                  " ".join(str(entry["why"]).split()))
+
+
+def died(result: Result) -> list[str]:
+    """The roles whose node died in any of the cell's observations (every repeat of an
+    unstable cell): ``nodes.alive.<role>`` false, or the check's error a NodeDied."""
+    observations = [s["observed"] for s in result.seen] or [result.observed]
+    roles: set[str] = set()
+    for obs in observations:
+        flat = flatten(obs)
+        roles.update(role for role in ROLES if flat.get(f"nodes.alive.{role}") is False)
+        if match := _DIED.match(str(obs.get(ERROR_KEY, ""))):
+            roles.add(match.group(1))
+    return [role for role in ROLES if role in roles]
+
+
+def named(results: Iterable[Result], versions: Mapping[str, str],
+          defects: Sequence[Defect]) -> list[Named]:
+    """Every failing cell where a node of a release with a defect died. ``versions``:
+    each build label's release (what the binary reports)."""
+    out = []
+    for r in results:
+        if r.outcome in PASSING or r.outcome == "not run":
+            continue
+        for role in died(r):
+            label = r.primary if role == "primary" else r.backup
+            release = versions.get(label, label)
+            out += [Named(r.check, r.primary, r.backup, role, release, d) for d in defects if d.has(release)]
+    return out
