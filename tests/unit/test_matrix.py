@@ -311,3 +311,18 @@ def test_baseline_expectations_name_each_deviation() -> None:
         "primary.stats: observed {'create_sent': 0, 'update_sent': 0, 'delete_sent': 3, 'processed_dialogs': 3, "
         "'failed_dialogs': 3}, 1.10.5 must show {'create_sent': 0, 'update_sent': 0, 'delete_sent': 0, "
         "'processed_dialogs': 3, 'failed_dialogs': 3}"]
+
+
+def test_by_release_lists_the_pairs_without_the_baseline_a_row_each() -> None:
+    """Upgrade pairs such as 1.11.11>2.1.0 hold neither node at the baseline: the
+    by-release table counts them in rows of their own instead of leaving them out."""
+    from harness.experiments.matrix.report import by_release
+
+    builds = {v: Build(v, f"/b/{v}", v) for v in ("1.10.5", "1.11.11", "2.1.0")}
+    pairs = [("1.10.5", "1.10.5"), ("1.11.11", "1.11.11"), ("2.1.0", "2.1.0"), ("1.11.11", "2.1.0")]
+    run = MatrixRun("1.10.5", builds, pairs, ["sip.basic", "sip.cancel"], "local", started=0.0)
+    run.results = [judge(c, p, b, BASE, BASE, []) for p, b in pairs for c in ("sip.basic", "sip.cancel")]
+    run.results[-1] = judge("sip.cancel", "1.11.11", "2.1.0", {ERROR_KEY: "MITimeout: no reply"}, BASE, [])
+    lines = by_release(run)
+    assert lines[-3:] == ["| other pair | cells | entries |", "|---|---|---|", "| 1.11.11>2.1.0 | 1 same, 1 error | — |"]
+    assert "| 2.1.0 | 2 same | — | — | — |" in lines

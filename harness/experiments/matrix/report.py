@@ -205,7 +205,8 @@ def to_markdown(run: MatrixRun) -> str:
 def by_release(run: MatrixRun) -> list[str]:
     """The short table README quotes: one row per release, its cells with itself and
     both ways with the baseline counted by outcome, and the table entries explaining
-    them."""
+    them; then the pairs neither of whose nodes is the baseline (upgrade paths such as
+    1.11.11>2.1.0), a row each."""
     lines = ["## By release", "",
              f"Cells per pair counted by outcome (of {len(run.checks)} checks); `entries` are the "
              "known differences that explain them (matrix.html links each to its commit).", "",
@@ -216,16 +217,35 @@ def by_release(run: MatrixRun) -> list[str]:
         pairs = [(label, label), (label, run.baseline), (run.baseline, label)]
         cols, entries = [], []
         for pair in pairs:
-            cells = [r for r in run.results if (r.primary, r.backup) == pair]
-            if label == run.baseline and pair != (label, label) or not cells:
+            if label == run.baseline and pair != (label, label):
                 cols.append("—")
                 continue
-            counts = {o: sum(r.outcome == o for r in cells) for o in OUTCOMES}
-            cols.append(", ".join(f"{n} {o}" for o, n in counts.items() if n))
-            entries += [d.explained_by for r in cells for d in r.differences if d.explained_by]
-        named = ", ".join(f"`{e}`" for e in dict.fromkeys(sorted(entries))) or "—"
-        lines.append(f"| {label} | " + " | ".join(cols) + f" | {named} |")
+            counted, explained_by = _pair_counts(run, pair)
+            cols.append(counted)
+            entries += explained_by
+        lines.append(f"| {label} | " + " | ".join(cols) + f" | {_entries(entries)} |")
+    rest = [p for p in run.pairs if p[0] != p[1] and run.baseline not in p]
+    if rest:
+        lines += ["", "| other pair | cells | entries |", "|---|---|---|"]
+        for pair in rest:
+            counted, explained_by = _pair_counts(run, pair)
+            lines.append(f"| {_pair_id(pair)} | {counted} | {_entries(explained_by)} |")
     return lines
+
+
+def _pair_counts(run: MatrixRun, pair: tuple[str, str]) -> tuple[str, list[str]]:
+    """A pair's cells counted by outcome ("16 same, 5 not run"; "—" for none), and the
+    entries explaining them."""
+    cells = [r for r in run.results if (r.primary, r.backup) == pair]
+    if not cells:
+        return "—", []
+    counts = {o: sum(r.outcome == o for r in cells) for o in OUTCOMES}
+    return (", ".join(f"{n} {o}" for o, n in counts.items() if n),
+            [d.explained_by for r in cells for d in r.differences if d.explained_by])
+
+
+def _entries(entries: list[str]) -> str:
+    return ", ".join(f"`{e}`" for e in dict.fromkeys(sorted(entries))) or "—"
 
 
 def to_junit(run: MatrixRun) -> str:
