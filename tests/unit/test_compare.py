@@ -147,6 +147,10 @@ def test_entries_backup_against_primary() -> None:
     assert diff_entries(moved, PRIMARY, profiles="reversed") == [
         f"caller: {moved.caller!r} != {PRIMARY.caller!r}"]
     assert diff_entries(BACKUP, PRIMARY, ignore=(), profiles="reversed") == ["h_id: 2083494583 != 1543438309"]
+    # each node's MI timeout is a second off the packet's, either way: two apart is the same
+    for seconds, diffs in ((-2, []), (2, []), (3, ["timeout: 1795701781 is more than 2s from 1795701778"])):
+        other = dataclasses.replace(BACKUP, timeout=PRIMARY.timeout + seconds)
+        assert diff_entries(other, PRIMARY, profiles="reversed") == diffs
 
 
 def test_replica_against_backup_entry() -> None:

@@ -83,16 +83,22 @@ def _short_lived(domain: UlDomain) -> bool:
                for r in domain.aors for c in r.contacts)
 
 
-def _settled(lc: LiveCluster, start: int, aors: set[str]) -> dict[str, UlDomain]:
+def _settled(lc: LiveCluster, start: int, aors: set[str]) -> tuple[dict[str, UlDomain], float, float]:
     """Wait until the registrations' behaviour is over (module docstring): each node's
-    table, cut to ``aors``."""
+    table, cut to ``aors``; when the reading of those tables began (``time.time()``) and
+    how long it took. ``ul_dump`` prints each binding's seconds left against the node's
+    clock as it dumps, so a binding is compared with pybin's at that instant, not at a
+    later one: a dump late in one second read against the clock a moment later was a
+    second "off" (the ``expires`` of 4 of 1,722 cells of a ``--repeat 3`` run)."""
     last: dict[str, object] = {}
     since = time.monotonic()
     why: list[str] = []
 
-    def over() -> dict[str, UlDomain] | None:
+    def over() -> tuple[dict[str, UlDomain], float, float] | None:
         nonlocal since
+        read_at = time.time()
         tables = {n: _domain(lc, n, aors) for n in ("primary", "backup")}
+        took = time.time() - read_at
         now = {"packets": len(_ul_of(lc, "primary", start, aors)) + len(_ul_of(lc, "backup", start, aors)),
                **{n: _shape(t) for n, t in tables.items()}}
         if now != last:
@@ -102,7 +108,7 @@ def _settled(lc: LiveCluster, start: int, aors: set[str]) -> dict[str, UlDomain]
         why[:] = [f"{n} still holds a binding about to expire" for n, t in tables.items() if _short_lived(t)]
         if not why and time.monotonic() - since < SETTLE_S:
             why[:] = ["tables or packets still changing"]
-        return None if why else tables
+        return None if why else (tables, read_at, took)
 
     try:
         return wait_until(over, timeout=END_S, interval=0.25, what="the registrations to settle")
@@ -134,7 +140,7 @@ def _fields_unlike_primary(backup: UlDomain, primary: UlDomain) -> list[str]:
     return sorted(out)
 
 
-def _fields_unlike_replica(backup: UlDomain, reg: Registrar, at: float) -> list[str]:
+def _fields_unlike_replica(backup: UlDomain, reg: Registrar, at: float, took: float) -> list[str]:
     reg.expire(now=int(at))
     ours = {k.aor.decode("utf-8", "replace"): v for k, v in reg.snapshot(now=int(at)).items()
             if k.domain.decode("utf-8", "replace") == TABLE}
@@ -148,7 +154,7 @@ def _fields_unlike_replica(backup: UlDomain, reg: Registrar, at: float) -> list[
             out.add("bindings")
             continue
         for entry, binding in zip(node, replica):
-            out |= {d.split(":", 1)[0] for d in binding_diffs(entry, binding, at=at, took=1.0)}
+            out |= {d.split(":", 1)[0] for d in binding_diffs(entry, binding, at=at, took=took)}
     return sorted(out)
 
 
@@ -166,8 +172,7 @@ def registrations(s: PairSession, scenario: str) -> Observation:
     users = Users(lc.cluster, names, workdir=s.dir("users"))
     s.cleanup(users.stop)
     summary = users.register(scenario).wait(60)
-    tables = _settled(lc, start, aors)
-    at = time.time()
+    tables, at, took = _settled(lc, start, aors)
     obs: Observation = {"calls.successful": summary.successful}
     for node in ("primary", "backup"):
         words: dict[str, list[str]] = {a: [] for a in names}
@@ -182,7 +187,7 @@ def registrations(s: PairSession, scenario: str) -> Observation:
     reg = Registrar([TABLE], [sock], release=s.pair.backup.version)
     for t, msg in _ul_of(lc, "primary", start, aors):
         reg.apply(msg, now=int(t))
-    obs["pybin.fields_unlike_backup"] = _fields_unlike_replica(tables["backup"], reg, at)
+    obs["pybin.fields_unlike_backup"] = _fields_unlike_replica(tables["backup"], reg, at, took)
     try:
         obs["nodes.alive"] = alive(lc.cluster)
     except (MIError, NodeDied) as exc:  # pragma: no cover - alive() catches these itself

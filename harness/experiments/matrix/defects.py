@@ -30,7 +30,8 @@ from harness.experiments.matrix.session import ERROR_KEY
 
 DEFECTS = package_path("experiments", "matrix", "known-defects.yaml")
 FIELDS = ("id", "releases", "commit", "fixed_by", "fixed_in", "function", "why")
-#: how `harness.cluster`'s NodeDied begins: "NodeDied: node primary (10.0.0.1) died at ..."
+#: how a check broken by `harness.backends.core`'s NodeDied reads:
+#: "NodeDied: node primary (10.0.0.1) died at ..."
 _DIED = re.compile(r"NodeDied: node (\w+) ")
 
 
