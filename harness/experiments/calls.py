@@ -84,7 +84,7 @@ ANSWER_RETRANS_MS = 4000
 #: RESPONSE_OUT callback, which runs for the 180 too and reads the dialog's state
 #: without its lock, so a 180 whose callback runs after another SIP worker confirmed
 #: the dialog on the 200 sends created a second time (5 of 1,092 cells of the --repeat 3
-#: matrix, primaries 1.10.3-1.11.5; docs/matrix/repeat3). With the 180 relayed this long
+#: matrix before this ring, primaries 1.10.3-1.11.5). With the 180 relayed this long
 #: before the 200 exists, the race is out of the call
 RING_BEFORE_ANSWER_MS = 200
 
