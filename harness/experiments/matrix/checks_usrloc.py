@@ -83,20 +83,29 @@ def _short_lived(domain: UlDomain) -> bool:
                for r in domain.aors for c in r.contacts)
 
 
+#: how far ``time(0)`` (glibc's vDSO reads the kernel's coarse realtime clock, advanced
+#: once per tick) may lag ``time.time()``, with room to spare: on the development
+#: machine it still showed the last second up to 7 ms after ``time.time()`` had passed it
+COARSE_CLOCK_S = 0.05
+
+
 def _settled(lc: LiveCluster, start: int, aors: set[str]) -> tuple[dict[str, UlDomain], float, float]:
     """Wait until the registrations' behaviour is over (module docstring): each node's
     table, cut to ``aors``; when the reading of those tables began (``time.time()``) and
     how long it took. ``ul_dump`` prints each binding's seconds left against the node's
     clock as it dumps, so a binding is compared with pybin's at that instant, not at a
     later one: a dump late in one second read against the clock a moment later was a
-    second "off" (the ``expires`` of 4 of 1,722 cells of a ``--repeat 3`` run)."""
+    second "off" (the ``expires`` of 4 of 1,722 cells of a ``--repeat 3`` run). The
+    instant is moved `COARSE_CLOCK_S` earlier: ``ul_dump`` reads ``time(0)``, the
+    kernel's coarse clock, which may still show the last second a tick after
+    ``time.time()`` has passed it (1 of 120 cells of the recheck, before)."""
     last: dict[str, object] = {}
     since = time.monotonic()
     why: list[str] = []
 
     def over() -> tuple[dict[str, UlDomain], float, float] | None:
         nonlocal since
-        read_at = time.time()
+        read_at = time.time() - COARSE_CLOCK_S
         tables = {n: _domain(lc, n, aors) for n in ("primary", "backup")}
         took = time.time() - read_at
         now = {"packets": len(_ul_of(lc, "primary", start, aors)) + len(_ul_of(lc, "backup", start, aors)),
