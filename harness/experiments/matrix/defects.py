@@ -9,7 +9,9 @@ and fails the run. What the reader still needs is the cause: an entry of
 ``known-defects.yaml`` names the release, the commit that broke it, the commit that
 fixes it and the function, and `named` finds the cells where a node of that release
 died, so the report can say "a 1.11.0 primary died: shm-malloc-unlocked" instead of
-leaving a crash to look like a harness fault.
+leaving a crash to look like a harness fault. The name is a pointer, not a proof:
+any death of such a node counts, so a failing cell whose node a hostile datagram
+killed (``robustness``) would be named too.
 """
 
 from __future__ import annotations
