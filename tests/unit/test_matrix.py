@@ -177,12 +177,14 @@ def test_calls_answered_for_created_ring_before_the_200_ok(tmp_path: Path, monke
 
     monkeypatch.setattr(session_module, "CallPair", FakePair)
     lc = type("LC", (), {"cluster": object()})()
-    with _session(tmp_path, lambda s: {}) as session:
-        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS)  # type: ignore[arg-type]
-        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"extra_args": ["-aa"]})  # type: ignore[arg-type]
-        session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"ring_ms": 1500})  # type: ignore[arg-type]
-        session.calls(lc, "cancel")  # type: ignore[arg-type]
-    CHECKS.pop("test.boom")
+    try:
+        with _session(tmp_path, lambda s: {}) as session:
+            session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS)  # type: ignore[arg-type]
+            session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"extra_args": ["-aa"]})  # type: ignore[arg-type]
+            session.calls(lc, "basic", ack_delay_ms=ACK_DELAY_MS, uas_options={"ring_ms": 1500})  # type: ignore[arg-type]
+            session.calls(lc, "cancel")  # type: ignore[arg-type]
+    finally:
+        CHECKS.pop("test.boom")
     assert [m.get("uas_options") for m in made] == [
         {"ring_ms": RING_BEFORE_ANSWER_MS}, {"ring_ms": RING_BEFORE_ANSWER_MS, "extra_args": ["-aa"]},
         {"ring_ms": 1500}, None]

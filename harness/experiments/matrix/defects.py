@@ -22,12 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harness.base.releases import ReleaseError, in_range, version_key
+from harness.base.releases import ReleaseError, in_range
 from harness.base.resources import package_path
 from harness.experiments.matrix.judge import PASSING, Result, flatten
-from harness.experiments.matrix.known import ROLES, KnownTableError
+from harness.experiments.matrix.known import (
+    ROLES,
+    KnownTableError,
+    check_commit,
+    check_releases,
+    read_entries,
+)
 from harness.experiments.matrix.session import ERROR_KEY
 
 DEFECTS = package_path("experiments", "matrix", "known-defects.yaml")
@@ -81,17 +85,7 @@ class Named:
 
 def load(path: Path = DEFECTS) -> list[Defect]:
     """The defects, validated (one-line KnownTableError naming the entry)."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError) as exc:
-        raise KnownTableError(f"{path.name}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, list):
-        raise KnownTableError(f"{path.name}: expected a list of entries")
-    out = [_entry(e, f"{path.name} entry {i}") for i, e in enumerate(raw, 1)]
-    ids = [d.id for d in out]
-    if dup := sorted({i for i in ids if ids.count(i) > 1}):
-        raise KnownTableError(f"{path.name}: entry id {dup[0]!r} used twice")
-    return out
+    return read_entries(path, _entry)
 
 
 def _entry(entry: Any, where: str) -> Defect:
@@ -102,18 +96,9 @@ def _entry(entry: Any, where: str) -> Defect:
     if unknown := sorted(set(entry) - set(FIELDS)):
         raise KnownTableError(f"{where}: unknown field {unknown[0]!r}")
     where = f"{where} ({entry['id']})"
-    for name in ("commit", "fixed_by"):
-        value = str(entry[name])
-        if len(value) != 40 or any(c not in "0123456789abcdef" for c in value):
-            raise KnownTableError(f"{where}: {name} must be a full 40-hex upstream commit id")
-    for bound in [b for part in str(entry["releases"]).split(",") for b in part.strip().split("-")] + \
-            [str(entry["fixed_in"])]:
-        try:
-            version_key(bound)
-        except ReleaseError as exc:
-            raise KnownTableError(f"{where}: {exc}") from None
-    return Defect(str(entry["id"]), str(entry["releases"]), str(entry["commit"]),
-                  str(entry["fixed_by"]), str(entry["fixed_in"]), str(entry["function"]),
+    return Defect(str(entry["id"]), check_releases(entry["releases"], where),
+                  check_commit(entry["commit"], where), check_commit(entry["fixed_by"], where, "fixed_by"),
+                  check_releases(entry["fixed_in"], where), str(entry["function"]),
                   " ".join(str(entry["why"]).split()))
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import yaml
 
@@ -103,22 +103,59 @@ def load(path: Path = TABLE, checks: Iterable[str] | None = None) -> list[Known]
     """The table, validated: every field there and well formed, every entry pinning at
     least one key, no two entries pinning one key of one cell (``checks``: the check
     names to test that against; default every registered check)."""
-    try:
-        raw = yaml.safe_load(path.read_text()) or []
-    except (OSError, yaml.YAMLError) as exc:
-        raise KnownTableError(f"{path.name}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, list):
-        raise KnownTableError(f"{path.name}: expected a list of entries")
-    out = [_entry(entry, f"{path.name} entry {i}") for i, entry in enumerate(raw, 1)]
-    ids = [k.id for k in out]
-    if dup := sorted({i for i in ids if ids.count(i) > 1}):
-        raise KnownTableError(f"{path.name}: entry id {dup[0]!r} used twice")
+    out = read_entries(path, _entry)
     if checks is None:
         from harness.experiments.matrix.registry import CHECKS, register_all
         register_all()
         checks = list(CHECKS)
     refuse_overlaps(out, list(checks))
     return out
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Entry = TypeVar("_Entry", bound=_HasId)
+
+
+def read_entries(path: Path, parse: Callable[[Any, str], _Entry]) -> list[_Entry]:
+    """A YAML list of entries, each made by ``parse(raw, where)``, no id used twice;
+    KnownTableError (one line naming the file and entry) otherwise. The table of known
+    differences and the file of known defects (`harness.experiments.matrix.defects`)
+    are both read so."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnownTableError(f"{path.name}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, list):
+        raise KnownTableError(f"{path.name}: expected a list of entries")
+    out = [parse(entry, f"{path.name} entry {i}") for i, entry in enumerate(raw, 1)]
+    ids = [e.id for e in out]
+    if dup := sorted({i for i in ids if ids.count(i) > 1}):
+        raise KnownTableError(f"{path.name}: entry id {dup[0]!r} used twice")
+    return out
+
+
+def check_commit(value: Any, where: str, name: str = "commit") -> str:
+    """``value`` as a full upstream commit id; KnownTableError naming ``where`` otherwise."""
+    commit = str(value)
+    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
+        raise KnownTableError(f"{where}: {name} must be a full 40-hex upstream commit id")
+    return commit
+
+
+def check_releases(spec: Any, where: str) -> str:
+    """``spec`` as a release range (``1.10.0-1.10.2,1.11.7+``) whose every bound is a
+    release number; KnownTableError naming ``where`` otherwise."""
+    for part in str(spec).split(","):
+        for bound in part.strip().rstrip("+").split("-"):
+            try:
+                version_key(bound)
+            except ReleaseError as exc:
+                raise KnownTableError(f"{where}: {exc}") from None
+    return str(spec)
 
 
 def _entry(entry: Any, where: str) -> Known:
@@ -132,16 +169,9 @@ def _entry(entry: Any, where: str) -> Known:
     where = f"{where} ({entry['id']})"
     if "primary" not in entry and "backup" not in entry:
         raise KnownTableError(f"{where}: name the releases of the primary, the backup or both")
-    commit = str(entry["commit"])
-    if len(commit) != 40 or any(c not in "0123456789abcdef" for c in commit):
-        raise KnownTableError(f"{where}: commit must be a full 40-hex upstream commit id")
+    commit = check_commit(entry["commit"], where)
     for role in ROLES:
-        for part in str(entry.get(role, "0.0.0")).split(","):
-            for bound in part.strip().rstrip("+").split("-"):
-                try:
-                    version_key(bound)
-                except ReleaseError as exc:
-                    raise KnownTableError(f"{where}: {role}: {exc}") from None
+        check_releases(entry.get(role, "0.0.0"), f"{where}: {role}")
     observed = entry["observed"]
     if not isinstance(observed, dict) or not observed:
         raise KnownTableError(f"{where}: observed must map each key it explains to its exact value")
