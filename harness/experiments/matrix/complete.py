@@ -15,7 +15,9 @@ Over means, for the calls a check made, on every node that still answers MI:
 
 Only then are the statistics, the peer's packets and the nodes' dialogs read. A
 deadline that passes is an error of the cell (`Incomplete`, with what was still
-missing), never a partial value. A node that stops answering MI (a deadlocked 1.10.2
+missing), never a partial value; the session keeps beside it what the nodes' processes
+were doing then (`harness.instruments.processes`), so a stuck node can be told from a
+wait for the wrong thing. A node that stops answering MI (a deadlocked 1.10.2
 backup) is not waited for: it is reported as such, an observation like any other.
 """
 

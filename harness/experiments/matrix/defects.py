@@ -1,5 +1,5 @@
-"""Upstream defects that kill a release's node at random: named beside the cells where
-such a node died, never counted as explained.
+"""Upstream defects that kill or stall a release's node at random: named beside the
+cells where such a node died or was stuck, never counted as explained.
 
 A difference between releases is pinned by an entry of ``known-differences.yaml`` at
 the exact value it shows. A node that dies under the matrix's ordinary load is not
@@ -9,9 +9,12 @@ and fails the run. What the reader still needs is the cause: an entry of
 ``known-defects.yaml`` names the release, the commit that broke it, the commit that
 fixes it and the function, and `named` finds the cells where a node of that release
 died, so the report can say "a 1.11.0 primary died: shm-malloc-unlocked" instead of
-leaving a crash to look like a harness fault. The name is a pointer, not a proof:
-any death of such a node counts, so a failing cell whose node a hostile datagram
-killed (``robustness``) would be named too.
+leaving a crash to look like a harness fault. A defect may also list the ``frames``
+(functions) a process stuck by it is found in: when a check's deadline passed, the
+session read the node's processes (``STUCK_KEY``), and a process of such a release
+found in one of them names the defect too ("a 1.11.0 primary was stuck in fm_malloc").
+The name is a pointer, not a proof: any death of such a node counts, so a failing cell
+whose node a hostile datagram killed (``robustness``) would be named too.
 """
 
 from __future__ import annotations
@@ -32,10 +35,11 @@ from harness.experiments.matrix.known import (
     check_releases,
     read_entries,
 )
-from harness.experiments.matrix.session import ERROR_KEY
+from harness.experiments.matrix.session import ERROR_KEY, STUCK_KEY
 
 DEFECTS = package_path("experiments", "matrix", "known-defects.yaml")
 FIELDS = ("id", "releases", "commit", "fixed_by", "fixed_in", "function", "why")
+OPTIONAL = ("frames",)
 #: how a check broken by `harness.backends.core`'s NodeDied reads:
 #: "NodeDied: node primary (10.0.0.1) died at ..."
 _DIED = re.compile(r"NodeDied: node (\w+) ")
@@ -54,6 +58,8 @@ class Defect:
     #: ``file:function`` the commit breaks
     function: str
     why: str
+    #: functions a process stuck by the defect is found in (a stack's frame names)
+    frames: tuple[str, ...] = ()
 
     def has(self, version: str) -> bool:
         try:
@@ -64,7 +70,7 @@ class Defect:
 
 @dataclass(frozen=True)
 class Named:
-    """A cell where a node of a release with a defect died."""
+    """A cell where a node of a release with a defect died or was stuck."""
 
     check: str
     primary: str
@@ -72,6 +78,8 @@ class Named:
     role: str
     release: str
     defect: Defect
+    #: what happened to the node: ``died``, or ``was stuck in fm_malloc (pid 412)``
+    how: str = "died"
 
     def to_json(self) -> dict[str, str]:
         return {"check": self.check, "primary": self.primary, "backup": self.backup,
@@ -79,7 +87,7 @@ class Named:
 
     def text(self) -> str:
         d = self.defect
-        return (f"a {self.release} {self.role} died: upstream defect `{d.id}` "
+        return (f"a {self.release} {self.role} {self.how}: upstream defect `{d.id}` "
                 f"({d.function}, commit {d.commit[:10]}; fixed by {d.fixed_by[:10]} in {d.fixed_in})")
 
 
@@ -93,13 +101,16 @@ def _entry(entry: Any, where: str) -> Defect:
         raise KnownTableError(f"{where}: not a mapping")
     if missing := [k for k in FIELDS if k not in entry]:
         raise KnownTableError(f"{where}: missing {', '.join(missing)}")
-    if unknown := sorted(set(entry) - set(FIELDS)):
+    if unknown := sorted(set(entry) - set(FIELDS) - set(OPTIONAL)):
         raise KnownTableError(f"{where}: unknown field {unknown[0]!r}")
     where = f"{where} ({entry['id']})"
+    frames = entry.get("frames", [])
+    if not isinstance(frames, list) or not all(isinstance(f, str) and f.isidentifier() for f in frames):
+        raise KnownTableError(f"{where}: frames must be a list of function names")
     return Defect(str(entry["id"]), check_releases(entry["releases"], where),
                   check_commit(entry["commit"], where), check_commit(entry["fixed_by"], where, "fixed_by"),
                   check_releases(entry["fixed_in"], where), str(entry["function"]),
-                  " ".join(str(entry["why"]).split()))
+                  " ".join(str(entry["why"]).split()), tuple(frames))
 
 
 def died(result: Result) -> list[str]:
@@ -115,16 +126,45 @@ def died(result: Result) -> list[str]:
     return [role for role in ROLES if role in roles]
 
 
+def stuck_in(result: Result, frames: Sequence[str]) -> list[tuple[str, str]]:
+    """(role, ``was stuck in fm_malloc (pid 412)``) for each role with a process found
+    in one of ``frames`` when a deadline passed (the session's ``STUCK_KEY`` lines:
+    ``pid 412 R cpu 98%: fm_malloc < shm_malloc``), in any repeat; the innermost such
+    frame of the first such process."""
+    if not frames:
+        return []
+    observations = [s["observed"] for s in result.seen] or [result.observed]
+    found: dict[str, str] = {}
+    for obs in observations:
+        for node, lines in (obs.get(STUCK_KEY) or {}).items():
+            role = next((r for r in ROLES if str(node).startswith(r)), None)
+            if role is None or role in found:
+                continue
+            for line in lines:
+                head, _, stack = str(line).partition(": ")
+                hit = next((f for f in stack.split(" < ") if f in frames), None)
+                if hit is not None:
+                    found[role] = f"was stuck in {hit} ({' '.join(head.split()[:2])})"
+                    break
+    return [(role, found[role]) for role in ROLES if role in found]
+
+
 def named(results: Iterable[Result], versions: Mapping[str, str],
           defects: Sequence[Defect]) -> list[Named]:
-    """Every failing cell where a node of a release with a defect died. ``versions``:
-    each build label's release (what the binary reports)."""
+    """Every failing cell where a node of a release with a defect died, or was found
+    stuck in one of the defect's ``frames``. ``versions``: each build label's release
+    (what the binary reports)."""
     out = []
     for r in results:
         if r.outcome in PASSING or r.outcome == "not run":
             continue
-        for role in died(r):
-            label = r.primary if role == "primary" else r.backup
-            release = versions.get(label, label)
-            out += [Named(r.check, r.primary, r.backup, role, release, d) for d in defects if d.has(release)]
+        dead = died(r)
+        for d in defects:
+            hits = [(role, "died") for role in dead]
+            hits += [(role, how) for role, how in stuck_in(r, d.frames) if role not in dead]
+            for role, how in hits:
+                label = r.primary if role == "primary" else r.backup
+                release = versions.get(label, label)
+                if d.has(release):
+                    out.append(Named(r.check, r.primary, r.backup, role, release, d, how))
     return out

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from harness.experiments.matrix.known import Known, explain
-from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY
+from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, STUCK_KEY
 
 OUTCOMES = ("same", "explained", "unexplained", "error", "not run", "unstable")
 PASSING = ("same", "explained")
@@ -134,10 +134,11 @@ def judge(check: str, primary: str, backup: str, observed: dict[str, Any],
 def unstable(check: str, primary: str, backup: str, observations: Sequence[dict[str, Any]],
              baseline: dict[str, Any]) -> Result | None:
     """An ``unstable`` cell when repeated observations differ (None when all are equal),
-    with each distinct observation and how often it was seen."""
+    with each distinct observation and how often it was seen. What stuck processes were
+    doing (``STUCK_KEY``) is evidence beside an error, not part of what is compared."""
     distinct: list[tuple[str, dict[str, Any], int]] = []
     for obs in observations:
-        text = json.dumps(obs, sort_keys=True)
+        text = json.dumps({k: v for k, v in obs.items() if k != STUCK_KEY}, sort_keys=True)
         for i, (t, o, n) in enumerate(distinct):
             if t == text:
                 distinct[i] = (t, o, n + 1)
@@ -149,7 +150,8 @@ def unstable(check: str, primary: str, backup: str, observations: Sequence[dict[
     result = Result(primary, backup, check, "unstable", observations[0], baseline)
     result.seen = [{"times": n, "observed": o} for _, o, n in distinct]
     varying = sorted({k for _, o, _ in distinct for k, v in flatten(o).items()
-                      if any(flatten(o2).get(k) != v for _, o2, _ in distinct)})
+                      if any(flatten(o2).get(k) != v for _, o2, _ in distinct)
+                      and k.split(".", 1)[0] != STUCK_KEY})
     result.differences = [Difference(k, [flatten(o).get(k, "(absent)") for _, o, _ in distinct],
                                      flatten(baseline).get(k, "(absent)")) for k in varying]
     return result

@@ -5,7 +5,8 @@ unexplained / error / not run / unstable, see `harness.experiments.matrix.judge`
 every difference with its observed and baseline values and the table entry (upstream
 commit) that explains it, or "unexplained" with what the applying entry pins; the
 values an unstable cell took; the errors; the checks not run and why; and where a node
-of a release with a named upstream defect died (`harness.experiments.matrix.defects`) —
+of a release with a named upstream defect died or was stuck
+(`harness.experiments.matrix.defects`) —
 so the README can quote the file as is.
 """
 
@@ -22,7 +23,7 @@ from harness.experiments.matrix.html import write_html
 from harness.experiments.matrix.judge import OUTCOMES
 from harness.experiments.matrix.registry import CHECKS, register_all
 from harness.experiments.matrix.runner import MatrixRun
-from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY
+from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, STUCK_KEY
 
 
 def harness_version() -> str:
@@ -43,7 +44,7 @@ def harness_version() -> str:
 
 
 def named_defects(run: MatrixRun) -> list[defects.Named]:
-    """The failing cells where a node of a release with a known upstream defect died."""
+    """The failing cells where a node of a release with a known upstream defect died or was stuck."""
     versions = {label: b.version for label, b in run.builds.items()}
     return defects.named(run.results, versions, defects.load())
 
@@ -71,7 +72,7 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "summary": summary(run),
         "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
-        # the failing cells where a node of a release with a known upstream defect died
+        # the failing cells where a node of a release with a known upstream defect died or was stuck
         "named_defects": [n.to_json() for n in named_defects(run)],
     }
 
@@ -122,7 +123,7 @@ def to_markdown(run: MatrixRun) -> str:
         f"{s['explained']} differ as an upstream commit explains, {s['unexplained']} unexplained, "
         f"{s['unstable']} unstable, {s['error']} error, {s['not run']} not run."
         + (f" In {len(notes)} of the failing cells a node of a release with a named upstream "
-           "defect died (see Named upstream defects)." if notes else ""),
+           "defect died or was stuck (see Named upstream defects)." if notes else ""),
         "",
         "Builds:",
         "",
@@ -183,11 +184,14 @@ def to_markdown(run: MatrixRun) -> str:
         for r in errors:
             cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY) or r.baseline.get(NOT_RUN_KEY)}"
             lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}{note(r)}")
+            for node, procs in (r.observed.get(STUCK_KEY) or {}).items():
+                lines.append(f"  - {node}'s processes at the deadline: "
+                             + "; ".join(f"`{_md_escape(str(p))}`" for p in procs))
         lines.append("")
     if named:
         lines += ["## Named upstream defects", "",
-                  "Not explanations: these cells fail the run. When such a node dies, and what "
-                  "the check had seen by then, is chance (`known-defects.yaml`).", ""]
+                  "Not explanations: these cells fail the run. When such a node dies or stalls, "
+                  "and what the check had seen by then, is chance (`known-defects.yaml`).", ""]
         for d in {n.defect.id: n.defect for n in named}.values():
             cells = [n for n in named if n.defect.id == d.id]
             lines.append(f"- `{d.id}` ({d.releases}; {d.function}; commit {d.commit}, fixed by "

@@ -24,18 +24,28 @@ from typing import Any
 
 from harness import live
 from harness.backends import BackendKind
-from harness.base.wait import wait_until
 from harness.base.releases import Build
 from harness.base.settings import Settings
+from harness.base.wait import WaitTimeout, wait_until
 from harness.cluster import Cluster, Destination
 from harness.experiments.calls import RING_BEFORE_ANSWER_MS, CallPair
+from harness.experiments.matrix.complete import Incomplete
 from harness.experiments.matrix.registry import CHECKS, Observation
+from harness.instruments import processes
+from harness.instruments.mi import MITimeout
 from harness.live import LiveCluster
 
 #: the key an observation carries when the check could not run to the end
 ERROR_KEY = "error"
 #: the key of a check the backend cannot run (its `needs`)
 NOT_RUN_KEY = "not run"
+#: beside an error whose deadline passed: what each node's processes were doing then
+#: (`harness.instruments.processes`), e.g. ``{"primary": ["pid 412 R cpu 98%: fm_malloc
+#: < shm_malloc"]}``. Evidence of why the behaviour did not end, not an observation of
+#: it: repeats whose errors differ only here are not unstable
+STUCK_KEY = "stuck"
+#: the errors that mean a deadline passed while the nodes may still run
+DEADLINES = (Incomplete, WaitTimeout, MITimeout)
 #: what the matrix's nodes run with, whatever the release: tm keeps a transaction 2 s
 #: after its final reply (tm's minimum; releases default to 5 s). Checks wait for those
 #: transactions to end before they read (a dialog's end can wait for them), so this is
@@ -84,6 +94,8 @@ class PairSession:
         self._shared: dict[str, tuple[LiveCluster, contextlib.ExitStack]] = {}
         #: the shared clusters the running check used (a failure replaces them)
         self._used: set[str] = set()
+        #: the clusters of the running check's own (`fresh`)
+        self._own: list[LiveCluster] = []
         self._n = 0
         #: the check running now (names its files)
         self.current = ""
@@ -111,14 +123,17 @@ class PairSession:
             return {NOT_RUN_KEY: f"the {self.kind.name} backend lacks {', '.join(missing)}"}
         if lacking := spec.lacking([self.pair.primary.version, self.pair.backup.version]):
             return {NOT_RUN_KEY: "; ".join(lacking)}
-        self.current, self._used = check, set()
+        self.current, self._used, self._own = check, set(), []
         failed = False
         try:
             return spec.run(self)
         except Exception as exc:  # a broken check is a cell, not the end of the run
             failed = True
             text = str(exc).strip().splitlines()
-            return {ERROR_KEY: f"{type(exc).__name__}: {text[0] if text else ''}"[:300]}
+            obs: Observation = {ERROR_KEY: f"{type(exc).__name__}: {text[0] if text else ''}"[:300]}
+            if isinstance(exc, DEADLINES) and (stuck := self.stuck()):
+                obs[STUCK_KEY] = stuck
+            return obs
         finally:
             try:
                 self._check.close()
@@ -126,6 +141,18 @@ class PairSession:
                 self._check = contextlib.ExitStack()
                 if failed:
                     self._drop_shared(self._used)
+
+    def stuck(self) -> dict[str, list[str]]:
+        """What the processes of the running check's nodes are doing now, per node (one
+        line per process; nodes whose processes the backend cannot see are left out)."""
+        clusters = [self._shared[n][0] for n in sorted(self._used) if n in self._shared] + self._own
+        out: dict[str, list[str]] = {}
+        for i, lc in enumerate(clusters):
+            for name, node in lc.cluster.nodes.items():
+                if pids := node.opensips_pids():
+                    key = name if name not in out else f"{name} (cluster {i + 1})"
+                    out[key] = [p.text() for p in processes.snapshot(pids)]
+        return out
 
     def dir(self, what: str) -> Path:
         self._n += 1
@@ -147,6 +174,8 @@ class PairSession:
         lc = stack.enter_context(live.start(
             self.kind, effective, named, workdir=self.dir("cluster"), default_build=self.pair.primary,
             artifacts=self.artifacts(named), **kw))
+        if stack is self._check:
+            self._own.append(lc)
         up_long_enough(lc)
         return lc
 
