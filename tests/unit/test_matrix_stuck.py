@@ -138,3 +138,13 @@ def test_matrix_md_lists_the_processes_under_the_error() -> None:
     assert (f"  - primary's processes at the deadline: `pid {os.getpid()} S cpu 0%: hrtimer_nanosleep`; "
             "`pid 412 R cpu 97%: fm_malloc < shm_malloc`") in md
     assert "a node of a release with a named upstream defect died or was stuck" in md
+
+
+def test_processes_that_cannot_be_read_say_so_and_the_error_stays(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(pids: object) -> list:
+        raise PermissionError("ptrace: Operation not permitted")
+    monkeypatch.setattr(session_module.processes, "snapshot", unreadable)
+    assert _run(tmp_path, monkeypatch, {"primary": _Node([1])}, Incomplete("not over")) == {
+        ERROR_KEY: "Incomplete: not over",
+        STUCK_KEY: {"?": ["could not read the processes: PermissionError: ptrace: Operation not permitted"]}}

@@ -131,8 +131,12 @@ class PairSession:
             failed = True
             text = str(exc).strip().splitlines()
             obs: Observation = {ERROR_KEY: f"{type(exc).__name__}: {text[0] if text else ''}"[:300]}
-            if isinstance(exc, DEADLINES) and (stuck := self.stuck()):
-                obs[STUCK_KEY] = stuck
+            if isinstance(exc, DEADLINES):
+                try:
+                    if stuck := self.stuck():
+                        obs[STUCK_KEY] = stuck
+                except Exception as why:  # evidence that cannot be read must not cost the cell
+                    obs[STUCK_KEY] = {"?": [f"could not read the processes: {type(why).__name__}: {why}"[:200]]}
             return obs
         finally:
             try:
