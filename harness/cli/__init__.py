@@ -26,6 +26,7 @@ also exits 6 when the suite passed but no live test ran or one was skipped
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from harness.base.errors import HarnessError
@@ -44,8 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (a CI job cancelled, `timeout`) stops a command the way Ctrl-C does: its
+    # clusters are torn down, not left for `harness clean`
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread (an embedding program's): leave its signals alone
+        previous = None
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -57,3 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # not a traceback: the class says where to look
         print(f"harness: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

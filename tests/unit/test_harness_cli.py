@@ -72,3 +72,29 @@ def test_every_subcommand_is_wired_with_the_shared_options():
 def test_failover_with_bad_numbers_is_one_line_exit_2(capsys):
     assert main(["failover", "--calls", "0"]) == 2
     assert capsys.readouterr().err == "harness: --calls must be at least 1, --rate, --release-rate and --setup-timeout positive\n"
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does(monkeypatch):
+    """A cancelled CI job's SIGTERM reaches the command as KeyboardInterrupt, so its
+    `with` blocks tear its clusters down (before, the process died on the spot and left
+    them for `harness clean`); exit 130, and the previous handler is back afterwards."""
+    import os
+    import signal
+
+    import harness.cli.clean as clean_cli
+
+    torn_down = []
+
+    def cancelled(all_: bool, say: object, progress: object) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0)  # let the handler run before going on
+            return 0
+        finally:
+            torn_down.append("cluster")
+
+    monkeypatch.setattr(clean_cli, "clean_command", cancelled)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["clean"]) == 130
+    assert torn_down == ["cluster"]
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -27,7 +27,7 @@ from harness.experiments.matrix.registry import (
     select_checks,
 )
 from harness.experiments.matrix.report import to_json, to_junit, to_markdown
-from harness.experiments.matrix.runner import MatrixRun, plan_pairs, run_matrix, sort_labels
+from harness.experiments.matrix.runner import MatrixRun, plan_pairs, run_matrix, run_pair, sort_labels
 from harness.experiments.calls import ACK_DELAY_MS, RING_BEFORE_ANSWER_MS
 from harness.experiments.matrix import session as session_module
 from harness.experiments.matrix.session import ERROR_KEY, NOT_RUN_KEY, Pair, PairSession
@@ -221,6 +221,28 @@ def test_a_check_compared_with_its_own_reference_release(tmp_path: Path) -> None
         assert not run.failed
     finally:
         CHECKS.pop("test.ul")
+
+
+def test_an_interrupted_pair_ends_its_check_and_starts_no_other(tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM sets the run's stop: a running session finishes the check it is
+    in (its cluster torn down with the session), and starts none after it."""
+    import threading
+    stop, ran = threading.Event(), []
+
+    def interrupted(session: PairSession) -> dict:
+        ran.append(session.current)
+        stop.set()  # what run_matrix does when the main thread is interrupted
+        return {"calls.successful": 3}
+    CHECKS["test.a"] = Check("test.a", "a", interrupted)
+    CHECKS["test.b"] = Check("test.b", "b", lambda s: ran.append(s.current) or {})
+    build = Build("1.10.5", "/nonexistent/opensips", "1.10.5")
+    try:
+        out = run_pair(Pair(build, build), ["test.a", "test.b"], KINDS["local"], load_settings(use_env=False),
+                       tmp_path, stop=stop)
+    finally:
+        CHECKS.pop("test.a")
+        CHECKS.pop("test.b")
+    assert (ran, out) == (["test.a"], {"test.a": {"calls.successful": 3}})
 
 
 def _run(deviation: list[str] | None = None) -> MatrixRun:

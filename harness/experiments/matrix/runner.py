@@ -114,12 +114,16 @@ class MatrixRun:
 
 
 def run_pair(pair: Pair, checks: Sequence[str], kind: BackendKind, settings: Settings,
-             workdir: Path, on_cell: Callable[[str, Observation, float], None] | None = None
-             ) -> dict[str, Observation]:
-    """Every check on one pair in one session: {check: observation}."""
+             workdir: Path, on_cell: Callable[[str, Observation, float], None] | None = None,
+             stop: threading.Event | None = None) -> dict[str, Observation]:
+    """Every check on one pair in one session: {check: observation}. Once ``stop`` is
+    set (the run was interrupted) no further check starts: the session tears down after
+    the running one, and the observations so far are returned."""
     out: dict[str, Observation] = {}
     with PairSession(kind, settings, pair, workdir) as session:
         for check in checks:
+            if stop is not None and stop.is_set():
+                break
             start = time.monotonic()
             out[check] = session.run(check)
             if on_cell is not None:
@@ -141,6 +145,8 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
     own = workdir is None
     root = Path(workdir or tempfile.mkdtemp(prefix="harness-matrix-"))
     lock = threading.Lock()
+    #: set on Ctrl-C or SIGTERM: running sessions finish their check and tear down
+    stop = threading.Event()
     done = 0
 
     def observe_pair(p: str, b: str) -> dict[str, list[Observation]]:
@@ -148,6 +154,8 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
         pair = Pair(builds[p], builds[b])
         seen: dict[str, list[Observation]] = {c: [] for c in checks}
         for n in range(repeat):
+            if stop.is_set():
+                break
             def cell(check: str, obs: Observation, seconds: float) -> None:
                 nonlocal done
                 with lock:
@@ -156,7 +164,8 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
                              "not run: " + str(obs[NOT_RUN_KEY]) if NOT_RUN_KEY in obs else "observed")
                     again = f" (repeat {n + 1}/{repeat})" if repeat > 1 else ""
                     progress(f"[{done}/{total}] {check} {pair.id}{again}: {state} ({seconds:.1f} s)")
-            for check, obs in run_pair(pair, checks, kind, settings, root / f"{pair.id}-{n}", cell).items():
+            for check, obs in run_pair(pair, checks, kind, settings, root / f"{pair.id}-{n}", cell,
+                                       stop).items():
                 seen[check].append(obs)
         return seen
 
@@ -174,9 +183,12 @@ def run_matrix(builds: dict[str, Build], pairs: Sequence[tuple[str, str]], check
             for pb, future in futures.items():
                 judged[pb] = future.result()
         except BaseException:
-            # Ctrl-C: start nothing new; sessions already running tear down their own nodes
+            # Ctrl-C or SIGTERM: start nothing new; each running session ends its check
+            # and tears down its own nodes (the interpreter waits for them at exit)
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            progress(f"interrupted after {done} of {total} cells; running sessions are tearing down")
+            progress(f"interrupted after {done} of {total} cells; running sessions end their "
+                     "check and tear down")
             raise
         pool.shutdown()
         refs = {c: _reference(c, baseline, base, judged, builds) for c in checks}
