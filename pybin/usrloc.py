@@ -28,7 +28,7 @@ from ._codec import COMPILED
 from ._codec import impl as _impl
 from ._fields import RawInt
 from .dialog import INT, STR
-from .errors import LocalProtocolError, MalformedPacket, RemoteProtocolError
+from .errors import LocalProtocolError, MalformedPacket
 from .wire import (
     BUF_SIZE,
     CMD_FIELD_SIZE,

@@ -22,7 +22,7 @@ from _usrloc import SEQUENCES, TABLE, replica, settled, start
 from harness.experiments.location import ul_commands
 from harness.experiments.registrations import Users, user_names
 from pybin import usrloc
-from pybin.registrar import Applied, Crashed, Ignored, Rejected
+from pybin.registrar import Applied, Crashed, Ignored
 
 pytestmark = [pytest.mark.live, pytest.mark.optional_release]
 

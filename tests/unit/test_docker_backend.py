@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 from harness.backends import core
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytest.importorskip("docker")
 from harness.backends.docker import backend as docker_backend  # noqa: E402

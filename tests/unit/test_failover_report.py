@@ -226,4 +226,4 @@ def test_a_failed_failover_test_leaves_its_report(pytester: pytest.Pytester, tmp
     pages = sorted(artifacts.rglob("report.html"))
     assert [p.relative_to(artifacts).parts[0::2] for p in pages] == [("failures", "failover0")]
     assert "test_fails" in str(pages[0]) and pages[0].read_text().count("<svg ") == 4
-    run.stdout.fnmatch_lines([f"*failover report*", f"*{pages[0]}*"])
+    run.stdout.fnmatch_lines(["*failover report*", f"*{pages[0]}*"])

@@ -16,7 +16,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from harness.experiments.failover.report import CARDS, shown, write_report
 from harness.experiments.failover.result import result_from

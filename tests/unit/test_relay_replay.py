@@ -8,7 +8,6 @@ unless no intact copy of any of its packets reached the backup.
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from pybin import dialog
 from pybin.dialog import Command, DlgState
 from pybin.relay import RelayLog, carries, replay
 
-from _relay_logs import T0, TIMEOUT, VIP_SOCK, backup, calls, key, packet, relay_log
+from _relay_logs import T0, TIMEOUT, backup, calls, key, packet, relay_log
 
 
 def test_a_perfect_link_carries_every_call_and_counts_what_the_backup_counts() -> None:
