@@ -40,7 +40,7 @@ from .bindings import (
 from .dialog import STR
 from .errors import RemoteProtocolError
 from .registrar_rules import BASELINE, RegistrarRules, rules_for
-from .replica import ListenSocket
+from .sockets import ListenSocket
 from .usrloc import (
     CONTACT_FIELDS,
     MESSAGES,

@@ -18,7 +18,6 @@ Pure and clock-free (aioquic style): every call that needs the time takes ``now=
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple, Union
@@ -36,6 +35,7 @@ from .dialog import (
 )
 from .errors import RemoteProtocolError
 from .rules import BASELINE, BackupRules, rules_for
+from .sockets import ListenSocket
 from .wire import Packet
 
 UINT_MAX = 0xFFFFFFFF
@@ -184,66 +184,6 @@ class ReplicaStats:
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
-
-
-class ListenSocket(NamedTuple):
-    """A ``proto:host:port`` socket string, parsed like parse_phostport (port 0 = any)."""
-
-    proto: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str | bytes) -> ListenSocket | None:
-        """None where 1.10's parse_phostport would fail (fetch_socket_info → NULL)."""
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-        if not text or text[0] == "\0":
-            return None
-        proto = "udp"
-        head, sep, rest = text.partition(":")
-        if sep and head.lower() in _PROTOS:
-            proto, text = head.lower(), rest
-        port = 0
-        if text.startswith("["):
-            host, bracket, tail = text[1:].partition("]")
-            if not bracket:
-                return None
-            if tail:
-                if not tail.startswith(":") or not tail[1:].isdigit():
-                    return None
-                port = int(tail[1:])
-        elif text.count(":") == 1:
-            host, _, port_text = text.partition(":")
-            if not port_text.isdigit():
-                return None
-            port = int(port_text)
-        elif ":" in text:
-            host = text  # a bare IPv6 address
-        else:
-            host = text
-        if not host or port > 0xFFFF:
-            return None
-        return cls(proto, host, port)
-
-    def serves(self, wanted: ListenSocket) -> bool:
-        """grep_sock_info(): same proto, port 0 matches any, host by name or address."""
-        if self.proto != wanted.proto:
-            return False
-        if wanted.port and wanted.port != self.port:
-            return False
-        if self.host.lower() == wanted.host.lower():
-            return True
-        try:
-            return ipaddress.ip_address(self.host) == ipaddress.ip_address(wanted.host)
-        except ValueError:
-            return False
-
-
-_PROTOS = frozenset({"udp", "tcp", "tls", "sctp", "ws", "wss", "bin", "hep"})
 
 
 def dlg_hash(call_id: bytes, size: int = DEFAULT_HASH_SIZE) -> int:
