@@ -102,7 +102,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     paths = write_reports(run, Path(args.out), appendix)
     s = summary(run)
     named = {(n.check, n.primary, n.backup) for n in named_defects(run)}
-    defects = f" ({len(named)} failing cell(s) where a node with a named upstream defect died or was stuck)" if named else ""
+    defects = f" ({len(named)} failing cell(s) where a node with a named upstream defect died, stalled or logged its mark)" if named else ""
     progress(f"done in {run.seconds / 60:.1f} min: {s['unexplained']} unexplained, {s['unstable']} "
              f"unstable, {s['error']} error, {s['not run']} not run, {s['baseline_deviations']} "
              f"baseline deviation(s){defects}; reports: {', '.join(str(p) for p in paths.values())}")

@@ -94,3 +94,45 @@ def test_reports_name_the_defect_and_the_run_still_fails() -> None:
     run.results = run.results[:1]
     assert "named_defects" in to_json(run) and to_json(run)["named_defects"] == []
     assert "Named upstream defects" not in to_markdown(run)
+
+
+SHM_ERRORS = ["ERROR:tm:_reply_light: failed to allocate shmem buffer", "ERROR:tm:relay_reply: no more share memory"]
+
+
+def test_a_logged_shared_memory_failure_names_the_defect_on_its_releases_only() -> None:
+    table = defects.load()
+    ok = {"calls.lost": 0, "backup.errors": []}
+    bad = {"calls.lost": 0, "backup.errors": SHM_ERRORS}
+    pkg = {"calls.lost": 0, "backup.errors": ["ERROR:core:new_dlg_cell: no more pkg memory"]}
+    versions = {"1.11.0": "1.11.0", "1.11.1": "1.11.1", "1.10.5": "1.10.5"}
+    cells = [unstable("failover", "1.10.5", "1.11.0", [bad, ok, ok], ok),   # the 1.11.0 backup logged it
+             unstable("failover", "1.11.0", "1.10.5", [bad, ok, ok], ok),   # the backup is 1.10.5
+             unstable("failover", "1.10.5", "1.11.1", [bad, ok, ok], ok),   # fixed there
+             unstable("failover", "1.10.5", "1.11.0", [pkg, ok, ok], ok),   # private memory, not shm
+             judge("failover", "1.10.5", "1.11.0", ok, ok, [])]             # same: nothing to name
+    named = defects.named([c for c in cells if c is not None], versions, table)
+    assert [(n.primary, n.backup, n.role, n.how) for n in named] == [
+        ("1.10.5", "1.11.0", "backup", f'logged "{SHM_ERRORS[0]}"')]
+    assert named[0].text().startswith(f'a 1.11.0 backup logged "{SHM_ERRORS[0]}": upstream defect '
+                                      "`shm-malloc-unlocked`")
+
+
+@pytest.mark.parametrize("line", [
+    "no more shm mem", "no more shm memory!", "No more share memory", "no more shared memory",
+    "out of shared memory", "out of shm!", "no shm memory left", "no shm more memory",
+    "no more shme memory", "cannot allocate shared memory for new SIP dialog",
+    "ERROR:tm:_reply_light: failed to allocate shmem buffer"])
+def test_every_way_1_11_0_says_shm_ran_out_is_recognised(line: str) -> None:
+    (shm,) = defects.load()
+    cell = unstable("failover", "1.10.5", "1.11.0", [{"backup.errors": [line]}, {"backup.errors": []}], {})
+    assert cell is not None and defects.logged(cell, shm.logs) == [("backup", f'logged "{line}"')]
+
+
+def test_a_bad_log_pattern_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "known-defects.yaml"
+    path.write_text("- {id: x, releases: 1.11.0, commit: " + "a" * 40 + ", fixed_by: " + "b" * 40
+                    + ", fixed_in: 1.11.1, function: f, why: w, logs: ['no more (shm']}")
+    with pytest.raises(KnownTableError) as err:
+        defects.load(path)
+    assert "entry 1 (x): logs pattern 'no more (shm'" in str(err.value) and "\n" not in str(err.value)
+

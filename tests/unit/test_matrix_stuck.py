@@ -137,7 +137,7 @@ def test_matrix_md_lists_the_processes_under_the_error() -> None:
             "upstream defect `shm-malloc-unlocked`") in md
     assert (f"  - primary's processes at the deadline: `pid {os.getpid()} S cpu 0%: hrtimer_nanosleep`; "
             "`pid 412 R cpu 97%: fm_malloc < shm_malloc`") in md
-    assert "a node of a release with a named upstream defect died or was stuck" in md
+    assert "a node of a release with a named upstream defect died, stalled or logged its mark" in md
 
 
 def test_processes_that_cannot_be_read_say_so_and_the_error_stays(tmp_path: Path,

@@ -1,5 +1,5 @@
-"""Upstream defects that kill or stall a release's node at random: named beside the
-cells where such a node died or was stuck, never counted as explained.
+"""Upstream defects that kill, stall or starve a release's node at random: named beside the
+cells where such a node died, stalled or logged its mark, never counted as explained.
 
 A difference between releases is pinned by an entry of ``known-differences.yaml`` at
 the exact value it shows. A node that dies under the matrix's ordinary load is not
@@ -12,7 +12,9 @@ died, so the report can say "a 1.11.0 primary died: shm-malloc-unlocked" instead
 leaving a crash to look like a harness fault. A defect may also list the ``frames``
 (functions) a process stuck by it is found in: when a check's deadline passed, the
 session read the node's processes (``STUCK_KEY``), and a process of such a release
-found in one of them names the defect too ("a 1.11.0 primary was stuck in fm_malloc").
+found in one of them names the defect too ("a 1.11.0 primary was stuck in fm_malloc");
+and ``logs``, patterns of the log lines it causes, found among what a check recorded of
+a node's log ("a 1.11.0 backup logged ...: no more share memory").
 The name is a pointer, not a proof: any death of such a node counts, so a failing cell
 whose node a hostile datagram killed (``robustness``) would be named too.
 """
@@ -39,7 +41,7 @@ from harness.experiments.matrix.session import ERROR_KEY, STUCK_KEY
 
 DEFECTS = package_path("experiments", "matrix", "known-defects.yaml")
 FIELDS = ("id", "releases", "commit", "fixed_by", "fixed_in", "function", "why")
-OPTIONAL = ("frames",)
+OPTIONAL = ("frames", "logs")
 #: how a check broken by `harness.backends.core`'s NodeDied reads:
 #: "NodeDied: node primary (10.0.0.1) died at ..."
 _DIED = re.compile(r"NodeDied: node (\w+) ")
@@ -60,6 +62,8 @@ class Defect:
     why: str
     #: functions a process stuck by the defect is found in (a stack's frame names)
     frames: tuple[str, ...] = ()
+    #: patterns (regular expressions, any case) of node log lines the defect causes
+    logs: tuple[str, ...] = ()
 
     def has(self, version: str) -> bool:
         try:
@@ -70,7 +74,7 @@ class Defect:
 
 @dataclass(frozen=True)
 class Named:
-    """A cell where a node of a release with a defect died or was stuck."""
+    """A cell where a node of a release with a defect died, stalled or logged its mark."""
 
     check: str
     primary: str
@@ -107,10 +111,18 @@ def _entry(entry: Any, where: str) -> Defect:
     frames = entry.get("frames", [])
     if not isinstance(frames, list) or not all(isinstance(f, str) and f.isidentifier() for f in frames):
         raise KnownTableError(f"{where}: frames must be a list of function names")
+    logs = entry.get("logs", [])
+    if not isinstance(logs, list) or not all(isinstance(x, str) for x in logs):
+        raise KnownTableError(f"{where}: logs must be a list of patterns")
+    for pattern in logs:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise KnownTableError(f"{where}: logs pattern {pattern!r}: {err}") from None
     return Defect(str(entry["id"]), check_releases(entry["releases"], where),
                   check_commit(entry["commit"], where), check_commit(entry["fixed_by"], where, "fixed_by"),
                   check_releases(entry["fixed_in"], where), str(entry["function"]),
-                  " ".join(str(entry["why"]).split()), tuple(frames))
+                  " ".join(str(entry["why"]).split()), tuple(frames), tuple(logs))
 
 
 def died(result: Result) -> list[str]:
@@ -149,11 +161,32 @@ def stuck_in(result: Result, frames: Sequence[str]) -> list[tuple[str, str]]:
     return [(role, found[role]) for role in ROLES if role in found]
 
 
+def logged(result: Result, patterns: Sequence[str]) -> list[tuple[str, str]]:
+    """(role, ``logged "ERROR:tm:relay_reply: no more share memory"``) for each role
+    whose recorded log lines (any string under a ``<role>.`` key of the observation, in
+    any repeat) match one of ``patterns``; the first such line."""
+    if not patterns:
+        return []
+    found_re = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    observations = [s["observed"] for s in result.seen] or [result.observed]
+    found: dict[str, str] = {}
+    for obs in observations:
+        for key, value in flatten(obs).items():
+            role = key.split(".", 1)[0]
+            if role not in ROLES or role in found:
+                continue
+            for line in value if isinstance(value, list) else [value]:
+                if isinstance(line, str) and found_re.search(line):
+                    found[role] = f'logged "{line[:100]}"'
+                    break
+    return [(role, found[role]) for role in ROLES if role in found]
+
+
 def named(results: Iterable[Result], versions: Mapping[str, str],
           defects: Sequence[Defect]) -> list[Named]:
-    """Every failing cell where a node of a release with a defect died, or was found
-    stuck in one of the defect's ``frames``. ``versions``: each build label's release
-    (what the binary reports)."""
+    """Every failing cell where a node of a release with a defect died, was found stuck
+    in one of the defect's ``frames``, or logged a line its ``logs`` match. ``versions``:
+    each build label's release (what the binary reports)."""
     out = []
     for r in results:
         if r.outcome in PASSING or r.outcome == "not run":
@@ -161,7 +194,9 @@ def named(results: Iterable[Result], versions: Mapping[str, str],
         dead = died(r)
         for d in defects:
             hits = [(role, "died") for role in dead]
-            hits += [(role, how) for role, how in stuck_in(r, d.frames) if role not in dead]
+            for role, how in stuck_in(r, d.frames) + logged(r, d.logs):
+                if role not in {h[0] for h in hits}:
+                    hits.append((role, how))
             for role, how in hits:
                 label = r.primary if role == "primary" else r.backup
                 release = versions.get(label, label)

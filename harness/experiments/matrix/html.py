@@ -80,7 +80,7 @@ class Cell:
     kind: str
     differences: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
-    #: a node of a release with a named upstream defect died or was stuck here (matrix.json's
+    #: a node of a release with a named upstream defect died, stalled or logged its mark here (matrix.json's
     #: ``named_defects``): what, in one sentence each
     defects: list[str] = field(default_factory=list)
 

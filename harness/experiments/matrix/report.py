@@ -5,7 +5,7 @@ unexplained / error / not run / unstable, see `harness.experiments.matrix.judge`
 every difference with its observed and baseline values and the table entry (upstream
 commit) that explains it, or "unexplained" with what the applying entry pins; the
 values an unstable cell took; the errors; the checks not run and why; and where a node
-of a release with a named upstream defect died or was stuck
+of a release with a named upstream defect died, stalled or logged its mark
 (`harness.experiments.matrix.defects`) —
 so the README can quote the file as is.
 """
@@ -44,7 +44,7 @@ def harness_version() -> str:
 
 
 def named_defects(run: MatrixRun) -> list[defects.Named]:
-    """The failing cells where a node of a release with a known upstream defect died or was stuck."""
+    """The failing cells where a node of a release with a known upstream defect died, stalled or logged its mark."""
     versions = {label: b.version for label, b in run.builds.items()}
     return defects.named(run.results, versions, defects.load())
 
@@ -72,7 +72,7 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "summary": summary(run),
         "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
-        # the failing cells where a node of a release with a known upstream defect died or was stuck
+        # the failing cells where a node of a release with a known upstream defect died, stalled or logged its mark
         "named_defects": [n.to_json() for n in named_defects(run)],
     }
 
@@ -123,7 +123,7 @@ def to_markdown(run: MatrixRun) -> str:
         f"{s['explained']} differ as an upstream commit explains, {s['unexplained']} unexplained, "
         f"{s['unstable']} unstable, {s['error']} error, {s['not run']} not run."
         + (f" In {len(notes)} of the failing cells a node of a release with a named upstream "
-           "defect died or was stuck (see Named upstream defects)." if notes else ""),
+           "defect died, stalled or logged its mark (see Named upstream defects)." if notes else ""),
         "",
         "Builds:",
         "",
