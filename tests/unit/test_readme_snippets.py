@@ -51,7 +51,7 @@ def test_readme_quotes_the_committed_matrix():
     table = _section(matrix_md, "## By release")
     assert len(table) > 2 and "\n".join(table) in readme
     for run in sorted((ROOT / "docs" / "matrix").glob("**/matrix.json")):
-        # the committed run and the runs beside it (docker/, recheck/): each one's counts
+        # the committed run and the runs beside it (docker/): each one's counts
         summary = json.loads(run.read_text())["summary"]
         counts = (f"{summary['cells']} cells: {summary['same']} same, {summary['explained']} explained, "
                   f"{summary['unexplained']} unexplained, {summary['unstable']} unstable, "
