@@ -98,7 +98,7 @@ def _settled(lc: LiveCluster, start: int, aors: set[str]) -> tuple[dict[str, UlD
     second "off" (the ``expires`` of 4 of 1,722 cells of a ``--repeat 3`` run). The
     instant is moved `COARSE_CLOCK_S` earlier: ``ul_dump`` reads ``time(0)``, the
     kernel's coarse clock, which may still show the last second a tick after
-    ``time.time()`` has passed it (1 of 120 cells of the recheck, before)."""
+    ``time.time()`` has passed it (1 of 120 cells of a targeted rerun at f04e712, before)."""
     last: dict[str, object] = {}
     since = time.monotonic()
     why: list[str] = []
