@@ -125,10 +125,15 @@ def _entry(entry: Any, where: str) -> Defect:
                   " ".join(str(entry["why"]).split()), tuple(frames), tuple(logs))
 
 
+def _observations(result: Result) -> list[dict[str, Any]]:
+    """Every observation of the cell: each distinct one of a repeated cell, else its one."""
+    return [s["observed"] for s in result.seen] or [result.observed]
+
+
 def died(result: Result) -> list[str]:
     """The roles whose node died in any of the cell's observations (every repeat of an
     unstable cell): ``nodes.alive.<role>`` false, or the check's error a NodeDied."""
-    observations = [s["observed"] for s in result.seen] or [result.observed]
+    observations = _observations(result)
     roles: set[str] = set()
     for obs in observations:
         flat = flatten(obs)
@@ -145,7 +150,7 @@ def stuck_in(result: Result, frames: Sequence[str]) -> list[tuple[str, str]]:
     frame of the first such process."""
     if not frames:
         return []
-    observations = [s["observed"] for s in result.seen] or [result.observed]
+    observations = _observations(result)
     found: dict[str, str] = {}
     for obs in observations:
         for node, lines in (obs.get(STUCK_KEY) or {}).items():
@@ -168,7 +173,7 @@ def logged(result: Result, patterns: Sequence[str]) -> list[tuple[str, str]]:
     if not patterns:
         return []
     found_re = re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
-    observations = [s["observed"] for s in result.seen] or [result.observed]
+    observations = _observations(result)
     found: dict[str, str] = {}
     for obs in observations:
         for key, value in flatten(obs).items():
