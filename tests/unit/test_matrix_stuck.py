@@ -148,3 +148,21 @@ def test_processes_that_cannot_be_read_say_so_and_the_error_stays(tmp_path: Path
     assert _run(tmp_path, monkeypatch, {"primary": _Node([1])}, Incomplete("not over")) == {
         ERROR_KEY: "Incomplete: not over",
         STUCK_KEY: {"?": ["could not read the processes: PermissionError: ptrace: Operation not permitted"]}}
+
+
+def test_matrix_md_lists_the_processes_of_an_unstable_cells_stalled_repeat() -> None:
+    """A stall in one repeat of three makes the cell unstable, not error: its processes
+    are listed under the Unstable line all the same."""
+    builds = {v: Build(v, f"/b/{v}", v) for v in ("1.10.5", "1.11.0")}
+    run = MatrixRun("1.10.5", builds, [("1.10.5", "1.10.5"), ("1.11.0", "1.11.0")], ["sip.basic"],
+                    "local", repeat=3, started=0.0, seconds=60.0)
+    moved = unstable("sip.basic", "1.11.0", "1.11.0", [OK, _stuck(412, "fm_free"), OK], OK)
+    assert moved is not None
+    run.results = [judge("sip.basic", "1.10.5", "1.10.5", OK, OK, []), moved]
+    lines = to_markdown(run).split("## Unstable", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    assert lines[0].startswith("- sip.basic on 1.11.0: `calls.successful` took")
+    assert lines[0].endswith("— a 1.11.0 primary was stuck in fm_free (pid 412): upstream defect "
+                             "`shm-malloc-unlocked` (mem/shm_mem.h:shm_malloc, commit 56b325be0a; "
+                             "fixed by 84d919faf0 in 1.11.1)")
+    assert lines[1:] == [f"  - primary's processes at the deadline: `pid {os.getpid()} S cpu 0%: "
+                         "hrtimer_nanosleep`; `pid 412 R cpu 97%: fm_free`"]

@@ -44,9 +44,17 @@ def harness_version() -> str:
 
 
 def named_defects(run: MatrixRun) -> list[defects.Named]:
-    """The failing cells where a node of a release with a known upstream defect died, stalled or logged its mark."""
+    """The failing cells where a node of a release with a known upstream defect died,
+    stalled or logged its mark."""
     versions = {label: b.version for label, b in run.builds.items()}
     return defects.named(run.results, versions, defects.load())
+
+
+def _stuck_lines(observed: dict[str, Any]) -> list[str]:
+    """Sub-items: what each node's processes were doing when the observation's deadline
+    passed (the session's ``STUCK_KEY``), for an error and for an unstable cell's repeat."""
+    return [f"  - {node}'s processes at the deadline: " + "; ".join(f"`{_md_escape(str(p))}`" for p in procs)
+            for node, procs in (observed.get(STUCK_KEY) or {}).items()]
 
 
 def _pair_id(pair: tuple[str, str]) -> str:
@@ -72,7 +80,8 @@ def to_json(run: MatrixRun) -> dict[str, Any]:
         "summary": summary(run),
         "baseline_deviations": run.baseline_deviations,
         "results": [r.to_json() for r in run.results],
-        # the failing cells where a node of a release with a known upstream defect died, stalled or logged its mark
+        # the failing cells where a node of a release with a known upstream defect died,
+        # stalled or logged its mark
         "named_defects": [n.to_json() for n in named_defects(run)],
     }
 
@@ -177,6 +186,8 @@ def to_markdown(run: MatrixRun) -> str:
         for r in moving:
             lines.append(f"- {r.check} on {r.pair}: " + "; ".join(
                 f"`{d.key}` took {_value(d.observed)}" for d in r.differences) + note(r))
+            for seen in r.seen:
+                lines += _stuck_lines(seen["observed"])
         lines.append("")
     errors = run.errors
     if errors:
@@ -184,9 +195,7 @@ def to_markdown(run: MatrixRun) -> str:
         for r in errors:
             cause = r.observed.get(ERROR_KEY) or f"baseline: {r.baseline.get(ERROR_KEY) or r.baseline.get(NOT_RUN_KEY)}"
             lines.append(f"- {r.check} on {r.pair}: {_md_escape(str(cause))}{note(r)}")
-            for node, procs in (r.observed.get(STUCK_KEY) or {}).items():
-                lines.append(f"  - {node}'s processes at the deadline: "
-                             + "; ".join(f"`{_md_escape(str(p))}`" for p in procs))
+            lines += _stuck_lines(r.observed)
         lines.append("")
     if named:
         lines += ["## Named upstream defects", "",
